@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# Bring up what kvmtune's test suite needs on a Debian 12 machine:
+#   Debian packages, the libvirt-qemu user / kvm group, virtlogd + libvirtd
+#   (started by hand: there is no systemd), a hugetlbfs mount, and a Rust
+#   toolchain.  Idempotent: safe to run again; it leaves a running libvirtd
+#   alone.  Prints one line per action.
+set -euo pipefail
+
+say() { printf 'env-up: %s\n' "$*"; }
+
+if [ "$(id -u)" -ne 0 ]; then
+    say "must run as root (installs packages, starts libvirtd)" >&2
+    exit 1
+fi
+
+# ---------------------------------------------------------------- packages --
+PACKAGES=(libvirt-daemon-system libvirt-clients libvirt-dev qemu-system-x86
+          pkg-config tuned dbus)
+
+installed() {
+    [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" = installed ]
+}
+
+# The first version of package $1 that `apt-cache policy` lists as coming
+# from bookworm (main, -updates or -security); versions are listed newest first.
+bookworm_version() {
+    apt-cache policy "$1" | awk '
+        $1 == "***" && NF == 3           { v = $2; next }
+        NF == 2 && $2 ~ /^-?[0-9]+$/     { v = $1; next }
+        v != "" && / bookworm(-security|-updates)?\// { print v; exit }'
+}
+
+apt_updated=""
+apt_update_once() {
+    if [ -z "$apt_updated" ]; then
+        say "apt-get update ($*)"
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        apt_updated=1
+    fi
+}
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+    installed "$p" || missing+=("$p")
+done
+
+if [ "${#missing[@]}" -eq 0 ]; then
+    say "packages: all present (${PACKAGES[*]})"
+else
+    export DEBIAN_FRONTEND=noninteractive
+    apt_update_once "missing: ${missing[*]}"
+    extra=()
+    # Some images ship qemu-utils from bookworm-backports without a backports
+    # apt source; bookworm's qemu-system-x86 then conflicts with it, so
+    # downgrade qemu-utils to bookworm's version in the same transaction.
+    if ! installed qemu-system-x86 && installed qemu-utils; then
+        have="$(dpkg-query -W -f='${Version}' qemu-utils)"
+        want="$(bookworm_version qemu-utils)"
+        if [ -z "$want" ]; then
+            say "cannot find bookworm's qemu-utils version in apt-cache policy" >&2
+            exit 1
+        fi
+        if [ "$have" != "$want" ]; then
+            say "qemu-utils $have -> $want (downgrade to match bookworm's qemu-system-x86)"
+            extra=("qemu-utils=$want" "qemu-block-extra-")
+        fi
+    fi
+    say "apt-get install ${missing[*]} ${extra[*]}"
+    apt-get install -y -q --allow-downgrades "${missing[@]}" "${extra[@]}"
+fi
+
+# ------------------------------------------------------ users and groups --
+if getent group kvm >/dev/null; then
+    say "group kvm: exists"
+else
+    groupadd --system kvm
+    say "group kvm: created"
+fi
+if getent passwd libvirt-qemu >/dev/null; then
+    say "user libvirt-qemu: exists"
+else
+    useradd --system --gid kvm --home-dir /var/lib/libvirt \
+        --shell /usr/sbin/nologin --comment "Libvirt Qemu" libvirt-qemu
+    say "user libvirt-qemu: created"
+fi
+
+# --------------------------------------------------------------- daemons --
+mkdir -p /run/libvirt
+say "mkdir -p /run/libvirt"
+
+if pgrep -x virtlogd >/dev/null; then
+    say "virtlogd: already running (pid $(pgrep -x virtlogd | head -n1))"
+else
+    virtlogd -d
+    say "virtlogd: started"
+fi
+if pgrep -x libvirtd >/dev/null; then
+    say "libvirtd: already running (pid $(pgrep -x libvirtd | head -n1))"
+else
+    libvirtd -d
+    say "libvirtd: started"
+fi
+
+ready=""
+for _ in $(seq 1 30); do
+    if timeout 5 virsh -c qemu:///system version >/dev/null 2>&1; then
+        ready=1
+        break
+    fi
+    sleep 1
+done
+if [ -z "$ready" ]; then
+    say "libvirtd: qemu:///system did not answer within 30 s" >&2
+    exit 1
+fi
+say "libvirtd: qemu:///system answers ($(virsh -c qemu:///system version 2>/dev/null | awk '/Running hypervisor/ {print $3, $4}'))"
+
+# The test suite defines its own domains and needs no storage pool, so the
+# usual `default` pool is neither created nor required.
+say "storage: no 'default' pool needed (not created)"
+
+# ------------------------------------------------------------- hugetlbfs --
+if awk '$3 == "hugetlbfs" { found = 1 } END { exit !found }' /proc/mounts; then
+    say "hugetlbfs: already mounted at $(awk '$3 == "hugetlbfs" { print $2; exit }' /proc/mounts)"
+else
+    mkdir -p /dev/hugepages
+    if mount -t hugetlbfs hugetlbfs /dev/hugepages; then
+        say "hugetlbfs: mounted at /dev/hugepages"
+    else
+        say "hugetlbfs: mount failed (continuing; only hugepage-backed guests need it)" >&2
+    fi
+fi
+
+# ------------------------------------------------------------------ rust --
+if [ -f "$HOME/.cargo/env" ]; then
+    # shellcheck disable=SC1091
+    . "$HOME/.cargo/env"
+fi
+if command -v cargo >/dev/null; then
+    say "rust: $(cargo --version)"
+else
+    # rustup's servers are not reachable here; Debian's cargo is the fallback
+    # (it may be too old for some dependencies).
+    say "rust: cargo not found, installing Debian's cargo"
+    apt_update_once "missing: cargo"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q cargo
+    say "rust: $(cargo --version)"
+fi

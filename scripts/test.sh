@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Run kvmtune's test suite against the local libvirtd (qemu:///system).
+# Exit code = the test suite's exit code.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+bash scripts/env-up.sh
+
+# env-up.sh runs in a child shell, so pick up rustup's PATH here too.
+if [ -f "$HOME/.cargo/env" ]; then
+    # shellcheck disable=SC1091
+    . "$HOME/.cargo/env"
+fi
+
+export KVMTUNE_TEST_URI=qemu:///system
+
+cargo build --all-targets
+
+# --all-targets covers lib, bins, tests, examples, benches (not doc tests).
+cargo test --all-targets -- --test-threads=2

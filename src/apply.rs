@@ -1,0 +1,145 @@
+//! The executor: carries out a [`Plan`]'s actions and reports what happened to each target.
+//!
+//! Invariant: apply makes no decisions. It performs exactly the plan's actions, in order; a
+//! failure on one target does not stop the others; every guest stays defined (define only,
+//! never undefine); each write is read back and checked.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::desired::Desired;
+use crate::domain::plan_guest;
+use crate::host;
+use crate::libvirt::Hypervisor;
+use crate::plan::{Action, Plan};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Applied,
+    Failed,
+}
+
+/// What happened to one target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TargetResult {
+    pub target: String,
+    pub outcome: Outcome,
+    /// Paths of the changes that were made.
+    pub applied: Vec<String>,
+    /// Paths of the changes that were not made, with why.
+    pub failed: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ApplyReport {
+    pub results: Vec<TargetResult>,
+    /// libvirt define calls made.
+    pub defines: usize,
+    /// Host files written.
+    pub host_writes: usize,
+}
+
+impl ApplyReport {
+    pub fn ok(&self) -> bool {
+        self.results.iter().all(|r| r.outcome == Outcome::Applied)
+    }
+}
+
+/// Executes `plan`. `desired` is used only to verify that what libvirt stored matches.
+pub fn apply(plan: &Plan, desired: &Desired, root: &Path, hv: Option<&Hypervisor>) -> ApplyReport {
+    let mut report = ApplyReport::default();
+    for action in &plan.actions {
+        let target = action.target();
+        let paths: Vec<String> = plan
+            .changes
+            .iter()
+            .filter(|c| c.target == target)
+            .map(|c| c.path.clone())
+            .collect();
+        let mut res = TargetResult {
+            target: target.clone(),
+            outcome: Outcome::Applied,
+            applied: Vec::new(),
+            failed: Vec::new(),
+        };
+        match action {
+            Action::Host(writes) => {
+                for w in writes {
+                    report.host_writes += 1;
+                    match host::write(root, w) {
+                        Ok(()) => res.applied.push(w.path.clone()),
+                        Err(e) => res.failed.push((w.path.clone(), e.to_string())),
+                    }
+                }
+            }
+            Action::Guest { name, new_xml, .. } => {
+                let outcome = match hv {
+                    None => Err("no libvirt connection".to_string()),
+                    Some(hv) => {
+                        report.defines += 1;
+                        hv.define(name.as_str(), new_xml)
+                            .map_err(|e| e.to_string())
+                            .and_then(|stored| verify(desired, name, &stored, plan))
+                    }
+                };
+                match outcome {
+                    Ok(()) => res.applied = paths,
+                    Err(e) => res.failed = paths.into_iter().map(|p| (p, e.clone())).collect(),
+                }
+            }
+        }
+        if !res.failed.is_empty() {
+            res.outcome = Outcome::Failed;
+        }
+        report.results.push(res);
+    }
+    report
+}
+
+/// Re-plans the guest against what libvirt stored: every owned value must have landed.
+fn verify(
+    desired: &Desired,
+    name: &crate::desired::DomainName,
+    stored: &str,
+    _plan: &Plan,
+) -> Result<(), String> {
+    let Some(gd) = desired.guests.get(name) else {
+        return Ok(());
+    };
+    match plan_guest(gd, stored, None) {
+        Ok(p) => {
+            // Huge page "default size" needs the host page size; ignore it in verification.
+            let left: Vec<String> = p
+                .changes
+                .iter()
+                .filter(|c| c.path != "memory_backing.hugepages")
+                .map(|c| {
+                    format!(
+                        "{}: wanted {}, libvirt stored {}",
+                        c.path,
+                        c.after.as_deref().unwrap_or("null"),
+                        c.before.as_deref().unwrap_or("null")
+                    )
+                })
+                .collect();
+            if left.is_empty() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "guest {name}: defined, but libvirt did not keep: {}",
+                    left.join("; ")
+                ))
+            }
+        }
+        Err(issues) => Err(format!(
+            "guest {name}: stored XML no longer plans: {}",
+            issues
+                .iter()
+                .map(|i| i.issue.to_string())
+                .collect::<Vec<_>>()
+                .join("; ")
+        )),
+    }
+}

@@ -1,0 +1,73 @@
+//! Command-line definitions (clap). Kept in the library so completions and man pages can be
+//! generated from the same definitions.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Declarative KVM hypervisor tuning: plan and apply host and libvirt guest tuning from YAML.
+#[derive(Debug, Parser)]
+#[command(name = "kvmtune", version, about, long_about = None)]
+pub struct Cli {
+    /// libvirt URI (like virsh: $LIBVIRT_DEFAULT_URI, else qemu:///system).
+    #[arg(
+        long,
+        short = 'c',
+        global = true,
+        env = "LIBVIRT_DEFAULT_URI",
+        default_value = "qemu:///system"
+    )]
+    pub connect: String,
+    /// Directory where /proc, /sys and /etc are read and written.
+    #[arg(long, global = true, default_value = "/")]
+    pub root: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct Files {
+    /// Configuration files, or directories of *.yaml files; they merge.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check configuration files (schema and semantics); needs no hypervisor.
+    Validate {
+        #[command(flatten)]
+        files: Files,
+    },
+    /// Show what would change. Never changes anything (read-only libvirt connection).
+    Plan {
+        #[command(flatten)]
+        files: Files,
+        #[arg(long, value_enum, default_value = "human")]
+        format: Format,
+        /// Also print the unified diff of each guest's domain XML.
+        #[arg(long)]
+        diff: bool,
+        /// Exit 0 with no changes, 2 with changes, 1 on error.
+        #[arg(long)]
+        detailed_exitcode: bool,
+    },
+    /// Make it so: plan, confirm, apply, verify.
+    Apply {
+        #[command(flatten)]
+        files: Files,
+        /// Apply without asking (required when stdin is not a terminal).
+        #[arg(long)]
+        auto_approve: bool,
+        #[arg(long, value_enum, default_value = "human")]
+        format: Format,
+    },
+    /// Print the JSON Schema of the configuration format.
+    Schema,
+}

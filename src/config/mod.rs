@@ -1,0 +1,246 @@
+//! Loading configuration: files → guarded YAML → raw model → merged → validated [`Desired`].
+//!
+//! Invariant: `load` either returns a fully validated [`Desired`] or every problem it found,
+//! each as one line with file:line:column and key path. Nothing here touches the hypervisor
+//! or the host.
+
+pub mod raw;
+pub mod source;
+mod validate;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde_yaml::Value;
+
+use crate::desired::Desired;
+use raw::RawConfig;
+use source::{ConfigError, KeyPath, Loc, SourceFile, SourceMap};
+
+/// All the problems found in the input, in file order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl From<ConfigError> for ConfigErrors {
+    fn from(e: ConfigError) -> Self {
+        ConfigErrors(vec![e])
+    }
+}
+
+/// Expands directories to their `*.yaml` / `*.yml` files (sorted), keeps files as given.
+pub fn expand_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ConfigErrors> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let rd = std::fs::read_dir(p).map_err(|e| ConfigError::Read {
+                file: p.clone(),
+                reason: e.to_string(),
+            })?;
+            let mut files: Vec<PathBuf> = rd
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| {
+                    f.is_file()
+                        && matches!(f.extension().and_then(|x| x.to_str()), Some("yaml" | "yml"))
+                })
+                .collect();
+            files.sort();
+            if files.is_empty() {
+                return Err(ConfigError::Read {
+                    file: p.clone(),
+                    reason: "directory holds no *.yaml files".into(),
+                }
+                .into());
+            }
+            out.extend(files);
+        } else {
+            out.push(p.clone());
+        }
+    }
+    if out.is_empty() {
+        return Err(ConfigError::Read {
+            file: PathBuf::from("-"),
+            reason: "no configuration files given".into(),
+        }
+        .into());
+    }
+    Ok(out)
+}
+
+/// One file after the guards and the type check.
+struct Parsed {
+    value: Value,
+    map: SourceMap,
+}
+
+fn parse_file(file: &SourceFile) -> Result<Parsed, ConfigError> {
+    let map = file.index()?;
+    // Type check with located errors (serde_yaml reports line/column for its own input).
+    if !file.text.trim().is_empty() {
+        serde_yaml::from_str::<RawConfig>(&file.text)
+            .map_err(|e| source::serde_error(&file.path, &e))?;
+    }
+    let value: Value = if file.text.trim().is_empty() {
+        Value::Mapping(Default::default())
+    } else {
+        serde_yaml::from_str(&file.text).map_err(|e| source::serde_error(&file.path, &e))?
+    };
+    let value = match value {
+        Value::Null => Value::Mapping(Default::default()),
+        v => v,
+    };
+    Ok(Parsed { value, map })
+}
+
+fn key_str(k: &Value) -> String {
+    match k {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        other => serde_yaml::to_string(other)
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
+    }
+}
+
+/// Merges `add` (from a later file) into `into`. Mappings merge key by key; sequences
+/// concatenate (their source locations are re-indexed); any other collision is a conflict.
+fn merge(
+    into: &mut Value,
+    into_map: &mut SourceMap,
+    add: Value,
+    add_map: &SourceMap,
+    path: &mut KeyPath,
+    add_path: &mut KeyPath,
+    errors: &mut Vec<ConfigError>,
+) {
+    match (into, add) {
+        (Value::Mapping(a), Value::Mapping(b)) => {
+            for (k, v) in b {
+                let ks = key_str(&k);
+                path.push(ks.clone());
+                add_path.push(ks);
+                match a.get_mut(&k) {
+                    Some(existing) => merge(existing, into_map, v, add_map, path, add_path, errors),
+                    None => {
+                        copy_locs(into_map, path, add_map, add_path);
+                        a.insert(k, v);
+                    }
+                }
+                path.pop();
+                add_path.pop();
+            }
+        }
+        (Value::Sequence(a), Value::Sequence(b)) => {
+            for (i, v) in b.into_iter().enumerate() {
+                path.push(a.len().to_string());
+                add_path.push(i.to_string());
+                copy_locs(into_map, path, add_map, add_path);
+                a.push(v);
+                path.pop();
+                add_path.pop();
+            }
+        }
+        (_, _) => {
+            let unknown = || Loc {
+                file: PathBuf::from("?"),
+                line: 0,
+                col: 0,
+            };
+            errors.push(ConfigError::Conflict {
+                loc: add_map.find(add_path).cloned().unwrap_or_else(unknown),
+                path: source::dotted(path),
+                first: into_map.find(path).cloned().unwrap_or_else(unknown),
+            });
+        }
+    }
+}
+
+/// Copies the locations of `add_path` and everything below it, re-rooted at `path`.
+fn copy_locs(into: &mut SourceMap, path: &KeyPath, add: &SourceMap, add_path: &KeyPath) {
+    for (k, loc) in add.subtree(add_path) {
+        let mut p = path.clone();
+        p.extend_from_slice(&k[add_path.len()..]);
+        into.insert(p, loc.clone());
+    }
+}
+
+/// Loads, merges and validates configuration files (directories expand to their *.yaml).
+pub fn load(paths: &[PathBuf]) -> Result<Desired, ConfigErrors> {
+    let files = expand_paths(paths)?;
+    let mut sources = Vec::new();
+    for f in &files {
+        sources.push(SourceFile::read(f)?);
+    }
+    load_sources(&sources)
+}
+
+/// Like [`load`], for files already in memory.
+pub fn load_sources(files: &[SourceFile]) -> Result<Desired, ConfigErrors> {
+    let mut errors = Vec::new();
+    let mut merged = Value::Mapping(Default::default());
+    let mut merged_map = SourceMap::default();
+    for file in files {
+        match parse_file(file) {
+            Ok(p) => merge(
+                &mut merged,
+                &mut merged_map,
+                p.value,
+                &p.map,
+                &mut Vec::new(),
+                &mut Vec::new(),
+                &mut errors,
+            ),
+            Err(e) => errors.push(e),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ConfigErrors(errors));
+    }
+    let raw: RawConfig = serde_yaml::from_value(merged).map_err(|e| {
+        ConfigErrors(vec![source::serde_error(
+            files
+                .first()
+                .map(|f| f.path.as_path())
+                .unwrap_or(Path::new("-")),
+            &e,
+        )])
+    })?;
+    validate::validate(&raw, merged_map)
+}
+
+/// Parses one file's text (for tests and `render`).
+pub fn load_str(name: &str, text: &str) -> Result<Desired, ConfigErrors> {
+    load_sources(&[SourceFile::from_text(name, text)])
+}
+
+impl SourceMap {
+    /// Every recorded path at or below `prefix`.
+    pub fn subtree<'a>(
+        &'a self,
+        prefix: &'a [String],
+    ) -> impl Iterator<Item = (&'a KeyPath, &'a Loc)> + 'a {
+        self.iter().filter(move |(k, _)| k.starts_with(prefix))
+    }
+}
+
+/// Renders locations for a list of key paths, used by errors that point at several places.
+pub fn locate(map: &SourceMap, path: &[String]) -> String {
+    map.find(path)
+        .map(|l| l.to_string())
+        .unwrap_or_else(|| "<config>".to_string())
+}

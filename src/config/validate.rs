@@ -1,0 +1,419 @@
+//! Raw model → [`Desired`]: every semantic check that needs no hypervisor.
+//!
+//! Invariant: all errors are collected (not just the first), each located at the key it is
+//! about; a returned `Desired` satisfies every documented constraint.
+
+use std::collections::BTreeMap;
+
+use super::raw::*;
+use super::source::{dotted, ConfigError, KeyPath, Loc, SourceMap};
+use super::ConfigErrors;
+use crate::cpuset::CpuSet;
+use crate::desired::*;
+use crate::units::PageSize;
+
+struct Ctx {
+    map: SourceMap,
+    errors: Vec<ConfigError>,
+}
+
+impl Ctx {
+    fn err(&mut self, path: &[String], msg: impl Into<String>) {
+        let loc = self.map.find(path).cloned().unwrap_or(Loc {
+            file: "<config>".into(),
+            line: 0,
+            col: 0,
+        });
+        self.errors.push(ConfigError::Invalid {
+            loc,
+            path: dotted(path),
+            msg: msg.into(),
+        });
+    }
+
+    fn cpuset(&mut self, path: &[String], raw: &RawCpuSet) -> Option<CpuSet> {
+        let parsed = match raw {
+            RawCpuSet::One(n) => n.to_string().parse::<CpuSet>(),
+            RawCpuSet::Set(s) => s.parse::<CpuSet>(),
+        };
+        match parsed {
+            Ok(c) => Some(c),
+            Err(e) => {
+                self.err(path, format!("invalid CPU set: {e}"));
+                None
+            }
+        }
+    }
+}
+
+fn p(base: &[String], more: &[&str]) -> KeyPath {
+    let mut v = base.to_vec();
+    v.extend(more.iter().map(|s| s.to_string()));
+    v
+}
+
+pub(super) fn validate(raw: &RawConfig, map: SourceMap) -> Result<Desired, ConfigErrors> {
+    let mut cx = Ctx {
+        map,
+        errors: Vec::new(),
+    };
+    let mut desired = Desired::default();
+    if let Some(h) = &raw.host {
+        desired.host = host(&mut cx, h);
+    }
+    for (name, g) in &raw.guests {
+        let path = p(&[], &["guests", name]);
+        match DomainName::new(name) {
+            Ok(n) => {
+                let gd = guest(&mut cx, &path, g);
+                desired.guests.insert(n, gd);
+            }
+            Err(e) => cx.err(&path, e),
+        }
+    }
+    if !cx.errors.is_empty() {
+        return Err(ConfigErrors(cx.errors));
+    }
+    desired.sources = cx.map;
+    Ok(desired)
+}
+
+fn host(cx: &mut Ctx, h: &RawHost) -> HostDesired {
+    let mut out = HostDesired::default();
+    for (k, v) in h.sysctl.iter().flatten() {
+        let path = p(&[], &["host", "sysctl", k]);
+        let key = match SysctlKey::new(k) {
+            Ok(k) => k,
+            Err(e) => {
+                cx.err(&path, e);
+                continue;
+            }
+        };
+        let value = match v {
+            Scalar::Bool(b) => (*b as u8).to_string(),
+            Scalar::Int(i) => i.to_string(),
+            Scalar::Str(s) => {
+                let norm = s.split_whitespace().collect::<Vec<_>>().join(" ");
+                if norm.is_empty() {
+                    cx.err(&path, "empty sysctl value");
+                    continue;
+                }
+                norm
+            }
+        };
+        out.sysctl.insert(key, value);
+    }
+    if let Some(t) = &h.transparent_hugepage {
+        out.thp_enabled = t.enabled;
+        out.thp_defrag = t.defrag;
+    }
+    let mut seen: BTreeMap<(PageSize, Option<u32>), usize> = BTreeMap::new();
+    for (i, hp) in h.hugepages.iter().flatten().enumerate() {
+        let path = p(&[], &["host", "hugepages", &i.to_string()]);
+        let size = match hp.size.parse::<PageSize>() {
+            Ok(s) => s,
+            Err(e) => {
+                cx.err(&p(&path, &["size"]), e.to_string());
+                continue;
+            }
+        };
+        if let Some(n) = hp.node {
+            if n > 1023 {
+                cx.err(&p(&path, &["node"]), format!("NUMA node {n} is above 1023"));
+                continue;
+            }
+        }
+        if hp.count > (1 << 40) / size.kib() {
+            cx.err(
+                &p(&path, &["count"]),
+                format!(
+                    "{} pages of {size} is more memory than any host has",
+                    hp.count
+                ),
+            );
+            continue;
+        }
+        if let Some(first) = seen.insert((size, hp.node), i) {
+            let where_ = match hp.node {
+                Some(n) => format!("node {n}"),
+                None => "the global pool".into(),
+            };
+            let first_loc = cx
+                .map
+                .find(&p(&[], &["host", "hugepages", &first.to_string()]))
+                .map(|l| l.to_string())
+                .unwrap_or_default();
+            cx.err(
+                &path,
+                format!("{size} pages for {where_} are already set at {first_loc}"),
+            );
+            continue;
+        }
+        out.hugepages.insert((size, hp.node), hp.count);
+    }
+    if out
+        .sysctl
+        .contains_key(&SysctlKey::new("vm.nr_hugepages").expect("valid key"))
+        && out.hugepages.keys().any(|(_, node)| node.is_none())
+    {
+        cx.err(
+            &p(&[], &["host", "sysctl", "vm.nr_hugepages"]),
+            "set the global huge page pool either here or in host.hugepages, not both",
+        );
+    }
+    // Per-node counts cannot exceed the global pool of the same size.
+    for ((size, node), count) in &out.hugepages {
+        if node.is_none() {
+            let nodes: u64 = out
+                .hugepages
+                .iter()
+                .filter(|((s, n), _)| s == size && n.is_some())
+                .map(|(_, c)| *c)
+                .sum();
+            if nodes > *count {
+                cx.err(
+                    &p(&[], &["host", "hugepages"]),
+                    format!("per-node {size} counts add up to {nodes}, above the global pool of {count}"),
+                );
+            }
+        }
+    }
+    out
+}
+
+fn guest(cx: &mut Ctx, gp: &[String], g: &RawGuest) -> GuestDesired {
+    let mut out = GuestDesired {
+        key_path: gp.to_vec(),
+        ..Default::default()
+    };
+    if let Some(v) = &g.vcpu {
+        if v.count == Some(0) {
+            cx.err(&p(gp, &["vcpu", "count"]), "vcpu count must be at least 1");
+        }
+        out.vcpu_count = v.count.filter(|c| *c > 0);
+        if let Some(cur) = v.current {
+            if cur == 0 {
+                cx.err(
+                    &p(gp, &["vcpu", "current"]),
+                    "vcpu current must be at least 1",
+                );
+            } else if let Some(c) = v.count.filter(|c| cur > *c) {
+                cx.err(
+                    &p(gp, &["vcpu", "current"]),
+                    format!("current {cur} is above the vcpu count {c}"),
+                );
+            }
+            out.vcpu_current = Some(cur);
+        }
+        out.vcpu_placement = v.placement;
+        if let Some(cs) = &v.cpuset {
+            out.vcpu_cpuset = cx.cpuset(&p(gp, &["vcpu", "cpuset"]), cs);
+        }
+    }
+    if let Some(ct) = &g.cputune {
+        if let Some(pins) = &ct.vcpupin {
+            let mut m = BTreeMap::new();
+            for (idx, cs) in pins {
+                let path = p(gp, &["cputune", "vcpupin", &idx.to_string()]);
+                if let Some(c) = out.vcpu_count.filter(|c| idx >= c) {
+                    cx.err(
+                        &path,
+                        format!(
+                            "vCPU index {idx} is out of range: the guest has {c} vCPUs (0-{})",
+                            c - 1
+                        ),
+                    );
+                    continue;
+                }
+                if let Some(c) = cx.cpuset(&path, cs) {
+                    m.insert(*idx, c);
+                }
+            }
+            out.vcpupin = Some(m);
+        }
+        if let Some(e) = &ct.emulatorpin {
+            out.emulatorpin = cx.cpuset(&p(gp, &["cputune", "emulatorpin"]), e);
+        }
+    }
+    if let Some(nm) = g.numatune.as_ref().and_then(|n| n.memory.as_ref()) {
+        let path = p(gp, &["numatune", "memory"]);
+        let nodeset = nm
+            .nodeset
+            .as_ref()
+            .and_then(|n| cx.cpuset(&p(&path, &["nodeset"]), n));
+        if nm.placement == Some(Placement::Auto) && nm.nodeset.is_some() {
+            cx.err(
+                &path,
+                "`placement: auto` lets numad choose the nodes: remove `nodeset`",
+            );
+        }
+        if nm.mode.is_none() && nm.nodeset.is_none() && nm.placement.is_none() {
+            cx.err(&path, "expected at least one of mode, nodeset, placement");
+        }
+        out.numa_memory = Some(NumaMemory {
+            mode: nm.mode,
+            nodeset,
+            placement: nm.placement,
+        });
+    }
+    if let Some(hp) = g.memory_backing.as_ref().and_then(|m| m.hugepages.as_ref()) {
+        out.hugepages = match hp {
+            RawHugepagesBacking::Enabled(false) => Some(HugepagesBacking::Off),
+            RawHugepagesBacking::Enabled(true) => Some(HugepagesBacking::DefaultSize),
+            RawHugepagesBacking::Sized(s) => match s.size.parse::<PageSize>() {
+                Ok(ps) => Some(HugepagesBacking::Size(ps)),
+                Err(e) => {
+                    cx.err(
+                        &p(gp, &["memory_backing", "hugepages", "size"]),
+                        e.to_string(),
+                    );
+                    None
+                }
+            },
+        };
+    }
+    if let Some(c) = &g.cpu {
+        let path = p(gp, &["cpu"]);
+        if let Some(m) = &c.model {
+            if m.trim().is_empty() || m.contains(['<', '>', '&', '\'', '"']) {
+                cx.err(
+                    &p(&path, &["model"]),
+                    format!("`{}` is not a CPU model name", m.escape_debug()),
+                );
+            }
+            match c.mode {
+                Some(CpuMode::Custom) => {}
+                Some(other) => cx.err(
+                    &p(&path, &["model"]),
+                    format!(
+                        "a CPU model goes with `mode: custom`, not `{}`",
+                        other.as_str()
+                    ),
+                ),
+                None => cx.err(
+                    &p(&path, &["model"]),
+                    "a CPU model needs `mode: custom` beside it",
+                ),
+            }
+        } else if c.mode == Some(CpuMode::Custom) {
+            cx.err(
+                &p(&path, &["mode"]),
+                "`mode: custom` needs a `model` (e.g. Skylake-Server)",
+            );
+        }
+        let topology = c.topology.as_ref().and_then(|t| {
+            let tp = p(&path, &["topology"]);
+            let topo = Topology {
+                sockets: t.sockets,
+                dies: t.dies.unwrap_or(1),
+                cores: t.cores,
+                threads: t.threads,
+            };
+            if [topo.sockets, topo.dies, topo.cores, topo.threads].contains(&0) {
+                cx.err(&tp, "sockets, dies, cores and threads must each be at least 1");
+                return None;
+            }
+            if let Some(count) = out.vcpu_count {
+                if topo.vcpus() != count as u64 {
+                    cx.err(
+                        &tp,
+                        format!(
+                            "topology gives {} vCPUs (sockets × dies × cores × threads) but vcpu.count is {count}",
+                            topo.vcpus()
+                        ),
+                    );
+                    return None;
+                }
+            }
+            Some(topo)
+        });
+        out.cpu = Some(CpuDesired {
+            mode: c.mode,
+            model: c.model.clone(),
+            topology,
+        });
+    }
+    for (key, d) in g.disks.iter().flatten() {
+        let path = p(gp, &["disks", key]);
+        let dk = if key == "*" {
+            DeviceKey::All
+        } else if !key.is_empty()
+            && key.len() <= 32
+            && key.chars().all(|c| c.is_ascii_alphanumeric())
+        {
+            DeviceKey::One(key.clone())
+        } else {
+            cx.err(
+                &path,
+                format!(
+                    "`{}` is not a disk target dev (like vda, sdb) or \"*\"",
+                    key.escape_debug()
+                ),
+            );
+            continue;
+        };
+        if d.io == Some(IoMode::Native)
+            && !matches!(
+                d.cache,
+                None | Some(CacheMode::None) | Some(CacheMode::Directsync)
+            )
+        {
+            cx.err(&p(&path, &["io"]), "io: native needs cache: none or directsync (QEMU requires O_DIRECT for native AIO)");
+        }
+        if d.cache.is_none() && d.io.is_none() {
+            cx.err(&path, "expected at least one of cache, io");
+        }
+        out.disks.insert(
+            dk,
+            DiskDesired {
+                cache: d.cache,
+                io: d.io,
+            },
+        );
+    }
+    for (key, i) in g.interfaces.iter().flatten() {
+        let path = p(gp, &["interfaces", key]);
+        let ik = if key == "*" {
+            DeviceKey::All
+        } else {
+            match MacAddr::new(key) {
+                Ok(m) => DeviceKey::One(m),
+                Err(e) => {
+                    cx.err(&path, e);
+                    continue;
+                }
+            }
+        };
+        if let Some(m) = &i.model {
+            if m.is_empty()
+                || !m
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            {
+                cx.err(
+                    &p(&path, &["model"]),
+                    format!("`{}` is not a NIC model name", m.escape_debug()),
+                );
+            }
+        }
+        let virtio = i.model.as_deref().map(|m| m.starts_with("virtio"));
+        if virtio == Some(false) && (i.driver == Some(NetDriver::Vhost) || i.queues.is_some()) {
+            cx.err(&path, "driver: vhost and queues need model: virtio");
+        }
+        if i.queues == Some(0) || i.queues.is_some_and(|q| q > 256) {
+            cx.err(&p(&path, &["queues"]), "queues must be between 1 and 256");
+        }
+        if i.model.is_none() && i.driver.is_none() && i.queues.is_none() {
+            cx.err(&path, "expected at least one of model, driver, queues");
+        }
+        out.interfaces.insert(
+            ik,
+            InterfaceDesired {
+                model: i.model.clone(),
+                driver: i.driver,
+                queues: i.queues,
+            },
+        );
+    }
+    out
+}

@@ -1,0 +1,184 @@
+//! `CpuSet`: a validated set of host CPU (or NUMA node) numbers.
+//!
+//! Invariant: a `CpuSet` is the *meaning* of a libvirt cpuset string, not its text:
+//! `0-3`, `0,1,2,3` and `0-4,^4` are the same value. Parsing rejects malformed ranges
+//! (`0-x`, `3-1`), empty results and numbers above [`MAX_CPU`]; `Display` prints the
+//! canonical compact form (`0-3,8-11`), which is what kvmtune writes.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::str::FromStr;
+
+/// Highest CPU / node number accepted (libvirt's own limit is VIR_DOMAIN_CPUMASK_LEN = 16384).
+pub const MAX_CPU: u32 = 16383;
+
+/// A non-empty set of CPU or NUMA node numbers.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct CpuSet(BTreeSet<u32>);
+
+/// Why a cpuset string was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CpuSetError {
+    #[error("empty cpuset")]
+    Empty,
+    #[error("`{0}` is not a CPU number, expected N, N-M or ^N")]
+    BadNumber(String),
+    #[error("range `{0}` is reversed (start above end)")]
+    Reversed(String),
+    #[error("CPU {0} is above the maximum {MAX_CPU}")]
+    TooLarge(u32),
+    #[error("`{0}` excludes every CPU it lists")]
+    AllExcluded(String),
+}
+
+fn num(s: &str, whole: &str) -> Result<u32, CpuSetError> {
+    let t = s.trim();
+    if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(CpuSetError::BadNumber(whole.trim().to_string()));
+    }
+    let n: u32 = t
+        .parse()
+        .map_err(|_| CpuSetError::BadNumber(whole.trim().to_string()))?;
+    if n > MAX_CPU {
+        return Err(CpuSetError::TooLarge(n));
+    }
+    Ok(n)
+}
+
+impl CpuSet {
+    /// Builds a set from CPU numbers; `None` when empty.
+    pub fn from_cpus(cpus: impl IntoIterator<Item = u32>) -> Option<CpuSet> {
+        let s: BTreeSet<u32> = cpus.into_iter().collect();
+        (!s.is_empty()).then_some(CpuSet(s))
+    }
+
+    /// The CPUs, ascending.
+    pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
+        self.0.iter().copied()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn contains(&self, cpu: u32) -> bool {
+        self.0.contains(&cpu)
+    }
+
+    pub fn max(&self) -> u32 {
+        *self.0.iter().next_back().expect("CpuSet is never empty")
+    }
+
+    pub fn is_subset(&self, other: &CpuSet) -> bool {
+        self.0.is_subset(&other.0)
+    }
+}
+
+impl FromStr for CpuSet {
+    type Err = CpuSetError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.trim().is_empty() {
+            return Err(CpuSetError::Empty);
+        }
+        let mut set = BTreeSet::new();
+        let mut excluded = BTreeSet::new();
+        for part in s.split(',') {
+            let p = part.trim();
+            if let Some(ex) = p.strip_prefix('^') {
+                excluded.insert(num(ex, part)?);
+            } else if let Some((a, b)) = p.split_once('-') {
+                let (a, b) = (num(a, part)?, num(b, part)?);
+                if a > b {
+                    return Err(CpuSetError::Reversed(p.to_string()));
+                }
+                set.extend(a..=b);
+            } else {
+                set.insert(num(p, part)?);
+            }
+        }
+        for e in &excluded {
+            set.remove(e);
+        }
+        if set.is_empty() {
+            return Err(CpuSetError::AllExcluded(s.trim().to_string()));
+        }
+        Ok(CpuSet(set))
+    }
+}
+
+impl fmt::Display for CpuSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut first = true;
+        let mut iter = self.0.iter().copied().peekable();
+        while let Some(start) = iter.next() {
+            let mut end = start;
+            while iter.peek() == Some(&(end + 1)) {
+                end = iter.next().expect("peeked");
+            }
+            if !first {
+                f.write_str(",")?;
+            }
+            first = false;
+            if start == end {
+                write!(f, "{start}")?;
+            } else {
+                write!(f, "{start}-{end}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> CpuSet {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn equal_by_meaning() {
+        assert_eq!(p("0-3"), p("0,1,2,3"));
+        assert_eq!(p("0-4,^4"), p("3,2,1,0"));
+        assert_eq!(p(" 0-7,^5 ").to_string(), "0-4,6-7");
+        assert_eq!(p("8,0-1,9").to_string(), "0-1,8-9");
+        assert_eq!(p("5").to_string(), "5");
+    }
+
+    #[test]
+    fn rejects_malformed() {
+        assert_eq!(
+            "0-x".parse::<CpuSet>(),
+            Err(CpuSetError::BadNumber("0-x".into()))
+        );
+        assert_eq!(
+            "3-1".parse::<CpuSet>(),
+            Err(CpuSetError::Reversed("3-1".into()))
+        );
+        assert_eq!("".parse::<CpuSet>(), Err(CpuSetError::Empty));
+        assert_eq!(
+            "1,^1".parse::<CpuSet>(),
+            Err(CpuSetError::AllExcluded("1,^1".into()))
+        );
+        assert!("1,,2".parse::<CpuSet>().is_err());
+        assert!("-1".parse::<CpuSet>().is_err());
+        assert!("+1".parse::<CpuSet>().is_err());
+        assert!("99999999999999".parse::<CpuSet>().is_err());
+        assert_eq!("16384".parse::<CpuSet>(), Err(CpuSetError::TooLarge(16384)));
+        assert!("0-16383".parse::<CpuSet>().is_ok());
+    }
+
+    #[test]
+    fn display_parses_back() {
+        for s in ["0", "0-1", "0,2,4", "1-3,5,7-9,^8", "0-16383"] {
+            let a = p(s);
+            assert_eq!(p(&a.to_string()), a, "{s}");
+        }
+    }
+}

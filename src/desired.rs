@@ -1,0 +1,219 @@
+//! The validated desired state: what the YAML asks for, in typed, canonical form.
+//!
+//! Invariant: every value here has passed all checks that need no hypervisor (CPU sets parse,
+//! page sizes are real, vcpupin indexes fit the declared count, ...). `None` / absent means
+//! "not managed": kvmtune never touches what is not declared.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::config::raw::{
+    CacheMode, CpuMode, IoMode, NetDriver, NumaMode, Placement, ThpDefrag, ThpEnabled,
+};
+use crate::config::source::{KeyPath, SourceMap};
+use crate::cpuset::CpuSet;
+use crate::units::PageSize;
+
+/// A libvirt domain name: non-empty, no `/`, no control characters.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct DomainName(String);
+
+impl DomainName {
+    pub fn new(s: &str) -> Result<DomainName, String> {
+        if s.is_empty() {
+            return Err("guest name is empty".into());
+        }
+        if s.len() > 255 {
+            return Err("guest name is longer than 255 bytes".into());
+        }
+        if s.contains('/') || s.chars().any(char::is_control) {
+            return Err(format!(
+                "`{}` is not a valid libvirt domain name (no `/` or control characters)",
+                s.escape_debug()
+            ));
+        }
+        Ok(DomainName(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for DomainName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A sysctl key in dotted form (`net.ipv4.conf.all.arp_filter`), safe to map under /proc/sys.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct SysctlKey(String);
+
+impl SysctlKey {
+    pub fn new(s: &str) -> Result<SysctlKey, String> {
+        let ok_part = |p: &str| {
+            !p.is_empty()
+                && p != ".."
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | ':' | '@'))
+        };
+        if s.split('.').all(ok_part) {
+            Ok(SysctlKey(s.to_string()))
+        } else {
+            Err(format!(
+                "`{}` is not a sysctl key, expected dotted names like vm.swappiness",
+                s.escape_debug()
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The path below /proc/sys: `vm/swappiness`.
+    pub fn proc_path(&self) -> String {
+        self.0.replace('.', "/")
+    }
+}
+
+impl fmt::Display for SysctlKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A MAC address, lowercase canonical `52:54:00:aa:bb:cc`.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct MacAddr(String);
+
+impl MacAddr {
+    pub fn new(s: &str) -> Result<MacAddr, String> {
+        let parts: Vec<&str> = s.split(':').collect();
+        if parts.len() == 6
+            && parts
+                .iter()
+                .all(|p| p.len() == 2 && p.chars().all(|c| c.is_ascii_hexdigit()))
+        {
+            Ok(MacAddr(s.to_ascii_lowercase()))
+        } else {
+            Err(format!(
+                "`{}` is not a MAC address, expected six hex pairs like 52:54:00:12:34:56 (or \"*\")",
+                s.escape_debug()
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The whole desired state after validation.
+#[derive(Debug, Clone, Default)]
+pub struct Desired {
+    pub host: HostDesired,
+    pub guests: BTreeMap<DomainName, GuestDesired>,
+    /// Where each key was written, for errors found later (plan time).
+    pub sources: SourceMap,
+}
+
+impl Desired {
+    pub fn is_empty(&self) -> bool {
+        self.host.is_empty() && self.guests.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HostDesired {
+    /// Key → value as the kernel prints it (booleans as 1/0).
+    pub sysctl: BTreeMap<SysctlKey, String>,
+    pub thp_enabled: Option<ThpEnabled>,
+    pub thp_defrag: Option<ThpDefrag>,
+    /// (page size, NUMA node or global) → page count.
+    pub hugepages: BTreeMap<(PageSize, Option<u32>), u64>,
+}
+
+impl HostDesired {
+    pub fn is_empty(&self) -> bool {
+        self.sysctl.is_empty()
+            && self.thp_enabled.is_none()
+            && self.thp_defrag.is_none()
+            && self.hugepages.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NumaMemory {
+    pub mode: Option<NumaMode>,
+    pub nodeset: Option<CpuSet>,
+    pub placement: Option<Placement>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HugepagesBacking {
+    Off,
+    DefaultSize,
+    Size(PageSize),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Topology {
+    pub sockets: u32,
+    pub dies: u32,
+    pub cores: u32,
+    pub threads: u32,
+}
+
+impl Topology {
+    pub fn vcpus(&self) -> u64 {
+        self.sockets as u64 * self.dies as u64 * self.cores as u64 * self.threads as u64
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CpuDesired {
+    pub mode: Option<CpuMode>,
+    pub model: Option<String>,
+    pub topology: Option<Topology>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DiskDesired {
+    pub cache: Option<CacheMode>,
+    pub io: Option<IoMode>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InterfaceDesired {
+    pub model: Option<String>,
+    pub driver: Option<NetDriver>,
+    pub queues: Option<u32>,
+}
+
+/// Which devices a disk/interface entry applies to.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum DeviceKey<T> {
+    All,
+    One(T),
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GuestDesired {
+    pub vcpu_count: Option<u32>,
+    pub vcpu_current: Option<u32>,
+    pub vcpu_placement: Option<Placement>,
+    pub vcpu_cpuset: Option<CpuSet>,
+    /// Authoritative when present: pins not listed are removed.
+    pub vcpupin: Option<BTreeMap<u32, CpuSet>>,
+    pub emulatorpin: Option<CpuSet>,
+    pub numa_memory: Option<NumaMemory>,
+    pub hugepages: Option<HugepagesBacking>,
+    pub cpu: Option<CpuDesired>,
+    /// `All` first, then per target dev overrides.
+    pub disks: BTreeMap<DeviceKey<String>, DiskDesired>,
+    pub interfaces: BTreeMap<DeviceKey<MacAddr>, InterfaceDesired>,
+    /// The YAML key path of this guest (`guests.<name>`), for locating errors.
+    pub key_path: KeyPath,
+}

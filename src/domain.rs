@@ -1,0 +1,735 @@
+//! Domain XML: reading kvmtune's owned settings and editing them in place.
+//!
+//! Invariant: [`plan_guest`] is a pure function of (desired, domain XML, host default page size).
+//! It compares values by meaning (CPU sets, sizes, libvirt defaults such as `placement='static'`,
+//! `mode='strict'`, `dies='1'`) and edits only the elements and attributes of declared settings;
+//! every other byte of the XML is preserved by [`crate::xmltree`]. Applying its output XML and
+//! planning again yields no changes.
+
+use std::collections::BTreeMap;
+
+use crate::config::raw::{CpuMode, Placement};
+use crate::config::source::KeyPath;
+use crate::cpuset::CpuSet;
+use crate::desired::{
+    DeviceKey, DiskDesired, GuestDesired, HugepagesBacking, InterfaceDesired, Topology,
+};
+use crate::units::{to_kib, PageSize};
+use crate::xmltree::{Document, NodeId, XmlError};
+
+/// One owned setting that differs. Values are canonical text; `None` means "not set".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingChange {
+    pub path: String,
+    pub before: Option<String>,
+    pub after: Option<String>,
+}
+
+/// A declared setting that cannot be planned against this domain.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GuestIssue {
+    #[error("domain XML does not parse: {0}")]
+    Xml(String),
+    #[error("no disk with target dev `{0}` in this guest (it has: {1})")]
+    NoDisk(String, String),
+    #[error("no interface with MAC {0} in this guest (it has: {1})")]
+    NoInterface(String, String),
+    #[error("vCPU index {0} is out of range: the guest has {1} vCPUs")]
+    VcpuOutOfRange(u32, u32),
+    #[error("topology gives {0} vCPUs but the guest has {1}")]
+    TopologyMismatch(u64, u32),
+    #[error("vcpu.current {0} is above the guest's vCPU count {1}")]
+    CurrentAboveCount(u32, u32),
+}
+
+/// A [`GuestIssue`] with the key path it is about (for locating it in the YAML).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocatedIssue {
+    pub key: KeyPath,
+    pub issue: GuestIssue,
+}
+
+/// What planning one guest produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestPlan {
+    pub changes: Vec<SettingChange>,
+    /// The edited XML (equal to the input when there are no changes).
+    pub new_xml: String,
+}
+
+/// The order libvirt writes `<domain>` children in; new elements are placed accordingly.
+const DOMAIN_ORDER: &[&str] = &[
+    "name",
+    "uuid",
+    "genid",
+    "title",
+    "description",
+    "metadata",
+    "maxMemory",
+    "memory",
+    "currentMemory",
+    "blkiotune",
+    "memtune",
+    "memoryBacking",
+    "vcpu",
+    "vcpus",
+    "iothreads",
+    "iothreadids",
+    "defaultiothread",
+    "cputune",
+    "numatune",
+    "resource",
+    "sysinfo",
+    "bootloader",
+    "bootloader_args",
+    "os",
+    "idmap",
+    "features",
+    "cpu",
+    "clock",
+    "on_poweroff",
+    "on_reboot",
+    "on_crash",
+    "on_lockfailure",
+    "pm",
+    "perf",
+    "devices",
+];
+
+struct Editor<'a> {
+    doc: Document,
+    changes: Vec<SettingChange>,
+    issues: Vec<LocatedIssue>,
+    key: &'a [String],
+}
+
+impl Editor<'_> {
+    fn root(&self) -> NodeId {
+        self.doc.root()
+    }
+
+    fn path_child(&self, names: &[&str]) -> Option<NodeId> {
+        names
+            .iter()
+            .try_fold(self.root(), |n, name| self.doc.child(n, name))
+    }
+
+    /// The `<domain>` child `name`, created at its canonical position when missing.
+    fn domain_child(&mut self, name: &str) -> NodeId {
+        let root = self.root();
+        if let Some(n) = self.doc.child(root, name) {
+            return n;
+        }
+        let rank = DOMAIN_ORDER.iter().position(|n| *n == name);
+        let before = self.doc.elements(root).into_iter().rfind(|e| {
+            let r = DOMAIN_ORDER.iter().position(|n| *n == self.doc.name(*e));
+            matches!((r, rank), (Some(r), Some(k)) if r < k)
+        });
+        match before {
+            Some(sib) => self.doc.insert_element_after(sib, name),
+            None => self.doc.append_element(root, name),
+        }
+    }
+
+    fn change(&mut self, path: String, before: Option<String>, after: Option<String>) -> bool {
+        if before == after {
+            return false;
+        }
+        self.changes.push(SettingChange {
+            path,
+            before,
+            after,
+        });
+        true
+    }
+
+    fn issue(&mut self, more: &[&str], issue: GuestIssue) {
+        let mut key = self.key.to_vec();
+        key.extend(more.iter().map(|s| s.to_string()));
+        self.issues.push(LocatedIssue { key, issue });
+    }
+
+    /// Removes `el` if it has no element children and no attributes left.
+    fn prune_if_empty(&mut self, el: NodeId) {
+        if self.doc.elements(el).is_empty() && self.doc.attrs(el).is_empty() {
+            self.doc.remove(el);
+        }
+    }
+}
+
+fn parse_u32(s: Option<String>) -> Option<u32> {
+    s.and_then(|v| v.trim().parse().ok())
+}
+
+/// Canonical form of a cpuset attribute: parsed and re-printed, or the raw text if it does not
+/// parse (then it never equals a desired value, and the plan shows what is there).
+fn canon_cpuset(raw: Option<String>) -> Option<String> {
+    raw.map(|r| match r.parse::<CpuSet>() {
+        Ok(c) => c.to_string(),
+        Err(_) => r,
+    })
+}
+
+/// Plans one guest: which declared settings differ from `xml`, and the edited XML.
+pub fn plan_guest(
+    d: &GuestDesired,
+    xml: &str,
+    host_default_page: Option<PageSize>,
+) -> Result<GuestPlan, Vec<LocatedIssue>> {
+    let doc = Document::parse(xml).map_err(|e: XmlError| {
+        vec![LocatedIssue {
+            key: d.key_path.clone(),
+            issue: GuestIssue::Xml(e.to_string()),
+        }]
+    })?;
+    let mut ed = Editor {
+        doc,
+        changes: Vec::new(),
+        issues: Vec::new(),
+        key: &d.key_path,
+    };
+    let count = vcpu(&mut ed, d);
+    cputune(&mut ed, d, count);
+    numatune(&mut ed, d);
+    if let Some(hp) = d.hugepages {
+        hugepages(&mut ed, hp, host_default_page);
+    }
+    cpu(&mut ed, d, count);
+    disks(&mut ed, &d.disks);
+    interfaces(&mut ed, &d.interfaces);
+    if !ed.issues.is_empty() {
+        return Err(ed.issues);
+    }
+    let new_xml = if ed.changes.is_empty() {
+        xml.to_string()
+    } else {
+        ed.doc.to_xml()
+    };
+    Ok(GuestPlan {
+        changes: ed.changes,
+        new_xml,
+    })
+}
+
+/// vcpu count/current/placement/cpuset. Returns the guest's vCPU count after the change.
+fn vcpu(ed: &mut Editor, d: &GuestDesired) -> Option<u32> {
+    let el = ed.doc.child(ed.root(), "vcpu");
+    let observed = el.and_then(|e| parse_u32(Some(ed.doc.text(e))));
+    let before_text = el.map(|e| ed.doc.text(e));
+    if let Some(c) = d.vcpu_count {
+        if observed != Some(c) && ed.change("vcpu.count".into(), before_text, Some(c.to_string())) {
+            let e = ed.domain_child("vcpu");
+            ed.doc.set_text(e, &c.to_string());
+        }
+    }
+    let count = d.vcpu_count.or(observed);
+    if let Some(cur) = d.vcpu_current {
+        if let Some(c) = count.filter(|c| cur > *c) {
+            ed.issue(&["vcpu", "current"], GuestIssue::CurrentAboveCount(cur, c));
+        }
+        let attr = parse_u32(el.and_then(|e| ed.doc.attr(e, "current")));
+        // What is in effect now, and what would be once vcpu.count is written.
+        let now = attr.or(observed);
+        let untouched = attr.or(count);
+        if now != Some(cur) || untouched != Some(cur) {
+            ed.changes.push(SettingChange {
+                path: "vcpu.current".into(),
+                before: now.map(|n| n.to_string()),
+                after: Some(cur.to_string()),
+            });
+            let e = ed.domain_child("vcpu");
+            if Some(cur) == count {
+                ed.doc.remove_attr(e, "current");
+            } else {
+                ed.doc.set_attr(e, "current", &cur.to_string());
+            }
+        }
+    }
+    if let Some(p) = d.vcpu_placement {
+        let before = el.map(|e| {
+            ed.doc
+                .attr(e, "placement")
+                .unwrap_or_else(|| "static".into())
+        });
+        if ed.change("vcpu.placement".into(), before, Some(p.as_str().into())) {
+            let e = ed.domain_child("vcpu");
+            ed.doc.set_attr(e, "placement", p.as_str());
+        }
+    }
+    if let Some(cs) = &d.vcpu_cpuset {
+        let before = canon_cpuset(el.and_then(|e| ed.doc.attr(e, "cpuset")));
+        if ed.change("vcpu.cpuset".into(), before, Some(cs.to_string())) {
+            let e = ed.domain_child("vcpu");
+            ed.doc.set_attr(e, "cpuset", &cs.to_string());
+        }
+    }
+    count
+}
+
+fn cputune(ed: &mut Editor, d: &GuestDesired, count: Option<u32>) {
+    if let Some(pins) = &d.vcpupin {
+        let ct = ed.doc.child(ed.root(), "cputune");
+        let mut observed: BTreeMap<u32, (NodeId, Option<String>)> = BTreeMap::new();
+        for p in ct
+            .map(|c| ed.doc.children_named(c, "vcpupin"))
+            .unwrap_or_default()
+        {
+            if let Some(i) = parse_u32(ed.doc.attr(p, "vcpu")) {
+                observed.insert(i, (p, canon_cpuset(ed.doc.attr(p, "cpuset"))));
+            }
+        }
+        for idx in pins.keys() {
+            if let Some(c) = count.filter(|c| idx >= c) {
+                ed.issue(
+                    &["cputune", "vcpupin", &idx.to_string()],
+                    GuestIssue::VcpuOutOfRange(*idx, c),
+                );
+            }
+        }
+        let all: std::collections::BTreeSet<u32> =
+            pins.keys().chain(observed.keys()).copied().collect();
+        for idx in all {
+            let before = observed.get(&idx).and_then(|(_, c)| c.clone());
+            let after = pins.get(&idx).map(|c| c.to_string());
+            if !ed.change(format!("cputune.vcpupin.{idx}"), before, after.clone()) {
+                continue;
+            }
+            match (observed.get(&idx), after) {
+                (Some((el, _)), Some(a)) => ed.doc.set_attr(*el, "cpuset", &a),
+                (Some((el, _)), None) => ed.doc.remove(*el),
+                (None, Some(a)) => {
+                    let ct = ed.domain_child("cputune");
+                    let prev = ed
+                        .doc
+                        .children_named(ct, "vcpupin")
+                        .into_iter()
+                        .filter(|p| parse_u32(ed.doc.attr(*p, "vcpu")).is_some_and(|v| v < idx))
+                        .last();
+                    let el = match prev {
+                        Some(p) => ed.doc.insert_element_after(p, "vcpupin"),
+                        None => ed.doc.append_element(ct, "vcpupin"),
+                    };
+                    ed.doc.set_attr(el, "vcpu", &idx.to_string());
+                    ed.doc.set_attr(el, "cpuset", &a);
+                }
+                (None, None) => {}
+            }
+        }
+        if let Some(ct) = ed.doc.child(ed.root(), "cputune") {
+            ed.prune_if_empty(ct);
+        }
+    }
+    if let Some(cs) = &d.emulatorpin {
+        let el = ed.path_child(&["cputune", "emulatorpin"]);
+        let before = canon_cpuset(el.and_then(|e| ed.doc.attr(e, "cpuset")));
+        if ed.change("cputune.emulatorpin".into(), before, Some(cs.to_string())) {
+            let ct = ed.domain_child("cputune");
+            let e = ed.doc.ensure_child(ct, "emulatorpin");
+            ed.doc.set_attr(e, "cpuset", &cs.to_string());
+        }
+    }
+}
+
+fn numatune(ed: &mut Editor, d: &GuestDesired) {
+    let Some(nm) = &d.numa_memory else { return };
+    let el = ed.path_child(&["numatune", "memory"]);
+    let ensure = |ed: &mut Editor| {
+        let nt = ed.domain_child("numatune");
+        ed.doc.ensure_child(nt, "memory")
+    };
+    if let Some(m) = nm.mode {
+        let before = el.map(|e| ed.doc.attr(e, "mode").unwrap_or_else(|| "strict".into()));
+        if ed.change(
+            "numatune.memory.mode".into(),
+            before,
+            Some(m.as_str().into()),
+        ) {
+            let e = ensure(ed);
+            ed.doc.set_attr(e, "mode", m.as_str());
+        }
+    }
+    let nodeset_attr = el.and_then(|e| ed.doc.attr(e, "nodeset"));
+    if let Some(ns) = &nm.nodeset {
+        if ed.change(
+            "numatune.memory.nodeset".into(),
+            canon_cpuset(nodeset_attr.clone()),
+            Some(ns.to_string()),
+        ) {
+            let e = ensure(ed);
+            ed.doc.set_attr(e, "nodeset", &ns.to_string());
+        }
+    }
+    // A nodeset means static placement unless placement is declared.
+    let placement = nm
+        .placement
+        .or(nm.nodeset.as_ref().map(|_| Placement::Static));
+    if let Some(p) = placement {
+        let vcpu_auto = ed
+            .doc
+            .child(ed.root(), "vcpu")
+            .and_then(|v| ed.doc.attr(v, "placement"))
+            .filter(|p| p == "auto");
+        let before = el.map(|e| {
+            ed.doc.attr(e, "placement").unwrap_or_else(|| {
+                if nodeset_attr.is_some() {
+                    "static".into()
+                } else {
+                    vcpu_auto.clone().unwrap_or_else(|| "static".into())
+                }
+            })
+        });
+        let declared = nm.placement.is_some();
+        if (declared || before.as_deref() == Some("auto"))
+            && ed.change(
+                "numatune.memory.placement".into(),
+                before,
+                Some(p.as_str().into()),
+            )
+        {
+            let e = ensure(ed);
+            ed.doc.set_attr(e, "placement", p.as_str());
+            if p == Placement::Auto && nodeset_attr.is_some() {
+                ed.change(
+                    "numatune.memory.nodeset".into(),
+                    canon_cpuset(nodeset_attr),
+                    None,
+                );
+                ed.doc.remove_attr(e, "nodeset");
+            }
+        }
+    }
+}
+
+/// Observed huge page backing: `None` when absent; otherwise the `<page>` entries (KiB, nodeset).
+fn observed_hugepages(ed: &Editor) -> Option<Vec<(Option<u64>, Option<String>)>> {
+    let hp = ed.path_child(&["memoryBacking", "hugepages"])?;
+    Some(
+        ed.doc
+            .children_named(hp, "page")
+            .into_iter()
+            .map(|p| {
+                let size = ed
+                    .doc
+                    .attr(p, "size")
+                    .and_then(|s| s.trim().parse::<u64>().ok());
+                let unit = ed.doc.attr(p, "unit").unwrap_or_else(|| "KiB".into());
+                (
+                    size.and_then(|s| to_kib(s, &unit).ok()),
+                    ed.doc.attr(p, "nodeset"),
+                )
+            })
+            .collect(),
+    )
+}
+
+fn describe_pages(pages: &[(Option<u64>, Option<String>)]) -> String {
+    if pages.is_empty() {
+        return "default".into();
+    }
+    pages
+        .iter()
+        .map(|(kib, nodes)| {
+            let size = match kib.map(PageSize::from_kib) {
+                Some(Ok(ps)) => ps.to_string(),
+                _ => kib.map(|k| format!("{k}K")).unwrap_or_else(|| "?".into()),
+            };
+            match nodes {
+                Some(n) => format!("{size} (guest nodes {n})"),
+                None => size,
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn hugepages(ed: &mut Editor, want: HugepagesBacking, host_default: Option<PageSize>) {
+    let observed = observed_hugepages(ed);
+    let default_kib = host_default.map(PageSize::kib);
+    let matches = match (&observed, want) {
+        (None, HugepagesBacking::Off) => true,
+        (Some(_), HugepagesBacking::Off) | (None, _) => false,
+        (Some(pages), HugepagesBacking::DefaultSize) => {
+            pages.is_empty()
+                || pages
+                    .iter()
+                    .all(|(k, n)| n.is_none() && k.is_some() && *k == default_kib)
+        }
+        (Some(pages), HugepagesBacking::Size(s)) => match pages.as_slice() {
+            [] => default_kib == Some(s.kib()),
+            [(Some(k), None)] => *k == s.kib(),
+            _ => false,
+        },
+    };
+    if matches {
+        return;
+    }
+    let after = match want {
+        HugepagesBacking::Off => None,
+        HugepagesBacking::DefaultSize => Some("default".to_string()),
+        HugepagesBacking::Size(s) => Some(s.to_string()),
+    };
+    ed.change(
+        "memory_backing.hugepages".into(),
+        observed.as_deref().map(describe_pages),
+        after,
+    );
+    match want {
+        HugepagesBacking::Off => {
+            if let Some(hp) = ed.path_child(&["memoryBacking", "hugepages"]) {
+                ed.doc.remove(hp);
+            }
+            if let Some(mb) = ed.doc.child(ed.root(), "memoryBacking") {
+                ed.prune_if_empty(mb);
+            }
+        }
+        HugepagesBacking::DefaultSize | HugepagesBacking::Size(_) => {
+            let mb = ed.domain_child("memoryBacking");
+            let hp = ed.doc.ensure_child(mb, "hugepages");
+            for p in ed.doc.children_named(hp, "page") {
+                ed.doc.remove(p);
+            }
+            if let HugepagesBacking::Size(s) = want {
+                let p = ed.doc.append_element(hp, "page");
+                ed.doc.set_attr(p, "size", &s.kib().to_string());
+                ed.doc.set_attr(p, "unit", "KiB");
+            }
+        }
+    }
+}
+
+fn cpu(ed: &mut Editor, d: &GuestDesired, count: Option<u32>) {
+    let Some(c) = &d.cpu else { return };
+    let el = ed.doc.child(ed.root(), "cpu");
+    if let Some(mode) = c.mode {
+        let before = el.map(|e| ed.doc.attr(e, "mode").unwrap_or_else(|| "custom".into()));
+        if ed.change("cpu.mode".into(), before, Some(mode.as_str().into())) {
+            let e = ed.domain_child("cpu");
+            ed.doc.set_attr(e, "mode", mode.as_str());
+            // `check` is libvirt's own default per mode; `match` and `<model>` only fit custom.
+            ed.doc.remove_attr(e, "check");
+            if mode != CpuMode::Custom {
+                ed.doc.remove_attr(e, "match");
+                if c.model.is_none() {
+                    if let Some(m) = ed.doc.child(e, "model") {
+                        ed.doc.remove(m);
+                    }
+                }
+            }
+        }
+    }
+    if let Some(model) = &c.model {
+        let before = el
+            .and_then(|e| ed.doc.child(e, "model"))
+            .map(|m| ed.doc.text(m));
+        if ed.change("cpu.model".into(), before, Some(model.clone())) {
+            let e = ed.domain_child("cpu");
+            let m = ed.doc.ensure_child(e, "model");
+            ed.doc.set_text(m, model);
+        }
+    }
+    if let Some(t) = c.topology {
+        topology(ed, t, count);
+    }
+}
+
+fn topology(ed: &mut Editor, t: Topology, count: Option<u32>) {
+    if let Some(c) = count.filter(|c| t.vcpus() != *c as u64) {
+        ed.issue(
+            &["cpu", "topology"],
+            GuestIssue::TopologyMismatch(t.vcpus(), c),
+        );
+    }
+    let el = ed.path_child(&["cpu", "topology"]);
+    for (attr, want, default) in [
+        ("sockets", t.sockets, None),
+        ("dies", t.dies, Some(1)),
+        ("cores", t.cores, None),
+        ("threads", t.threads, None),
+    ] {
+        let raw = el.and_then(|e| ed.doc.attr(e, attr));
+        // An absent `dies` is libvirt's default of 1, with or without a <topology>.
+        let before = match (&raw, default) {
+            (None, Some(d)) => Some(u32::to_string(&d)),
+            _ => raw.clone(),
+        };
+        if parse_u32(before.clone()) == Some(want) {
+            continue;
+        }
+        ed.change(
+            format!("cpu.topology.{attr}"),
+            before,
+            Some(want.to_string()),
+        );
+        let cpu = ed.domain_child("cpu");
+        let topo = ed.doc.ensure_child(cpu, "topology");
+        if raw.is_some() || default != Some(want) {
+            ed.doc.set_attr(topo, attr, &want.to_string());
+        }
+    }
+}
+
+/// The effective settings for one device: the `"*"` entry overridden field by field.
+fn merged<T: Clone, K: Ord>(
+    map: &BTreeMap<DeviceKey<K>, T>,
+    key: &K,
+    applies_to_all: bool,
+    merge: impl Fn(&T, &T) -> T,
+) -> Option<T>
+where
+    K: Clone,
+{
+    let all = map.get(&DeviceKey::All).filter(|_| applies_to_all);
+    let one = map.get(&DeviceKey::One(key.clone()));
+    match (all, one) {
+        (Some(a), Some(o)) => Some(merge(a, o)),
+        (Some(a), None) => Some(a.clone()),
+        (None, Some(o)) => Some(o.clone()),
+        (None, None) => None,
+    }
+}
+
+fn set_child_attr(
+    ed: &mut Editor,
+    dev: NodeId,
+    child: &str,
+    attr: &str,
+    path: String,
+    want: Option<&str>,
+) {
+    let Some(want) = want else { return };
+    let el = ed.doc.child(dev, child);
+    let before = el.and_then(|e| ed.doc.attr(e, attr));
+    if ed.change(path, before, Some(want.to_string())) {
+        let e = ed.doc.ensure_child(dev, child);
+        ed.doc.set_attr(e, attr, want);
+    }
+}
+
+fn disks(ed: &mut Editor, want: &BTreeMap<DeviceKey<String>, DiskDesired>) {
+    if want.is_empty() {
+        return;
+    }
+    let devs: Vec<NodeId> = ed
+        .doc
+        .child(ed.root(), "devices")
+        .map(|d| ed.doc.children_named(d, "disk"))
+        .unwrap_or_default();
+    let mut names = Vec::new();
+    for disk in devs {
+        let Some(dev) = ed
+            .doc
+            .child(disk, "target")
+            .and_then(|t| ed.doc.attr(t, "dev"))
+        else {
+            continue;
+        };
+        names.push(dev.clone());
+        let is_disk = ed.doc.attr(disk, "device").is_none_or(|d| d == "disk");
+        let Some(dd) = merged(want, &dev, is_disk, |a, o| DiskDesired {
+            cache: o.cache.or(a.cache),
+            io: o.io.or(a.io),
+        }) else {
+            continue;
+        };
+        let cache = dd.cache.map(|c| c.as_str());
+        set_child_attr(
+            ed,
+            disk,
+            "driver",
+            "cache",
+            format!("disks.{dev}.cache"),
+            cache,
+        );
+        let io = dd.io.map(|c| c.as_str());
+        set_child_attr(ed, disk, "driver", "io", format!("disks.{dev}.io"), io);
+    }
+    for k in want.keys() {
+        if let DeviceKey::One(dev) = k {
+            if !names.contains(dev) {
+                ed.issue(
+                    &["disks", dev],
+                    GuestIssue::NoDisk(dev.clone(), list_or_none(&names)),
+                );
+            }
+        }
+    }
+}
+
+fn list_or_none(v: &[String]) -> String {
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(", ")
+    }
+}
+
+fn interfaces(
+    ed: &mut Editor,
+    want: &BTreeMap<DeviceKey<crate::desired::MacAddr>, InterfaceDesired>,
+) {
+    if want.is_empty() {
+        return;
+    }
+    let devs: Vec<NodeId> = ed
+        .doc
+        .child(ed.root(), "devices")
+        .map(|d| ed.doc.children_named(d, "interface"))
+        .unwrap_or_default();
+    let mut macs = Vec::new();
+    for nic in devs {
+        let Some(mac) = ed
+            .doc
+            .child(nic, "mac")
+            .and_then(|m| ed.doc.attr(m, "address"))
+            .and_then(|a| crate::desired::MacAddr::new(&a).ok())
+        else {
+            continue;
+        };
+        macs.push(mac.as_str().to_string());
+        let applies = ed.doc.attr(nic, "type").as_deref() != Some("hostdev");
+        let Some(id) = merged(want, &mac, applies, |a, o| InterfaceDesired {
+            model: o.model.clone().or(a.model.clone()),
+            driver: o.driver.or(a.driver),
+            queues: o.queues.or(a.queues),
+        }) else {
+            continue;
+        };
+        let m = mac.as_str();
+        set_child_attr(
+            ed,
+            nic,
+            "model",
+            "type",
+            format!("interfaces.{m}.model"),
+            id.model.as_deref(),
+        );
+        let drv = id.driver.map(|d| d.as_str());
+        set_child_attr(
+            ed,
+            nic,
+            "driver",
+            "name",
+            format!("interfaces.{m}.driver"),
+            drv,
+        );
+        let q = id.queues.map(|q| q.to_string());
+        set_child_attr(
+            ed,
+            nic,
+            "driver",
+            "queues",
+            format!("interfaces.{m}.queues"),
+            q.as_deref(),
+        );
+    }
+    for k in want.keys() {
+        if let DeviceKey::One(mac) = k {
+            if !macs.iter().any(|m| m == mac.as_str()) {
+                ed.issue(
+                    &["interfaces", mac.as_str()],
+                    GuestIssue::NoInterface(mac.as_str().into(), list_or_none(&macs)),
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! The kvmtune binary: argument parsing and output; all logic lives in the library.
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+
+use kvmtune::cli::{Cli, Command, Files, Format};
+use kvmtune::libvirt::Hypervisor;
+use kvmtune::render::{self, Style};
+use kvmtune::{apply, config, observe, plan};
+
+fn style() -> Style {
+    Style {
+        color: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+    }
+}
+
+fn load(files: &Files) -> Result<kvmtune::desired::Desired, ExitCode> {
+    config::load(&files.files).map_err(|e| {
+        eprintln!("{e}");
+        ExitCode::from(1)
+    })
+}
+
+fn connect(
+    cli: &Cli,
+    d: &kvmtune::desired::Desired,
+    read_only: bool,
+) -> anyhow::Result<Option<Hypervisor>> {
+    if d.guests.is_empty() {
+        return Ok(None);
+    }
+    let hv = Hypervisor::open(&cli.connect, read_only)?;
+    Ok(Some(hv))
+}
+
+fn make_plan(
+    cli: &Cli,
+    d: &kvmtune::desired::Desired,
+    read_only: bool,
+) -> anyhow::Result<(plan::Plan, Option<Hypervisor>)> {
+    let hv = connect(cli, d, read_only)?;
+    let obs = observe::observe(d, &cli.root, hv.as_ref()).context("observing the current state")?;
+    Ok((plan::plan(d, &obs), hv))
+}
+
+fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
+    match &cli.command {
+        Command::Schema => {
+            print!("{}", kvmtune::schema::config_schema_json());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Validate { files } => {
+            let d = match load(files) {
+                Ok(d) => d,
+                Err(code) => return Ok(code),
+            };
+            println!(
+                "Valid: {} host setting(s), {} guest(s).",
+                kvmtune::host::setting_files(&d.host).len(),
+                d.guests.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Plan {
+            files,
+            format,
+            diff,
+            detailed_exitcode,
+        } => {
+            let d = match load(files) {
+                Ok(d) => d,
+                Err(code) => return Ok(code),
+            };
+            let (plan, _) = make_plan(cli, &d, true)?;
+            match format {
+                Format::Json => print!("{}", render::plan_json(&plan)),
+                Format::Human => print!("{}", render::plan_text(&plan, style(), *diff)),
+            }
+            Ok(if plan.has_errors() {
+                ExitCode::from(1)
+            } else if *detailed_exitcode && !plan.is_empty() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Apply {
+            files,
+            auto_approve,
+            format,
+        } => {
+            let d = match load(files) {
+                Ok(d) => d,
+                Err(code) => return Ok(code),
+            };
+            let (plan, hv) = make_plan(cli, &d, false)?;
+            let human = *format == Format::Human;
+            if human {
+                print!("{}", render::plan_text(&plan, style(), false));
+            }
+            if plan.has_errors() {
+                if !human {
+                    print!("{}", render::plan_json(&plan));
+                }
+                eprintln!("error: the plan has errors; nothing was applied");
+                return Ok(ExitCode::from(1));
+            }
+            if plan.is_empty() {
+                if !human {
+                    let report = apply::ApplyReport::default();
+                    println!("{}", serde_json::to_string_pretty(&report)?);
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            if !auto_approve {
+                if !std::io::stdin().is_terminal() {
+                    eprintln!(
+                        "error: refusing to apply without --auto-approve: stdin is not a terminal"
+                    );
+                    return Ok(ExitCode::from(1));
+                }
+                print!("\nApply these changes? Only 'yes' is accepted: ");
+                std::io::stdout().flush()?;
+                let mut answer = String::new();
+                std::io::stdin().read_line(&mut answer)?;
+                if answer.trim() != "yes" {
+                    eprintln!("Apply cancelled; nothing was changed.");
+                    return Ok(ExitCode::from(1));
+                }
+            }
+            let report = apply::apply(&plan, &d, &cli.root, hv.as_ref());
+            match format {
+                Format::Human => print!("\n{}", render::report_text(&report, style())),
+                Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+            }
+            Ok(if report.ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
