@@ -133,6 +133,8 @@ pub struct HostDesired {
     pub thp_defrag: Option<ThpDefrag>,
     /// (page size, NUMA node or global) → page count.
     pub hugepages: BTreeMap<(PageSize, Option<u32>), u64>,
+    /// Position of each pool in the `host.hugepages` list, for locating errors.
+    pub hugepage_index: BTreeMap<(PageSize, Option<u32>), usize>,
 }
 
 impl HostDesired {

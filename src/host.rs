@@ -136,9 +136,14 @@ fn yaml_key(d: &HostDesired, w: &HostWrite) -> Vec<String> {
     if let Some(k) = w.path.strip_prefix("transparent_hugepage.") {
         return vec!["transparent_hugepage".into(), k.into()];
     }
-    // hugepages: find the list index by file.
-    let _ = d;
-    vec!["hugepages".into()]
+    let pool = d
+        .hugepages
+        .keys()
+        .find(|(size, node)| hugepage_file(*size, *node) == w.file);
+    match pool.and_then(|k| d.hugepage_index.get(k)) {
+        Some(i) => vec!["hugepages".into(), i.to_string()],
+        None => vec!["hugepages".into()],
+    }
 }
 
 /// Host files as read: path below root → content (`None` when the file does not exist).

@@ -98,7 +98,9 @@ pub fn plan_text(plan: &Plan, style: Style, diff: bool) -> String {
 }
 
 pub fn summary_line(plan: &Plan) -> String {
-    let mut s = if plan.changes.is_empty() {
+    let mut s = if plan.changes.is_empty() && !plan.errors.is_empty() {
+        "No changes can be planned for the targets with errors.".to_string()
+    } else if plan.changes.is_empty() {
         "No changes. The host and guests match the configuration.".to_string()
     } else {
         let targets = plan.summary.targets;

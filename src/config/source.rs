@@ -305,8 +305,23 @@ pub fn serde_error(file: &Path, e: &serde_yaml::Error) -> ConfigError {
         Some(i) => msg[..i].to_string(),
         None => msg,
     };
+    // Untagged enums say only "did not match any variant"; say what was expected instead.
+    let msg = [
+        ("enum Scalar", "expected a number, true/false or a string"),
+        ("enum RawCpuSet", "expected a CPU set such as \"0-3,^2\" or a CPU number"),
+        ("enum RawHugepagesBacking", "expected true, false or { size: 2M }"),
+    ]
+    .iter()
+    .find(|(k, _)| msg.contains(&format!("untagged {k}")))
+    .map(|(k, v)| {
+        let head = msg.split("data did not match").next().unwrap_or("");
+        let _ = k;
+        format!("{head}{v}")
+    })
+    .unwrap_or(msg);
     let (path, msg) = match msg.split_once(": ") {
-        Some((p, m)) if !p.contains(' ') => (p.to_string(), m.to_string()),
+        // serde_yaml writes sequence indexes as `list[0]`; kvmtune paths use `list.0`.
+        Some((p, m)) if !p.contains(' ') => (p.replace('[', ".").replace(']', ""), m.to_string()),
         _ => (".".to_string(), msg),
     };
     match e.location() {

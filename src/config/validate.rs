@@ -150,6 +150,7 @@ fn host(cx: &mut Ctx, h: &RawHost) -> HostDesired {
             continue;
         }
         out.hugepages.insert((size, hp.node), hp.count);
+        out.hugepage_index.insert((size, hp.node), i);
     }
     if out
         .sysctl
