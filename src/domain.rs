@@ -303,8 +303,7 @@ fn cputune(ed: &mut Editor, d: &GuestDesired, count: Option<u32>) {
                         .doc
                         .children_named(ct, "vcpupin")
                         .into_iter()
-                        .filter(|p| parse_u32(ed.doc.attr(*p, "vcpu")).is_some_and(|v| v < idx))
-                        .last();
+                        .rfind(|p| parse_u32(ed.doc.attr(*p, "vcpu")).is_some_and(|v| v < idx));
                     let el = match prev {
                         Some(p) => ed.doc.insert_element_after(p, "vcpupin"),
                         None => ed.doc.append_element(ct, "vcpupin"),
@@ -507,6 +506,10 @@ fn cpu(ed: &mut Editor, d: &GuestDesired, count: Option<u32>) {
             ed.doc.set_attr(e, "mode", mode.as_str());
             // `check` is libvirt's own default per mode; `match` and `<model>` only fit custom.
             ed.doc.remove_attr(e, "check");
+            // libvirt adds `migratable='on'` to host-passthrough and rejects it on other modes.
+            if !matches!(mode, CpuMode::HostPassthrough | CpuMode::Maximum) {
+                ed.doc.remove_attr(e, "migratable");
+            }
             if mode != CpuMode::Custom {
                 ed.doc.remove_attr(e, "match");
                 if c.model.is_none() {
@@ -569,15 +572,12 @@ fn topology(ed: &mut Editor, t: Topology, count: Option<u32>) {
 }
 
 /// The effective settings for one device: the `"*"` entry overridden field by field.
-fn merged<T: Clone, K: Ord>(
+fn merged<T: Clone, K: Ord + Clone>(
     map: &BTreeMap<DeviceKey<K>, T>,
     key: &K,
     applies_to_all: bool,
     merge: impl Fn(&T, &T) -> T,
-) -> Option<T>
-where
-    K: Clone,
-{
+) -> Option<T> {
     let all = map.get(&DeviceKey::All).filter(|_| applies_to_all);
     let one = map.get(&DeviceKey::One(key.clone()));
     match (all, one) {

@@ -152,7 +152,11 @@ pub struct HostObserved {
     pub files: BTreeMap<String, Option<String>>,
     /// The kernel's default huge page size (`Hugepagesize` in /proc/meminfo).
     pub default_hugepage: Option<PageSize>,
+    /// Online NUMA nodes (`/sys/devices/system/node/online`), read when per-node pools are declared.
+    pub numa_online: Option<String>,
 }
+
+pub const NODE_ONLINE: &str = "sys/devices/system/node/online";
 
 /// Reads the files the desired host state refers to, plus /proc/meminfo's page size.
 pub fn observe(root: &Path, d: &HostDesired, want_meminfo: bool) -> std::io::Result<HostObserved> {
@@ -160,6 +164,9 @@ pub fn observe(root: &Path, d: &HostDesired, want_meminfo: bool) -> std::io::Res
     for w in setting_files(d) {
         let content = read_opt(&root.join(&w.file))?;
         obs.files.insert(w.file, content);
+    }
+    if d.hugepages.keys().any(|(_, node)| node.is_some()) {
+        obs.numa_online = read_opt(&root.join(NODE_ONLINE))?;
     }
     if want_meminfo {
         if let Some(m) = read_opt(&root.join(MEMINFO))? {
@@ -202,7 +209,45 @@ pub fn plan_host(d: &HostDesired, obs: &HostObserved) -> (Vec<HostChange>, Vec<H
             }
         }
     }
+    issues.extend(pool_consistency(d, obs));
     (changes, issues)
+}
+
+/// With a global pool and per-node pools of one size declared on a host whose every node is
+/// declared, the nodes must add up to the global pool, or the two writes would undo each other.
+fn pool_consistency(d: &HostDesired, obs: &HostObserved) -> Vec<HostIssue> {
+    let Some(online) = obs
+        .numa_online
+        .as_deref()
+        .and_then(|o| o.trim().parse::<crate::cpuset::CpuSet>().ok())
+    else {
+        return Vec::new();
+    };
+    let mut issues = Vec::new();
+    for ((size, node), global) in &d.hugepages {
+        if node.is_some() {
+            continue;
+        }
+        let nodes: BTreeMap<u32, u64> = d
+            .hugepages
+            .iter()
+            .filter_map(|((s, n), c)| n.filter(|_| s == size).map(|n| (n, *c)))
+            .collect();
+        if nodes.is_empty() || !online.iter().all(|n| nodes.contains_key(&n)) {
+            continue;
+        }
+        let sum: u64 = nodes.values().sum();
+        if sum != *global {
+            let idx = d.hugepage_index.get(&(*size, None)).map(|i| i.to_string());
+            issues.push(HostIssue {
+                key: std::iter::once("hugepages".to_string()).chain(idx).collect(),
+                message: format!(
+                    "the {size} pools of every node ({online}) add up to {sum}, but the global pool is {global}: they must be equal"
+                ),
+            });
+        }
+    }
+    issues
 }
 
 fn missing_message(w: &HostWrite) -> String {

@@ -89,7 +89,10 @@ fn bad_input_gets_one_located_line_each() {
         let o = kvmtune(dir.path(), &["validate", name]);
         assert_eq!(o.status.code(), Some(1), "{name}: {}", stderr(&o));
         let err = stderr(&o);
-        assert!(err.starts_with(name), "{name}: error does not start with the file: {err}");
+        assert!(
+            err.starts_with(name),
+            "{name}: error does not start with the file: {err}"
+        );
         assert!(!err.contains("panicked"), "{name}: {err}");
         report.push_str(&err);
     }
@@ -111,10 +114,18 @@ fn oversized_and_binary_files_are_refused() {
     std::fs::write(dir.path().join("bin.yaml"), [0xff, 0xfe, 0x00, 0x41]).unwrap();
     let o = kvmtune(dir.path(), &["validate", "bin.yaml"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).starts_with("bin.yaml: cannot read: not UTF-8"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).starts_with("bin.yaml: cannot read: not UTF-8"),
+        "{}",
+        stderr(&o)
+    );
     let o = kvmtune(dir.path(), &["validate", "missing.yaml"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).starts_with("missing.yaml: cannot read:"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).starts_with("missing.yaml: cannot read:"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -122,15 +133,31 @@ fn files_and_directories_merge_and_conflicts_name_both_places() {
     let dir = tempfile::tempdir().unwrap();
     let conf = dir.path().join("conf.d");
     std::fs::create_dir(&conf).unwrap();
-    std::fs::write(conf.join("10-host.yaml"), "host:\n  sysctl: { vm.swappiness: 10 }\n").unwrap();
-    std::fs::write(conf.join("20-db.yaml"), "guests:\n  db1:\n    vcpu: { count: 4 }\n").unwrap();
-    std::fs::write(conf.join("30-db-more.yaml"), "guests:\n  db1:\n    cputune: { emulatorpin: 0-1 }\n").unwrap();
+    std::fs::write(
+        conf.join("10-host.yaml"),
+        "host:\n  sysctl: { vm.swappiness: 10 }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        conf.join("20-db.yaml"),
+        "guests:\n  db1:\n    vcpu: { count: 4 }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        conf.join("30-db-more.yaml"),
+        "guests:\n  db1:\n    cputune: { emulatorpin: 0-1 }\n",
+    )
+    .unwrap();
     std::fs::write(conf.join("notes.txt"), "not yaml").unwrap();
     let o = kvmtune(dir.path(), &["validate", "conf.d"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(stdout(&o), "Valid: 1 host setting(s), 1 guest(s).\n");
 
-    std::fs::write(dir.path().join("again.yaml"), "guests:\n  db1:\n    vcpu:\n      count: 8\n").unwrap();
+    std::fs::write(
+        dir.path().join("again.yaml"),
+        "guests:\n  db1:\n    vcpu:\n      count: 8\n",
+    )
+    .unwrap();
     let o = kvmtune(dir.path(), &["validate", "conf.d", "again.yaml"]);
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(
@@ -150,19 +177,48 @@ fn demo_plan_human_and_json() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     insta::assert_snapshot!("demo_plan_human", stdout(&o));
 
-    let o = kvmtune(&repo(), &["--connect", &uri, "--root", root_s, "plan", cfg, "--format", "json"]);
+    let o = kvmtune(
+        &repo(),
+        &[
+            "--connect",
+            &uri,
+            "--root",
+            root_s,
+            "plan",
+            cfg,
+            "--format",
+            "json",
+        ],
+    );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(v["format_version"], 1);
-    assert_eq!(v["summary"]["changes"].as_u64().unwrap() as usize, v["changes"].as_array().unwrap().len());
+    assert_eq!(
+        v["summary"]["changes"].as_u64().unwrap() as usize,
+        v["changes"].as_array().unwrap().len()
+    );
     insta::assert_snapshot!("demo_plan_json", stdout(&o));
 
-    let o = kvmtune(&repo(), &["--connect", &uri, "--root", root_s, "plan", cfg, "--diff"]);
+    let o = kvmtune(
+        &repo(),
+        &["--connect", &uri, "--root", root_s, "plan", cfg, "--diff"],
+    );
     let out = stdout(&o);
     assert!(out.contains("diff of guest db1:"), "{out}");
     assert!(out.contains("+    <vcpupin vcpu='0' cpuset='2'/>"), "{out}");
 
-    let o = kvmtune(&repo(), &["--connect", &uri, "--root", root_s, "plan", cfg, "--detailed-exitcode"]);
+    let o = kvmtune(
+        &repo(),
+        &[
+            "--connect",
+            &uri,
+            "--root",
+            root_s,
+            "plan",
+            cfg,
+            "--detailed-exitcode",
+        ],
+    );
     assert_eq!(o.status.code(), Some(2));
 }
 
@@ -176,12 +232,33 @@ fn plan_errors_are_located_and_exit_1() {
     )
     .unwrap();
     let uri = demo_uri();
-    let o = kvmtune(dir.path(), &["--connect", &uri, "--root", root.path().to_str().unwrap(), "plan", "t.yaml"]);
+    let o = kvmtune(
+        dir.path(),
+        &[
+            "--connect",
+            &uri,
+            "--root",
+            root.path().to_str().unwrap(),
+            "plan",
+            "t.yaml",
+        ],
+    );
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let out = stdout(&o).replace(root.path().to_str().unwrap(), "ROOT");
     insta::assert_snapshot!(out);
     // apply refuses to do anything: the host tree is unchanged.
-    let o = kvmtune(dir.path(), &["--connect", &uri, "--root", root.path().to_str().unwrap(), "apply", "t.yaml", "--auto-approve"]);
+    let o = kvmtune(
+        dir.path(),
+        &[
+            "--connect",
+            &uri,
+            "--root",
+            root.path().to_str().unwrap(),
+            "apply",
+            "t.yaml",
+            "--auto-approve",
+        ],
+    );
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("nothing was applied"), "{}", stderr(&o));
 }
@@ -199,20 +276,52 @@ fn apply_needs_auto_approve_without_a_terminal_and_host_apply_converges() {
     let o = kvmtune(dir.path(), &["--root", r, "apply", "host.yaml"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("refusing to apply without --auto-approve"));
-    assert_eq!(std::fs::read_to_string(root.path().join("proc/sys/vm/swappiness")).unwrap(), "60\n");
-
-    let o = kvmtune(dir.path(), &["--root", r, "apply", "host.yaml", "--auto-approve"]);
-    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
-    assert!(stdout(&o).contains("Apply complete: 7 applied, 0 failed (0 guest defines, 7 host writes)."), "{}", stdout(&o));
-    assert_eq!(std::fs::read_to_string(root.path().join("proc/sys/vm/swappiness")).unwrap(), "10\n");
     assert_eq!(
-        std::fs::read_to_string(root.path().join("sys/devices/system/node/node0/hugepages/hugepages-1048576kB/nr_hugepages")).unwrap(),
+        std::fs::read_to_string(root.path().join("proc/sys/vm/swappiness")).unwrap(),
+        "60\n"
+    );
+
+    let o = kvmtune(
+        dir.path(),
+        &["--root", r, "apply", "host.yaml", "--auto-approve"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        stdout(&o)
+            .contains("Apply complete: 7 applied, 0 failed (0 guest defines, 7 host writes)."),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.path().join("proc/sys/vm/swappiness")).unwrap(),
+        "10\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(
+            root.path()
+                .join("sys/devices/system/node/node0/hugepages/hugepages-1048576kB/nr_hugepages")
+        )
+        .unwrap(),
         "2\n"
     );
     // Plan again: nothing; second apply: zero writes.
-    let o = kvmtune(dir.path(), &["--root", r, "plan", "host.yaml", "--detailed-exitcode"]);
+    let o = kvmtune(
+        dir.path(),
+        &["--root", r, "plan", "host.yaml", "--detailed-exitcode"],
+    );
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
-    let o = kvmtune(dir.path(), &["--root", r, "apply", "host.yaml", "--auto-approve", "--format", "json"]);
+    let o = kvmtune(
+        dir.path(),
+        &[
+            "--root",
+            r,
+            "apply",
+            "host.yaml",
+            "--auto-approve",
+            "--format",
+            "json",
+        ],
+    );
     assert_eq!(o.status.code(), Some(0));
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(v["host_writes"], 0);
@@ -224,17 +333,29 @@ fn a_host_write_that_fails_is_reported_and_others_still_apply() {
     let root = demo_root();
     let dir = tempfile::tempdir().unwrap();
     // A kernel file that refuses writes even from root: a read-only sysctl.
-    let thp = root.path().join("sys/kernel/mm/transparent_hugepage/defrag");
+    let thp = root
+        .path()
+        .join("sys/kernel/mm/transparent_hugepage/defrag");
     std::fs::remove_file(&thp).unwrap();
     std::os::unix::fs::symlink("/proc/sys/fs/inode-nr", &thp).unwrap();
-    std::fs::write(dir.path().join("h.yaml"), "host:\n  sysctl: { vm.swappiness: 5 }\n  transparent_hugepage: { defrag: never }\n").unwrap();
+    std::fs::write(
+        dir.path().join("h.yaml"),
+        "host:\n  sysctl: { vm.swappiness: 5 }\n  transparent_hugepage: { defrag: never }\n",
+    )
+    .unwrap();
     let r = root.path().to_str().unwrap();
-    let o = kvmtune(dir.path(), &["--root", r, "apply", "h.yaml", "--auto-approve"]);
+    let o = kvmtune(
+        dir.path(),
+        &["--root", r, "apply", "h.yaml", "--auto-approve"],
+    );
     assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
     let out = stdout(&o);
     assert!(out.contains("✗ host: 1 applied, 1 failed"), "{out}");
     assert!(out.contains("transparent_hugepage.defrag: host transparent_hugepage.defrag: writing /sys/kernel/mm/transparent_hugepage/defrag:"), "{out}");
-    assert_eq!(std::fs::read_to_string(root.path().join("proc/sys/vm/swappiness")).unwrap(), "5\n");
+    assert_eq!(
+        std::fs::read_to_string(root.path().join("proc/sys/vm/swappiness")).unwrap(),
+        "5\n"
+    );
 }
 
 #[test]

@@ -164,7 +164,7 @@ fn merge(
             errors.push(ConfigError::Conflict {
                 loc: add_map.find(add_path).cloned().unwrap_or_else(unknown),
                 path: source::dotted(path),
-                first: into_map.find(path).cloned().unwrap_or_else(unknown),
+                first: Box::new(into_map.find(path).cloned().unwrap_or_else(unknown)),
             });
         }
     }

@@ -80,7 +80,7 @@ pub enum ConfigError {
         loc: Loc,
         path: String,
         key: String,
-        first: Loc,
+        first: Box<Loc>,
     },
     #[error("{loc}: alias expansion exceeds {max} nodes (an alias bomb?); expand it by hand")]
     AliasBomb { loc: Loc, max: u64 },
@@ -93,7 +93,11 @@ pub enum ConfigError {
         msg: String,
     },
     #[error("{loc}: {path}: defined again (first defined at {first})")]
-    Conflict { loc: Loc, path: String, first: Loc },
+    Conflict {
+        loc: Loc,
+        path: String,
+        first: Box<Loc>,
+    },
 }
 
 /// A file read into memory under the size limit.
@@ -226,7 +230,7 @@ impl SourceFile {
                                     loc,
                                     path: dotted(&path),
                                     key: value,
-                                    first: first.clone(),
+                                    first: Box::new(first.clone()),
                                 });
                             }
                             seen.insert(value.clone(), loc.clone());
@@ -308,8 +312,14 @@ pub fn serde_error(file: &Path, e: &serde_yaml::Error) -> ConfigError {
     // Untagged enums say only "did not match any variant"; say what was expected instead.
     let msg = [
         ("enum Scalar", "expected a number, true/false or a string"),
-        ("enum RawCpuSet", "expected a CPU set such as \"0-3,^2\" or a CPU number"),
-        ("enum RawHugepagesBacking", "expected true, false or { size: 2M }"),
+        (
+            "enum RawCpuSet",
+            "expected a CPU set such as \"0-3,^2\" or a CPU number",
+        ),
+        (
+            "enum RawHugepagesBacking",
+            "expected true, false or { size: 2M }",
+        ),
     ]
     .iter()
     .find(|(k, _)| msg.contains(&format!("untagged {k}")))

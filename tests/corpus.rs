@@ -1,0 +1,126 @@
+//! Preservation and idempotency on libvirt's own test-suite domain XMLs
+//! (`../shared/corpus/libvirt-domains`): for every file, a broad tuning is planned; the edited
+//! XML must plan to zero changes, and once kvmtune's owned elements are stripped from both,
+//! the original and edited documents must be byte-identical.
+
+use std::path::PathBuf;
+
+use kvmtune::config::load_str;
+use kvmtune::domain::plan_guest;
+use kvmtune::units::PageSize;
+use kvmtune::xmltree::Document;
+
+fn corpus() -> Vec<(String, String)> {
+    let dir = std::env::var_os("KVMTUNE_CORPUS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/libvirt-domains")
+        });
+    let mut out: Vec<(String, String)> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("corpus {} missing: {e}", dir.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "xml"))
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read_to_string(&p).unwrap(),
+            )
+        })
+        .collect();
+    out.sort();
+    assert!(out.len() >= 50, "corpus has only {} files", out.len());
+    out
+}
+
+/// Removes every element kvmtune may own, so what is left must never change.
+fn strip_owned(xml: &str) -> String {
+    let mut d = Document::parse(xml).unwrap();
+    let root = d.root();
+    for name in ["vcpu", "cputune", "numatune", "memoryBacking", "cpu"] {
+        if let Some(e) = d.child(root, name) {
+            d.remove(e);
+        }
+    }
+    if let Some(devs) = d.child(root, "devices") {
+        for dev in d
+            .children_named(devs, "disk")
+            .into_iter()
+            .chain(d.children_named(devs, "interface"))
+        {
+            for child in ["driver", "model"] {
+                if let Some(c) = d.child(dev, child) {
+                    d.remove(c);
+                }
+            }
+        }
+    }
+    d.to_xml()
+}
+
+fn vcpus(xml: &str) -> u32 {
+    let d = Document::parse(xml).unwrap();
+    d.child(d.root(), "vcpu")
+        .and_then(|v| d.text(v).parse().ok())
+        .unwrap_or(1)
+}
+
+fn tunings(n: u32) -> Vec<String> {
+    vec![
+        format!(
+            "guests:\n  g:\n    vcpu: {{ placement: static, cpuset: \"0-3,^2\" }}\n    cputune: {{ vcpupin: {{ 0: \"1\" }}, emulatorpin: \"0-1\" }}\n    numatune: {{ memory: {{ mode: interleave, nodeset: \"0\" }} }}\n    memory_backing: {{ hugepages: {{ size: 2M }} }}\n    cpu: {{ mode: host-passthrough, topology: {{ sockets: 1, cores: {n}, threads: 1 }} }}\n    disks: {{ \"*\": {{ cache: none, io: native }} }}\n    interfaces: {{ \"*\": {{ model: virtio, driver: vhost, queues: 2 }} }}\n"
+        ),
+        "guests:\n  g:\n    vcpu: { count: 2, current: 1 }\n    cputune: { vcpupin: {} }\n    memory_backing: { hugepages: false }\n    cpu: { mode: custom, model: Skylake-Server }\n    disks: { \"*\": { cache: writeback } }\n    interfaces: { \"*\": { model: e1000e } }\n".to_string(),
+        "guests:\n  g:\n    numatune: { memory: { placement: auto } }\n    memory_backing: { hugepages: true }\n    cpu: { mode: host-model }\n".to_string(),
+    ]
+}
+
+#[test]
+fn corpus_tuning_is_idempotent_and_preserves_everything_else() {
+    let mut edited = 0;
+    for (name, xml) in corpus() {
+        for (i, yaml) in tunings(vcpus(&xml)).iter().enumerate() {
+            let d = load_str("t.yaml", yaml).unwrap();
+            let g = d.guests.values().next().unwrap();
+            let plan = match plan_guest(g, &xml, Some(PageSize::TWO_MIB)) {
+                Ok(p) => p,
+                // Guests without a matching vCPU count cannot take this topology: a clear issue.
+                Err(issues) => {
+                    assert!(!issues.is_empty());
+                    continue;
+                }
+            };
+            if !plan.changes.is_empty() {
+                edited += 1;
+            }
+            let again = plan_guest(g, &plan.new_xml, Some(PageSize::TWO_MIB)).unwrap();
+            assert!(
+                again.changes.is_empty(),
+                "{name} tuning {i}: not idempotent: {:?}",
+                again.changes
+            );
+            assert_eq!(again.new_xml, plan.new_xml, "{name} tuning {i}");
+            assert_eq!(
+                strip_owned(&xml),
+                strip_owned(&plan.new_xml),
+                "{name} tuning {i}: something outside the owned elements changed"
+            );
+        }
+    }
+    assert!(edited > 100, "only {edited} edits were exercised");
+}
+
+#[test]
+fn unchanged_settings_leave_the_xml_byte_identical() {
+    for (name, xml) in corpus() {
+        // Declare exactly what is already there (where it is there).
+        let d = Document::parse(&xml).unwrap();
+        let Some(v) = d.child(d.root(), "vcpu") else {
+            continue;
+        };
+        let yaml = format!("guests:\n  g:\n    vcpu: {{ count: {} }}\n", d.text(v));
+        let desired = load_str("t.yaml", &yaml).unwrap();
+        let p = plan_guest(desired.guests.values().next().unwrap(), &xml, None).unwrap();
+        assert!(p.changes.is_empty(), "{name}: {:?}", p.changes);
+        assert_eq!(p.new_xml, xml, "{name}");
+    }
+}
