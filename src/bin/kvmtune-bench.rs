@@ -51,6 +51,14 @@ struct Cli {
     /// Where config files are written.
     #[arg(long, default_value = "/tmp/kvmtune-bench")]
     workdir: PathBuf,
+    /// GNU time, used to read a subprocess's own peak RSS (`%M`). Without it, peak RSS comes
+    /// from wait4 and is an upper bound: Linux folds the parent's RSS high-water mark at
+    /// spawn time into the child's ru_maxrss.
+    #[arg(long, default_value = "/usr/bin/time")]
+    time_bin: PathBuf,
+    /// Also print every repetition's figures.
+    #[arg(long)]
+    verbose: bool,
     #[command(subcommand)]
     mode: Option<Mode>,
 }
@@ -111,8 +119,29 @@ struct ProcRun {
     maxrss_kib: u64,
 }
 
-/// Runs `cmd`, returns its stdout and its own rusage (wall, user+sys, peak RSS).
-fn run_measured(cmd: &mut Command) -> anyhow::Result<(Vec<u8>, ProcRun)> {
+/// Runs `argv`, returns its stdout and its rusage (wall, user+sys, peak RSS).
+///
+/// With `time_bin`, the command runs under GNU time, which forks it from a small process and
+/// reports the command's own peak RSS; wall and CPU still come from our wait4 (CPU then
+/// includes GNU time's own, well under a millisecond).
+fn run_measured(
+    argv: &[String],
+    time_bin: Option<&Path>,
+    rss_file: &Path,
+) -> anyhow::Result<(Vec<u8>, ProcRun)> {
+    let mut cmd = match time_bin {
+        Some(t) => {
+            let mut c = Command::new(t);
+            c.arg("-f").arg("%M").arg("-o").arg(rss_file).args(argv);
+            c
+        }
+        None => {
+            let mut c = Command::new(&argv[0]);
+            c.args(&argv[1..]);
+            c
+        }
+    };
+    let cmd = &mut cmd;
     let start = Instant::now();
     let mut child = cmd
         .stdout(Stdio::piped())
@@ -139,12 +168,22 @@ fn run_measured(cmd: &mut Command) -> anyhow::Result<(Vec<u8>, ProcRun)> {
             String::from_utf8_lossy(&err)
         );
     }
+    let maxrss_kib = match time_bin {
+        Some(_) => std::fs::read_to_string(rss_file)?
+            .trim()
+            .lines()
+            .last()
+            .unwrap_or("")
+            .parse()
+            .with_context(|| format!("reading {}", rss_file.display()))?,
+        None => ru.ru_maxrss as u64,
+    };
     Ok((
         out,
         ProcRun {
             wall,
             cpu: tv(ru.ru_utime) + tv(ru.ru_stime),
-            maxrss_kib: ru.ru_maxrss as u64,
+            maxrss_kib,
         },
     ))
 }
@@ -481,29 +520,38 @@ fn bench_size(
         }
         r.floor_par2.push(t);
 
-        let floor_cmd = || {
-            let mut c = Command::new(self_bin);
-            c.args(["--uri", &cli.uri, "floor", "--prefix", PREFIX, "--n"])
-                .arg(n.to_string());
-            c
-        };
-        let kvm_cmd = || {
-            let mut c = Command::new(kvmtune_bin);
-            c.args(["--connect", &cli.uri, "plan"])
-                .arg(&cfg_path)
-                .args(["--format", "json"]);
-            c
-        };
+        let s = |p: &Path| p.display().to_string();
+        let floor_argv: Vec<String> = vec![
+            s(self_bin),
+            "--uri".into(),
+            cli.uri.clone(),
+            "floor".into(),
+            "--prefix".into(),
+            PREFIX.into(),
+            "--n".into(),
+            n.to_string(),
+        ];
+        let kvm_argv: Vec<String> = vec![
+            s(kvmtune_bin),
+            "--connect".into(),
+            cli.uri.clone(),
+            "plan".into(),
+            s(&cfg_path),
+            "--format".into(),
+            "json".into(),
+        ];
+        let time_bin = cli.time_bin.exists().then_some(cli.time_bin.as_path());
+        let rss_file = cli.workdir.join("rss.txt");
         for side in 0..2 {
             if (side == 0) == floor_first {
-                let (out, p) = run_measured(&mut floor_cmd())?;
+                let (out, p) = run_measured(&floor_argv, time_bin, &rss_file)?;
                 let s = String::from_utf8_lossy(&out);
                 if !s.starts_with(&format!("{n} ")) {
                     bail!("floor subprocess printed {s:?}");
                 }
                 r.floor_proc.push(p);
             } else {
-                let (out, p) = run_measured(&mut kvm_cmd())?;
+                let (out, p) = run_measured(&kvm_argv, time_bin, &rss_file)?;
                 let v: serde_json::Value = serde_json::from_slice(&out)?;
                 if v["summary"]["targets"] != n {
                     bail!("kvmtune plan summary: {}", v["summary"]);
@@ -517,6 +565,55 @@ fn bench_size(
         r.daemon_cpu_kvm = Some(dkvm / cli.reps as u32);
     }
     Ok(r)
+}
+
+fn report_raw(results: &[SizeResult]) {
+    println!("\n### Every repetition (ms; RSS MiB)\n");
+    for r in results {
+        let list = |v: Vec<Duration>| v.into_iter().map(ms).collect::<Vec<_>>().join(" ");
+        println!("N={}:", r.n);
+        println!(
+            "  floor in-process     {}",
+            list(r.floor_in.iter().map(|t| t.total).collect())
+        );
+        println!(
+            "  floor GetXMLDesc×N   {}",
+            list(r.floor_in.iter().map(|t| t.xml).collect())
+        );
+        println!(
+            "  kvmtune in-process   {}",
+            list(r.kvm_in.iter().map(|t| t.total).collect())
+        );
+        println!(
+            "  kvmtune observe      {}",
+            list(r.kvm_in.iter().map(|t| t.observe).collect())
+        );
+        println!("  floor 2 connections  {}", list(r.floor_par2.clone()));
+        println!(
+            "  floor proc wall      {}",
+            list(r.floor_proc.iter().map(|p| p.wall).collect())
+        );
+        println!(
+            "  kvmtune proc wall    {}",
+            list(r.kvm_proc.iter().map(|p| p.wall).collect())
+        );
+        println!(
+            "  floor proc CPU       {}",
+            list(r.floor_proc.iter().map(|p| p.cpu).collect())
+        );
+        println!(
+            "  kvmtune proc CPU     {}",
+            list(r.kvm_proc.iter().map(|p| p.cpu).collect())
+        );
+        let rss = |v: &[ProcRun]| {
+            v.iter()
+                .map(|p| mib(p.maxrss_kib))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        println!("  floor proc RSS       {}", rss(&r.floor_proc));
+        println!("  kvmtune proc RSS     {}", rss(&r.kvm_proc));
+    }
 }
 
 fn report(results: &[SizeResult], reps: usize) {
@@ -659,6 +756,17 @@ fn main() -> anyhow::Result<()> {
         "kvmtune-bench: uri {}, sizes {:?}, reps {}",
         cli.uri, sizes, cli.reps
     );
+    println!(
+        "peak RSS from: {}",
+        if cli.time_bin.exists() {
+            "GNU time %M (the command's own)"
+        } else {
+            "wait4 ru_maxrss (upper bound: includes this process's RSS at spawn)"
+        }
+    );
     report(&results, cli.reps);
+    if cli.verbose {
+        report_raw(&results);
+    }
     Ok(())
 }

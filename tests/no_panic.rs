@@ -1,0 +1,93 @@
+//! No panics on any input: deterministic random mutations of real configuration files and
+//! CPU-set strings go through the loader, validation and planner; every outcome must be a value
+//! or an error, never a panic.
+
+use kvmtune::config::source::SourceFile;
+use kvmtune::config::load_sources;
+
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+const ALPHABET: &[u8] = b" \n:-,{}[]\"'&*!|>#^0123456789abcxyzMGK.";
+
+fn mutate(rng: &mut XorShift, s: &[u8]) -> Vec<u8> {
+    let mut v = s.to_vec();
+    for _ in 0..=rng.below(4) {
+        match rng.below(4) {
+            0 if !v.is_empty() => {
+                let i = rng.below(v.len());
+                v[i] = ALPHABET[rng.below(ALPHABET.len())];
+            }
+            1 if !v.is_empty() => {
+                let i = rng.below(v.len());
+                v.remove(i);
+            }
+            2 => {
+                let i = rng.below(v.len() + 1);
+                v.insert(i, ALPHABET[rng.below(ALPHABET.len())]);
+            }
+            _ => {
+                let i = rng.below(v.len() + 1);
+                v.truncate(i);
+            }
+        }
+    }
+    v
+}
+
+#[test]
+fn mutated_configs_never_panic() {
+    let seeds = [
+        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/tuning.yaml")).unwrap(),
+        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/demo/tuning.yaml")).unwrap(),
+    ];
+    let xml = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus/libvirt-domains/cputune.xml")).unwrap();
+    let mut rng = XorShift(0x9e3779b97f4a7c15);
+    let (mut ok, mut err) = (0, 0);
+    for i in 0..4000 {
+        let m = mutate(&mut rng, &seeds[i % 2]);
+        let Ok(text) = String::from_utf8(m) else { continue };
+        match load_sources(&[SourceFile::from_text("m.yaml", text)]) {
+            Ok(d) => {
+                ok += 1;
+                for g in d.guests.values() {
+                    let _ = kvmtune::domain::plan_guest(g, &xml, None);
+                }
+            }
+            Err(e) => {
+                err += 1;
+                // Every error is one located line per problem.
+                for line in e.to_string().lines() {
+                    assert!(line.starts_with("m.yaml"), "unlocated error: {line}");
+                }
+            }
+        }
+    }
+    assert!(ok > 100 && err > 100, "ok={ok} err={err}: mutations not exercising both paths");
+}
+
+#[test]
+fn random_cpusets_never_panic_and_round_trip() {
+    let mut rng = XorShift(42);
+    let mut parsed = 0;
+    for _ in 0..20000 {
+        let len = rng.below(12);
+        let s: String = (0..len).map(|_| b"0123456789-,^ x"[rng.below(15)] as char).collect();
+        if let Ok(c) = s.parse::<kvmtune::cpuset::CpuSet>() {
+            parsed += 1;
+            assert_eq!(c.to_string().parse::<kvmtune::cpuset::CpuSet>().unwrap(), c, "{s}");
+        }
+    }
+    assert!(parsed > 1000, "{parsed}");
+}
