@@ -49,6 +49,17 @@ impl ApplyReport {
 
 /// Executes `plan`. `desired` is used only to verify that what libvirt stored matches.
 pub fn apply(plan: &Plan, desired: &Desired, root: &Path, hv: Option<&Hypervisor>) -> ApplyReport {
+    apply_with(plan, desired, root, hv, &host::RealFiles)
+}
+
+/// [`apply`] with host file I/O through `files`.
+pub fn apply_with(
+    plan: &Plan,
+    desired: &Desired,
+    root: &Path,
+    hv: Option<&Hypervisor>,
+    files: &dyn host::HostFiles,
+) -> ApplyReport {
     let mut report = ApplyReport::default();
     for action in &plan.actions {
         let target = action.target();
@@ -68,7 +79,7 @@ pub fn apply(plan: &Plan, desired: &Desired, root: &Path, hv: Option<&Hypervisor
             Action::Host(writes) => {
                 for w in writes {
                     report.host_writes += 1;
-                    match host::write(root, w) {
+                    match host::write(files, root, w) {
                         Ok(()) => res.applied.push(w.path.clone()),
                         Err(e) => res.failed.push((w.path.clone(), e.to_string())),
                     }

@@ -298,24 +298,41 @@ pub enum HostWriteError {
     },
 }
 
+/// How host files are written and read back. [`RealFiles`] is the only production
+/// implementation; the trait is the seam through which tests make the "kernel" keep a smaller
+/// huge page count than requested, which the real kernel does only after taking all free memory.
+pub trait HostFiles {
+    fn write(&self, file: &Path, content: &str) -> std::io::Result<()>;
+    fn read(&self, file: &Path) -> std::io::Result<String>;
+}
+
+/// Plain file I/O: kernel files take the value in one write() and are never created.
+pub struct RealFiles;
+
+impl HostFiles for RealFiles {
+    fn write(&self, file: &Path, content: &str) -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(file)?;
+        f.write_all(content.as_bytes())
+    }
+
+    fn read(&self, file: &Path) -> std::io::Result<String> {
+        std::fs::read_to_string(file)
+    }
+}
+
 /// Writes one value (in place, like `sysctl -w`) and reads it back.
-pub fn write(root: &Path, w: &HostWrite) -> Result<(), HostWriteError> {
+pub fn write(files: &dyn HostFiles, root: &Path, w: &HostWrite) -> Result<(), HostWriteError> {
     let file: PathBuf = root.join(&w.file);
     let err = |source| HostWriteError::Write {
         path: w.path.clone(),
         file: w.file.clone(),
         source,
     };
-    // Kernel files take the value in one write() and are never created by us.
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .truncate(true)
-        .open(&file)
-        .map_err(err)?;
-    f.write_all(format!("{}\n", w.value).as_bytes())
-        .map_err(err)?;
-    drop(f);
-    let got = std::fs::read_to_string(&file).map_err(err)?;
+    files.write(&file, &format!("{}\n", w.value)).map_err(err)?;
+    let got = files.read(&file).map_err(err)?;
     let got = w.readback.canonical(&got);
     if got != w.readback.canonical(&w.value) {
         let (path, file, wanted) = (w.path.clone(), w.file.clone(), w.value.clone());

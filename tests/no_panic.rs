@@ -2,8 +2,8 @@
 //! CPU-set strings go through the loader, validation and planner; every outcome must be a value
 //! or an error, never a panic.
 
-use kvmtune::config::source::SourceFile;
 use kvmtune::config::load_sources;
+use kvmtune::config::source::SourceFile;
 
 struct XorShift(u64);
 
@@ -50,14 +50,24 @@ fn mutate(rng: &mut XorShift, s: &[u8]) -> Vec<u8> {
 fn mutated_configs_never_panic() {
     let seeds = [
         std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/tuning.yaml")).unwrap(),
-        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/demo/tuning.yaml")).unwrap(),
+        std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/examples/demo/tuning.yaml"
+        ))
+        .unwrap(),
     ];
-    let xml = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus/libvirt-domains/cputune.xml")).unwrap();
+    let xml = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/corpus/libvirt-domains/cputune.xml"
+    ))
+    .unwrap();
     let mut rng = XorShift(0x9e3779b97f4a7c15);
     let (mut ok, mut err) = (0, 0);
     for i in 0..4000 {
         let m = mutate(&mut rng, &seeds[i % 2]);
-        let Ok(text) = String::from_utf8(m) else { continue };
+        let Ok(text) = String::from_utf8(m) else {
+            continue;
+        };
         match load_sources(&[SourceFile::from_text("m.yaml", text)]) {
             Ok(d) => {
                 ok += 1;
@@ -74,7 +84,10 @@ fn mutated_configs_never_panic() {
             }
         }
     }
-    assert!(ok > 100 && err > 100, "ok={ok} err={err}: mutations not exercising both paths");
+    assert!(
+        ok > 100 && err > 100,
+        "ok={ok} err={err}: mutations not exercising both paths"
+    );
 }
 
 #[test]
@@ -83,10 +96,16 @@ fn random_cpusets_never_panic_and_round_trip() {
     let mut parsed = 0;
     for _ in 0..20000 {
         let len = rng.below(12);
-        let s: String = (0..len).map(|_| b"0123456789-,^ x"[rng.below(15)] as char).collect();
+        let s: String = (0..len)
+            .map(|_| b"0123456789-,^ x"[rng.below(15)] as char)
+            .collect();
         if let Ok(c) = s.parse::<kvmtune::cpuset::CpuSet>() {
             parsed += 1;
-            assert_eq!(c.to_string().parse::<kvmtune::cpuset::CpuSet>().unwrap(), c, "{s}");
+            assert_eq!(
+                c.to_string().parse::<kvmtune::cpuset::CpuSet>().unwrap(),
+                c,
+                "{s}"
+            );
         }
     }
     assert!(parsed > 1000, "{parsed}");

@@ -1,6 +1,7 @@
 //! Changes the real host through `--root /` and restores it: sysctl, transparent huge pages,
-//! the 2M huge page pool (global and node 0). Runs as root in CI; fails (never skips) when it
-//! cannot write /proc/sys. Every value is restored by a guard, also when an assertion fails.
+//! the 2M huge page pool (global and node 0, a few pages only: never more than the kernel can
+//! give). Runs as root in CI; fails (never skips) when it cannot write /proc/sys. Every value is
+//! restored by a guard, also when an assertion fails.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -147,22 +148,6 @@ fn real_host_apply_converges_and_is_restored() {
     );
     assert!(out.starts_with("No changes."), "{out}");
 
-    // An impossible pool is a shortfall error naming requested vs allocated.
-    std::fs::write(
-        dir.path().join("huge.yaml"),
-        "host:\n  hugepages:\n    - { size: 2M, node: 0, count: 100000000 }\n",
-    )
-    .unwrap();
-    let o = kvmtune(
-        dir.path(),
-        &["--root", "/", "apply", "huge.yaml", "--auto-approve"],
-    );
-    let out = String::from_utf8_lossy(&o.stdout);
-    assert_eq!(o.status.code(), Some(1), "{out}");
-    assert!(
-        out.contains("requested 100000000 pages, the kernel allocated"),
-        "{out}"
-    );
     drop(guard);
     assert_eq!(
         std::fs::read_to_string(SWAP).unwrap().trim(),

@@ -81,3 +81,61 @@ fn first_uuid(p: &plan::Plan, name: &str) -> String {
         })
         .unwrap()
 }
+
+/// A "kernel" that keeps at most `cap` huge pages per pool, like a host short of memory.
+struct CappedPools {
+    cap: u64,
+}
+
+impl kvmtune::host::HostFiles for CappedPools {
+    fn write(&self, file: &Path, content: &str) -> std::io::Result<()> {
+        let content = if file.ends_with("nr_hugepages") {
+            let want: u64 = content.trim().parse().unwrap();
+            format!("{}\n", want.min(self.cap))
+        } else {
+            content.to_string()
+        };
+        kvmtune::host::RealFiles.write(file, &content)
+    }
+    fn read(&self, file: &Path) -> std::io::Result<String> {
+        kvmtune::host::RealFiles.read(file)
+    }
+}
+
+#[test]
+fn huge_page_shortfall_names_requested_and_allocated_and_other_keys_still_apply() {
+    let root = tempfile::tempdir().unwrap();
+    copy_tree(&repo().join("examples/demo/root"), root.path());
+    let desired = config::load_str(
+        "h.yaml",
+        "host:\n  sysctl: { vm.swappiness: 10 }\n  hugepages:\n    - { size: 2M, node: 0, count: 300 }\n    - { size: 2M, node: 1, count: 50 }\n",
+    )
+    .unwrap();
+    let obs = observe::observe(&desired, root.path(), None).unwrap();
+    let p = plan::plan(&desired, &obs);
+    let report = apply::apply_with(&p, &desired, root.path(), None, &CappedPools { cap: 100 });
+    assert!(!report.ok());
+    let host = &report.results[0];
+    assert_eq!(
+        host.applied,
+        vec![
+            "sysctl.vm.swappiness".to_string(),
+            "hugepages.2M.node1".to_string()
+        ]
+    );
+    assert_eq!(host.failed.len(), 1);
+    assert_eq!(host.failed[0].0, "hugepages.2M.node0");
+    assert_eq!(
+        host.failed[0].1,
+        "host hugepages.2M.node0: huge page pool /sys/devices/system/node/node0/hugepages/hugepages-2048kB/nr_hugepages: requested 300 pages, the kernel allocated 100"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.path().join("proc/sys/vm/swappiness")).unwrap(),
+        "10\n"
+    );
+    // The plan still shows the pool that fell short, and only that.
+    let obs = observe::observe(&desired, root.path(), None).unwrap();
+    let again = plan::plan(&desired, &obs);
+    assert_eq!(again.changes.len(), 1);
+    assert_eq!(again.changes[0].before.as_deref(), Some("100"));
+}

@@ -55,6 +55,11 @@ pub fn virsh_ok(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// An XML document printed by virsh, as libvirt returns it (virsh adds one more newline).
+fn xml_out(args: &[&str]) -> String {
+    format!("{}\n", virsh_ok(args).trim_end())
+}
+
 pub fn domain_exists(name: &str) -> bool {
     virsh(&["domuuid", name]).status.success()
 }
@@ -146,12 +151,12 @@ impl Guest {
 
     /// The persistent definition (`dumpxml --inactive`).
     pub fn inactive_xml(&self) -> String {
-        virsh_ok(&["dumpxml", "--inactive", &self.name])
+        xml_out(&["dumpxml", "--inactive", &self.name])
     }
 
     /// The running (live) definition.
     pub fn live_xml(&self) -> String {
-        virsh_ok(&["dumpxml", &self.name])
+        xml_out(&["dumpxml", &self.name])
     }
 
     pub fn start(&self) {

@@ -1,0 +1,734 @@
+//! Integration tests against a real libvirtd (`$KVMTUNE_TEST_URI`, default `qemu:///system`).
+//!
+//! Every test defines its own throw-away guests (`kvmtune-it-<test>-<pid>`) through the
+//! [`common::Guest`] guard, which destroys and undefines them on drop, also when the test
+//! fails. The tests fail (never skip) when libvirtd is unreachable: run scripts/env-up.sh.
+
+mod common;
+
+use common::*;
+use kvmtune::plan::Effect;
+
+fn paths(p: &kvmtune::plan::Plan) -> Vec<&str> {
+    p.changes.iter().map(|c| c.path.as_str()).collect()
+}
+
+/// The first `(attr)` of the first element `name`.
+fn first_attr(xml: &str, name: &str, attr: &str) -> Option<String> {
+    attr_values(xml, name, attr).into_iter().next()
+}
+
+fn text_of(xml: &str, path: &[&str]) -> Option<String> {
+    let doc = kvmtune::xmltree::Document::parse(xml).unwrap();
+    let mut n = doc.root();
+    for p in path {
+        n = doc.child(n, p)?;
+    }
+    Some(doc.text(n))
+}
+
+// ------------------------------------------------------------------------ fixture --
+
+#[test]
+fn fixture_guard_cleans_up_even_when_the_test_panics() {
+    let name = Guest::name_for("fixture");
+    let image = std::env::temp_dir().join(format!("{name}.qcow2"));
+    let result = std::panic::catch_unwind(|| {
+        let g = Guest::define("fixture", Spec::default());
+        assert!(domain_exists(g.name()));
+        assert!(image.exists());
+        let xml = g.inactive_xml();
+        assert!(xml.contains(LIBOSINFO_ID), "{xml}");
+        assert!(xml.contains("<interface type='user'>"), "{xml}");
+        g.start();
+        panic!("deliberate panic with a running guest");
+    });
+    assert!(result.is_err());
+    assert!(
+        !domain_exists(&name),
+        "guard did not undefine {name} while unwinding"
+    );
+    assert!(!image.exists(), "guard did not remove {}", image.display());
+}
+
+#[test]
+fn unreachable_libvirtd_is_a_clear_cli_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("t.yaml");
+    std::fs::write(&cfg, "guests:\n  whatever:\n    vcpu: { count: 1 }\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kvmtune"))
+        .args([
+            "--connect",
+            "qemu+unix:///system?socket=/nonexistent/libvirt-sock",
+            "--root",
+        ])
+        .arg(dir.path())
+        .arg("plan")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(stderr(&out).contains("connecting to"), "{}", describe(&out));
+}
+
+// -------------------------------------------------------------------- convergence --
+
+#[test]
+fn apply_converges_on_a_defined_guest() {
+    // Three vCPUs with pins on vCPUs 0 and 2: the config shrinks to 2 vCPUs, re-pins 0, adds 1
+    // and (vcpupin is authoritative) drops the pin of vCPU 2.
+    let g = Guest::define(
+        "converge",
+        Spec {
+            vcpus: 3,
+            tuning: "<cputune><vcpupin vcpu='0' cpuset='0'/><vcpupin vcpu='2' cpuset='1'/>\
+                     <emulatorpin cpuset='1'/></cputune>"
+                .into(),
+            ..Spec::default()
+        },
+    );
+    let yaml = format!(
+        r#"guests:
+  {}:
+    vcpu: {{ count: 2, placement: static, cpuset: "0-1" }}
+    cputune: {{ vcpupin: {{ 0: "1", 1: "0" }}, emulatorpin: "0" }}
+    numatune: {{ memory: {{ mode: strict, nodeset: "0" }} }}
+    memory_backing: {{ hugepages: {{ size: 2M }} }}
+    cpu: {{ mode: host-passthrough, topology: {{ sockets: 1, cores: 2, threads: 1 }} }}
+    disks: {{ "*": {{ cache: none, io: native }} }}
+    interfaces: {{ "*": {{ model: virtio, queues: 2, driver: vhost }} }}
+"#,
+        g.name()
+    );
+    let (p, report) = assert_converges(&yaml);
+    assert_eq!(report.defines, 1);
+    assert_eq!(report.host_writes, 0);
+    assert!(p.changes.iter().all(|c| c.effect == Effect::Live));
+    let removed = p
+        .changes
+        .iter()
+        .find(|c| c.path == "cputune.vcpupin.2")
+        .expect("the unlisted pin is planned for removal");
+    assert_eq!(
+        (removed.before.as_deref(), removed.after.as_deref()),
+        (Some("1"), None)
+    );
+    for want in [
+        "vcpu.count",
+        "vcpu.cpuset",
+        "cputune.vcpupin.0",
+        "cputune.vcpupin.1",
+        "cputune.emulatorpin",
+        "numatune.memory.nodeset",
+        "memory_backing.hugepages",
+        "cpu.mode",
+        "cpu.topology.sockets",
+        "disks.vda.cache",
+        "disks.vda.io",
+        "interfaces.52:54:00:6b:74:01.model",
+        "interfaces.52:54:00:6b:74:01.driver",
+        "interfaces.52:54:00:6b:74:01.queues",
+    ] {
+        assert!(
+            paths(&p).contains(&want),
+            "{want} missing in {:?}",
+            paths(&p)
+        );
+    }
+
+    let xml = g.inactive_xml();
+    assert_eq!(text_of(&xml, &["vcpu"]).as_deref(), Some("2"));
+    assert_eq!(
+        vcpupins(&xml),
+        vec![("0".into(), "1".into()), ("1".into(), "0".into())]
+    );
+    assert_eq!(
+        first_attr(&xml, "emulatorpin", "cpuset").as_deref(),
+        Some("0")
+    );
+    assert_eq!(first_attr(&xml, "vcpu", "cpuset").as_deref(), Some("0-1"));
+    assert_eq!(
+        first_attr(&xml, "memory", "mode").as_deref(),
+        Some("strict")
+    );
+    assert_eq!(first_attr(&xml, "page", "size").as_deref(), Some("2048"));
+    assert_eq!(
+        first_attr(&xml, "cpu", "mode").as_deref(),
+        Some("host-passthrough")
+    );
+    assert_eq!(first_attr(&xml, "topology", "cores").as_deref(), Some("2"));
+    assert!(
+        xml.contains("cache='none' io='native'"),
+        "disk driver not set: {xml}"
+    );
+    assert!(xml.contains("<model type='virtio'/>"), "{xml}");
+    assert!(xml.contains("<driver name='vhost' queues='2'/>"), "{xml}");
+}
+
+#[test]
+fn running_guest_changes_take_effect_at_restart_only() {
+    let g = Guest::define(
+        "running",
+        Spec {
+            tuning: "<cputune><vcpupin vcpu='0' cpuset='0'/><vcpupin vcpu='1' cpuset='1'/>\
+                     </cputune>"
+                .into(),
+            ..Spec::default()
+        },
+    );
+    g.start();
+    let live_before = g.live_xml();
+    let live_pins = vcpupins(&live_before);
+    assert_eq!(
+        live_pins,
+        vec![("0".into(), "0".into()), ("1".into(), "1".into())]
+    );
+    // No vhost (this kernel has no /dev/vhost-net) and no queues (user networking has no
+    // multiqueue): the new definition must still boot.
+    let yaml = format!(
+        r#"guests:
+  {}:
+    vcpu: {{ count: 2, placement: static, cpuset: "0-1" }}
+    cputune: {{ vcpupin: {{ 0: "1", 1: "0" }}, emulatorpin: "0" }}
+    numatune: {{ memory: {{ mode: strict, nodeset: "0" }} }}
+    cpu: {{ mode: custom, model: Westmere, topology: {{ sockets: 1, cores: 2, threads: 1 }} }}
+    disks: {{ "*": {{ cache: none, io: native }} }}
+    interfaces: {{ "*": {{ model: virtio }} }}
+"#,
+        g.name()
+    );
+    let planned = plan_yaml(&yaml);
+    assert!(!planned.is_empty());
+    assert!(
+        planned.changes.iter().all(|c| c.effect == Effect::Restart),
+        "{:#?}",
+        planned.changes
+    );
+    assert!(paths(&planned).contains(&"cpu.model"));
+    assert!(paths(&planned).contains(&"cpu.topology.cores"));
+
+    let (p, report) = assert_converges(&yaml);
+    assert_eq!(p.changes, planned.changes);
+    assert_eq!(report.defines, 1);
+    assert!(g.is_running(), "apply must not stop the guest");
+    // Only the persistent definition changed.
+    assert_eq!(vcpupins(&g.live_xml()), live_pins);
+    let inactive = g.inactive_xml();
+    assert_eq!(
+        vcpupins(&inactive),
+        vec![("0".into(), "1".into()), ("1".into(), "0".into())]
+    );
+    assert_eq!(
+        text_of(&inactive, &["cpu", "model"]).as_deref(),
+        Some("Westmere")
+    );
+
+    // The restart brings the new definition into effect, and the plan stays empty.
+    g.destroy();
+    g.start();
+    let live = g.live_xml();
+    assert_eq!(vcpupins(&live), vcpupins(&inactive));
+    assert_eq!(
+        text_of(&live, &["cpu", "model"]).as_deref(),
+        Some("Westmere")
+    );
+    assert!(plan_yaml(&yaml).is_empty());
+}
+
+// ------------------------------------------------------------------ normalizations --
+
+#[test]
+fn normalize_libvirt_default_custom_cpu() {
+    let g = Guest::define("norm-defcpu", Spec::default());
+    let xml = g.inactive_xml();
+    // libvirt 9 adds this <cpu> to a guest defined without one.
+    assert!(
+        xml.contains("<cpu mode='custom' match='exact' check='none'>"),
+        "{xml}"
+    );
+    assert!(
+        xml.contains("<model fallback='forbid'>qemu64</model>"),
+        "{xml}"
+    );
+    let name = g.name();
+    assert!(plan_yaml(&format!(
+        "guests:\n  {name}:\n    cpu: {{ mode: custom, model: qemu64 }}\n"
+    ))
+    .is_empty());
+    assert_converges(&format!(
+        "guests:\n  {name}:\n    cpu: {{ topology: {{ sockets: 2, cores: 1, threads: 1 }} }}\n"
+    ));
+    let xml = g.inactive_xml();
+    assert_eq!(text_of(&xml, &["cpu", "model"]).as_deref(), Some("qemu64"));
+}
+
+#[test]
+fn normalize_topology_dies() {
+    let g = Guest::define("norm-dies", Spec::default());
+    let name = g.name();
+    assert_converges(&format!(
+        "guests:\n  {name}:\n    cpu: {{ mode: custom, model: qemu64, topology: {{ sockets: 1, cores: 1, threads: 2 }} }}\n"
+    ));
+    let xml = g.inactive_xml();
+    assert_eq!(first_attr(&xml, "topology", "dies").as_deref(), Some("1"));
+    assert!(plan_yaml(&format!(
+        "guests:\n  {name}:\n    cpu: {{ topology: {{ sockets: 1, dies: 1, cores: 1, threads: 2 }} }}\n"
+    ))
+    .is_empty());
+}
+
+#[test]
+fn normalize_host_passthrough_check_and_migratable() {
+    let g = Guest::define("norm-passthrough", Spec::default());
+    let name = g.name();
+    assert_converges(&format!(
+        "guests:\n  {name}:\n    cpu: {{ mode: host-passthrough, topology: {{ sockets: 1, cores: 2, threads: 1 }} }}\n"
+    ));
+    let xml = g.inactive_xml();
+    assert_eq!(first_attr(&xml, "cpu", "check").as_deref(), Some("none"));
+    assert_eq!(first_attr(&xml, "cpu", "migratable").as_deref(), Some("on"));
+}
+
+/// Regression: libvirt adds `migratable='on'` to host-passthrough and rejects it on any other
+/// mode, so switching away from host-passthrough must drop it.
+#[test]
+fn cpu_mode_switch_away_from_host_passthrough() {
+    let g = Guest::define(
+        "cpu-switch",
+        Spec {
+            tuning: "<cpu mode='host-passthrough'/>".into(),
+            ..Spec::default()
+        },
+    );
+    assert_eq!(
+        first_attr(&g.inactive_xml(), "cpu", "migratable").as_deref(),
+        Some("on")
+    );
+    let name = g.name();
+    assert_converges(&format!(
+        "guests:\n  {name}:\n    cpu: {{ mode: custom, model: Westmere }}\n"
+    ));
+    assert_converges(&format!(
+        "guests:\n  {name}:\n    cpu: {{ mode: host-passthrough }}\n"
+    ));
+    assert_converges(&format!(
+        "guests:\n  {name}:\n    cpu: {{ mode: host-model }}\n"
+    ));
+    assert_eq!(first_attr(&g.inactive_xml(), "cpu", "migratable"), None);
+}
+
+#[test]
+fn normalize_cpuset_spelling() {
+    let g = Guest::define(
+        "norm-cpuset",
+        Spec {
+            vcpu_attrs: " cpuset='0,1'".into(),
+            tuning: "<cputune><emulatorpin cpuset='0,1'/></cputune>".into(),
+            ..Spec::default()
+        },
+    );
+    let xml = g.inactive_xml();
+    // libvirt re-prints CPU sets as ranges.
+    assert_eq!(first_attr(&xml, "vcpu", "cpuset").as_deref(), Some("0-1"));
+    let name = g.name();
+    assert!(plan_yaml(&format!(
+        "guests:\n  {name}:\n    vcpu: {{ cpuset: \"0,1\" }}\n    cputune: {{ emulatorpin: \"1,0\" }}\n"
+    ))
+    .is_empty());
+    assert_converges(&format!(
+        r#"guests:
+  {name}:
+    vcpu: {{ cpuset: "0-1,^1" }}
+    cputune: {{ vcpupin: {{ 0: "0,1", 1: "0-1,^0" }}, emulatorpin: "1,0" }}
+"#
+    ));
+    let xml = g.inactive_xml();
+    assert_eq!(first_attr(&xml, "vcpu", "cpuset").as_deref(), Some("0"));
+    assert_eq!(
+        vcpupins(&xml),
+        vec![("0".into(), "0-1".into()), ("1".into(), "1".into())]
+    );
+}
+
+#[test]
+fn normalize_vcpu_placement_default_static() {
+    let g = Guest::define("norm-placement", Spec::default());
+    let xml = g.inactive_xml();
+    assert_eq!(
+        first_attr(&xml, "vcpu", "placement").as_deref(),
+        Some("static")
+    );
+    let yaml = format!(
+        "guests:\n  {}:\n    vcpu: {{ count: 2, placement: static }}\n",
+        g.name()
+    );
+    assert!(plan_yaml(&yaml).is_empty());
+    // Without the attribute libvirt's default still applies.
+    let d = load(&yaml);
+    let gd = d.guests.values().next().unwrap();
+    let bare = xml.replace(" placement='static'", "");
+    assert!(!bare.contains("placement="));
+    let p = kvmtune::domain::plan_guest(gd, &bare, None).unwrap();
+    assert!(p.changes.is_empty(), "{:?}", p.changes);
+}
+
+#[test]
+fn normalize_numatune_mode_default_strict() {
+    let g = Guest::define(
+        "norm-numa",
+        Spec {
+            tuning: "<numatune><memory nodeset='0'/></numatune>".into(),
+            ..Spec::default()
+        },
+    );
+    let xml = g.inactive_xml();
+    assert!(xml.contains("<memory mode='strict' nodeset='0'/>"), "{xml}");
+    let yaml = format!(
+        "guests:\n  {}:\n    numatune: {{ memory: {{ mode: strict, nodeset: \"0\" }} }}\n",
+        g.name()
+    );
+    assert!(plan_yaml(&yaml).is_empty());
+    let d = load(&yaml);
+    let gd = d.guests.values().next().unwrap();
+    let bare = xml.replace(" mode='strict'", "");
+    let p = kvmtune::domain::plan_guest(gd, &bare, None).unwrap();
+    assert!(p.changes.is_empty(), "{:?}", p.changes);
+    // Declaring only the nodeset on a guest without numatune converges too.
+    let g2 = Guest::define("norm-numa2", Spec::default());
+    assert_converges(&format!(
+        "guests:\n  {}:\n    numatune: {{ memory: {{ nodeset: \"0\" }} }}\n",
+        g2.name()
+    ));
+}
+
+#[test]
+fn normalize_page_size_units() {
+    let g = Guest::define(
+        "norm-pages",
+        Spec {
+            tuning: "<memoryBacking><hugepages><page size='2' unit='M'/></hugepages>\
+                     </memoryBacking>"
+                .into(),
+            ..Spec::default()
+        },
+    );
+    let xml = g.inactive_xml();
+    assert!(xml.contains("<page size='2048' unit='KiB'/>"), "{xml}");
+    let name = g.name();
+    let yaml_m =
+        format!("guests:\n  {name}:\n    memory_backing: {{ hugepages: {{ size: 2M }} }}\n");
+    let yaml_k =
+        format!("guests:\n  {name}:\n    memory_backing: {{ hugepages: {{ size: 2048K }} }}\n");
+    assert!(plan_yaml(&yaml_m).is_empty());
+    assert!(plan_yaml(&yaml_k).is_empty());
+    // A hand-written unit='M' compares by size too.
+    let d = load(&yaml_k);
+    let gd = d.guests.values().next().unwrap();
+    let unnormalized = xml.replace(
+        "<page size='2048' unit='KiB'/>",
+        "<page size='2' unit='M'/>",
+    );
+    let p = kvmtune::domain::plan_guest(gd, &unnormalized, None).unwrap();
+    assert!(p.changes.is_empty(), "{:?}", p.changes);
+    // Off, then back on through the KiB spelling.
+    assert_converges(&format!(
+        "guests:\n  {name}:\n    memory_backing: {{ hugepages: false }}\n"
+    ));
+    assert!(!g.inactive_xml().contains("hugepages"));
+    assert_converges(&yaml_k);
+    assert!(plan_yaml(&yaml_m).is_empty());
+}
+
+#[test]
+fn normalize_mac_address_case() {
+    let g = Guest::define(
+        "norm-mac",
+        Spec {
+            mac: "52:54:00:6B:74:0A".into(),
+            ..Spec::default()
+        },
+    );
+    assert!(g
+        .inactive_xml()
+        .contains("<mac address='52:54:00:6b:74:0a'/>"));
+    let (p, _) = assert_converges(&format!(
+        "guests:\n  {}:\n    interfaces: {{ \"52:54:00:6B:74:0A\": {{ model: virtio }} }}\n",
+        g.name()
+    ));
+    assert_eq!(paths(&p), vec!["interfaces.52:54:00:6b:74:0a.model"]);
+}
+
+// ---------------------------------------------------------------------- preservation --
+
+#[test]
+fn apply_changes_only_owned_elements() {
+    let g = Guest::define("preserve", Spec::default());
+    let before = g.inactive_xml();
+    assert_converges(&format!(
+        r#"guests:
+  {}:
+    vcpu: {{ placement: static, cpuset: "0-1" }}
+    cputune: {{ vcpupin: {{ 0: "0", 1: "1" }}, emulatorpin: "0-1" }}
+    numatune: {{ memory: {{ mode: strict, nodeset: "0" }} }}
+    memory_backing: {{ hugepages: {{ size: 2M }} }}
+    cpu: {{ mode: host-passthrough, topology: {{ sockets: 1, cores: 1, threads: 2 }} }}
+    disks: {{ "*": {{ cache: none, io: native }} }}
+    interfaces: {{ "*": {{ model: virtio, queues: 2, driver: vhost }} }}
+"#,
+        g.name()
+    ));
+    let after = g.inactive_xml();
+    assert_ne!(before, after);
+    let (b, a) = (strip_owned(&before), strip_owned(&after));
+    if b != a {
+        let diff = similar::TextDiff::from_lines(&b, &a)
+            .unified_diff()
+            .header("before", "after")
+            .to_string();
+        panic!("non-owned parts of the domain XML changed:\n{diff}");
+    }
+    // And the things people care about, one by one.
+    for (el, attr) in [
+        ("mac", "address"),
+        ("address", "slot"),
+        ("address", "bus"),
+        ("graphics", "listen"),
+        ("source", "file"),
+        ("target", "dev"),
+        ("type", "machine"),
+        ("libosinfo:os", "id"),
+    ] {
+        assert_eq!(
+            attr_values(&before, el, attr),
+            attr_values(&after, el, attr),
+            "<{el} {attr}> changed"
+        );
+    }
+    assert_eq!(text_of(&before, &["uuid"]), text_of(&after, &["uuid"]));
+    assert_eq!(text_of(&before, &["name"]), text_of(&after, &["name"]));
+    assert_eq!(text_of(&before, &["memory"]), text_of(&after, &["memory"]));
+    // Non-owned attributes of the owned disk <driver> element survive.
+    assert_eq!(
+        attr_values(&after, "driver", "type"),
+        attr_values(&before, "driver", "type")
+    );
+}
+
+// ------------------------------------------------------------------ failure handling --
+
+#[test]
+fn libvirt_rejection_of_one_guest_does_not_stop_the_other() {
+    // Guest a has cache='writeback'; the config adds io=native, which libvirt refuses at define
+    // ("io='native' needs either no disk cache or directsync cache mode").
+    let a = Guest::define(
+        "isolate-a",
+        Spec {
+            disk_driver: " cache='writeback'".into(),
+            ..Spec::default()
+        },
+    );
+    let b = Guest::define(
+        "isolate-b",
+        Spec {
+            mac: "52:54:00:6b:74:02".into(),
+            ..Spec::default()
+        },
+    );
+    let a_before = a.inactive_xml();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("tuning.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "guests:\n  {}:\n    disks: {{ \"*\": {{ io: native }} }}\n  {}:\n    cputune: {{ vcpupin: {{ 0: \"1\" }} }}\n",
+            a.name(),
+            b.name()
+        ),
+    )
+    .unwrap();
+    let cfg = cfg.to_str().unwrap();
+
+    let out = kvmtune(
+        dir.path(),
+        &["apply", "--auto-approve", "--format", "json", cfg],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out))
+        .unwrap_or_else(|e| panic!("report is not JSON ({e}): {}", describe(&out)));
+    assert_eq!(report["defines"], 2, "{report:#}");
+    let results = report["results"].as_array().unwrap();
+    let of = |name: &str| {
+        results
+            .iter()
+            .find(|r| r["target"] == format!("guest/{name}"))
+            .unwrap_or_else(|| panic!("no result for {name}: {report:#}"))
+    };
+    let ra = of(a.name());
+    assert_eq!(ra["outcome"], "failed", "{report:#}");
+    let failed = ra["failed"].as_array().unwrap();
+    assert_eq!(failed[0][0], "disks.vda.io");
+    let why = failed[0][1].as_str().unwrap();
+    assert!(
+        why.contains(a.name()) && why.contains("native"),
+        "failure does not name the guest and libvirt's reason: {why}"
+    );
+    let rb = of(b.name());
+    assert_eq!(rb["outcome"], "applied", "{report:#}");
+    assert_eq!(rb["applied"][0], "cputune.vcpupin.0");
+
+    assert_eq!(
+        a.inactive_xml(),
+        a_before,
+        "failed guest's definition changed"
+    );
+    assert_eq!(vcpupins(&b.inactive_xml()), vec![("0".into(), "1".into())]);
+
+    // The human report names the failure too; only the failing guest is still planned.
+    let out = kvmtune(dir.path(), &["apply", "--auto-approve", cfg]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(stdout(&out).contains("disks.vda.io"), "{}", describe(&out));
+    assert!(!stdout(&out).contains(b.name()), "{}", describe(&out));
+}
+
+#[test]
+fn missing_guest_is_a_located_plan_error_and_nothing_is_applied() {
+    let b = Guest::define("missing-other", Spec::default());
+    let missing = Guest::name_for("missing-absent");
+    assert!(!domain_exists(&missing));
+    let yaml = format!(
+        "guests:\n  {}:\n    cputune: {{ vcpupin: {{ 0: \"1\" }} }}\n  {missing}:\n    vcpu: {{ count: 1 }}\n",
+        b.name()
+    );
+    // Library: the error carries file:line:col of the guest's key.
+    let p = plan_yaml(&yaml);
+    assert_eq!(p.errors.len(), 1, "{:?}", p.errors);
+    let e = &p.errors[0];
+    assert_eq!(e.target, format!("guest/{missing}"));
+    assert_eq!(e.key, format!("guests.{missing}"));
+    assert_eq!(e.location.as_deref(), Some("it.yaml:4:3"));
+    assert!(e.message.contains("no guest named"), "{}", e.message);
+
+    // CLI: plan exits 1 with the location; apply applies nothing.
+    let before = b.inactive_xml();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("tuning.yaml");
+    std::fs::write(&cfg, &yaml).unwrap();
+    let cfg = cfg.to_str().unwrap();
+    let out = kvmtune(dir.path(), &["plan", cfg]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(
+        stdout(&out).contains(&format!("{cfg}:4:3")),
+        "{}",
+        describe(&out)
+    );
+    let out = kvmtune(dir.path(), &["apply", "--auto-approve", cfg]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(
+        stderr(&out).contains("nothing was applied"),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(b.inactive_xml(), before);
+    assert!(!domain_exists(&missing));
+}
+
+// ------------------------------------------------------------------------------ CLI --
+
+#[test]
+fn cli_plan_is_read_only_and_reports_changes() {
+    let g = Guest::define("cli", Spec::default());
+    let name = g.name().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("tuning.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "guests:\n  {name}:\n    cputune: {{ vcpupin: {{ 0: \"0\", 1: \"1\" }} }}\n    disks: {{ \"*\": {{ cache: none }} }}\n"
+        ),
+    )
+    .unwrap();
+    let cfg = cfg.to_str().unwrap();
+    let before = g.inactive_xml();
+
+    let out = kvmtune(dir.path(), &["plan", cfg]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert!(
+        stdout(&out).contains("cputune.vcpupin.0"),
+        "{}",
+        describe(&out)
+    );
+    let out = kvmtune(dir.path(), &["plan", "--diff", "--detailed-exitcode", cfg]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let out = kvmtune(dir.path(), &["plan", "--format", "json", cfg]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_eq!(g.inactive_xml(), before, "plan changed the guest");
+
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(json["format_version"], 1);
+    let changes = json["changes"].as_array().unwrap();
+    assert_eq!(changes.len(), 3, "{json:#}");
+    for c in changes {
+        assert_eq!(c["target"], format!("guest/{name}"));
+        assert_eq!(c["effect"], "live");
+        assert!(c["before"].is_null(), "{c}");
+    }
+    let got: Vec<(&str, &str)> = changes
+        .iter()
+        .map(|c| (c["path"].as_str().unwrap(), c["after"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("cputune.vcpupin.0", "0"),
+            ("cputune.vcpupin.1", "1"),
+            ("disks.vda.cache", "none"),
+        ]
+    );
+    assert_eq!(json["summary"]["changes"], 3);
+
+    let out = kvmtune(dir.path(), &["apply", "--auto-approve", cfg]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_ne!(g.inactive_xml(), before);
+    let out = kvmtune(dir.path(), &["plan", "--detailed-exitcode", cfg]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let out = kvmtune(
+        dir.path(),
+        &["plan", "--format", "json", "--detailed-exitcode", cfg],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(json["changes"].as_array().unwrap().len(), 0);
+    // A second apply has nothing to do.
+    let out = kvmtune(
+        dir.path(),
+        &["apply", "--auto-approve", "--format", "json", cfg],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(
+        (report["defines"].clone(), report["host_writes"].clone()),
+        (0.into(), 0.into())
+    );
+}
+
+#[test]
+fn read_only_connection_cannot_define() {
+    let g = Guest::define("readonly", Spec::default());
+    let before = g.inactive_xml();
+    let ro = hv(true);
+    let names = [g.name().to_string()].into_iter().collect();
+    let seen = ro.guests(&names).unwrap();
+    let obs = seen[g.name()].as_ref().expect("guest observed");
+    assert_eq!(obs.xml, before);
+    assert!(!obs.active);
+    let edited = before.replace(
+        "<vcpu placement='static'>2</vcpu>",
+        "<vcpu placement='static'>1</vcpu>",
+    );
+    assert_ne!(edited, before);
+    let err = ro
+        .define(g.name(), &edited)
+        .expect_err("a read-only connection defined a guest");
+    assert!(err.to_string().contains("read"), "{err}");
+    assert_eq!(g.inactive_xml(), before);
+}
