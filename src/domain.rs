@@ -40,6 +40,8 @@ pub enum GuestIssue {
     TopologyMismatch(u64, u32),
     #[error("vcpu.current {0} is above the guest's vCPU count {1}")]
     CurrentAboveCount(u32, u32),
+    #[error("interface {0} is model {1}: driver and queues need model virtio (libvirt drops them on other models)")]
+    NicNotVirtio(String, String),
 }
 
 /// A [`GuestIssue`] with the key path it is about (for locating it in the YAML).
@@ -223,6 +225,17 @@ fn vcpu(ed: &mut Editor, d: &GuestDesired) -> Option<u32> {
         }
     }
     let count = d.vcpu_count.or(observed);
+    // libvirt rejects `current` above the count: lowering the count lowers `current` with it.
+    if let (None, Some(c), Some(e)) = (d.vcpu_current, d.vcpu_count, el) {
+        if let Some(cur) = parse_u32(ed.doc.attr(e, "current")).filter(|cur| *cur > c) {
+            ed.change(
+                "vcpu.current".into(),
+                Some(cur.to_string()),
+                Some(c.to_string()),
+            );
+            ed.doc.remove_attr(e, "current");
+        }
+    }
     if let Some(cur) = d.vcpu_current {
         if let Some(c) = count.filter(|c| cur > *c) {
             ed.issue(&["vcpu", "current"], GuestIssue::CurrentAboveCount(cur, c));
@@ -695,6 +708,24 @@ fn interfaces(
             continue;
         };
         let m = mac.as_str();
+        let model = id.model.clone().or_else(|| {
+            ed.doc
+                .child(nic, "model")
+                .and_then(|e| ed.doc.attr(e, "type"))
+        });
+        let model = model.unwrap_or_else(|| "(default)".into());
+        if (id.driver.is_some() || id.queues.is_some()) && !model.starts_with("virtio") {
+            let key = if want.contains_key(&DeviceKey::One(mac.clone())) {
+                m.to_string()
+            } else {
+                "*".to_string()
+            };
+            ed.issue(
+                &["interfaces", &key],
+                GuestIssue::NicNotVirtio(m.to_string(), model),
+            );
+            continue;
+        }
         set_child_attr(
             ed,
             nic,

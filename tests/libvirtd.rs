@@ -732,3 +732,55 @@ fn read_only_connection_cannot_define() {
     assert!(err.to_string().contains("read"), "{err}");
     assert_eq!(g.inactive_xml(), before);
 }
+
+/// Regression: libvirt rejects `current` above the vCPU count ("maximum vCPU count must not be
+/// less than current vCPU count"), so lowering the count below it lowers `current` too.
+#[test]
+fn lowering_vcpu_count_below_current_converges() {
+    let g = Guest::define(
+        "vcpu-current",
+        Spec {
+            vcpus: 4,
+            vcpu_attrs: " current='2'".into(),
+            ..Spec::default()
+        },
+    );
+    assert_eq!(
+        first_attr(&g.inactive_xml(), "vcpu", "current").as_deref(),
+        Some("2")
+    );
+    let (p, _) = assert_converges(&format!(
+        "guests:\n  {}:\n    vcpu: {{ count: 1 }}\n",
+        g.name()
+    ));
+    assert_eq!(paths(&p), vec!["vcpu.count", "vcpu.current"]);
+    let xml = g.inactive_xml();
+    assert_eq!(text_of(&xml, &["vcpu"]).as_deref(), Some("1"));
+    assert_eq!(first_attr(&xml, "vcpu", "current"), None);
+}
+
+/// Regression: libvirt silently drops `<driver name=...>` and `queues` on non-virtio NICs, so a
+/// driver/queues setting for an e1000 interface could never converge (every apply "failed"
+/// verification). It is a located plan error instead, and nothing is defined.
+#[test]
+fn nic_driver_on_a_non_virtio_model_is_a_plan_error() {
+    let g = Guest::define("nic-e1000", Spec::default());
+    let before = g.inactive_xml();
+    let yaml = format!(
+        "guests:\n  {}:\n    interfaces: {{ \"*\": {{ driver: vhost, queues: 2 }} }}\n",
+        g.name()
+    );
+    let p = plan_yaml(&yaml);
+    assert!(p.is_empty());
+    assert_eq!(p.errors.len(), 1, "{:?}", p.errors);
+    let e = &p.errors[0];
+    assert_eq!(e.key, format!("guests.{}.interfaces.*", g.name()));
+    assert_eq!(e.location.as_deref(), Some("it.yaml:3:19"));
+    assert!(e.message.contains("e1000"), "{}", e.message);
+    assert_eq!(g.inactive_xml(), before);
+    // With the model declared, the same settings converge.
+    assert_converges(&format!(
+        "guests:\n  {}:\n    interfaces: {{ \"*\": {{ model: virtio, driver: vhost, queues: 2 }} }}\n",
+        g.name()
+    ));
+}
