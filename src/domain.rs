@@ -36,6 +36,8 @@ pub enum GuestIssue {
     NoInterface(String, String),
     #[error("vCPU index {0} is out of range: the guest has {1} vCPUs")]
     VcpuOutOfRange(u32, u32),
+    #[error("vcpu count {0} does not match the guest's CPU topology ({1} vCPUs); declare cpu.topology too")]
+    CountVsTopology(u32, u64),
     #[error("topology gives {0} vCPUs but the guest has {1}")]
     TopologyMismatch(u64, u32),
     #[error("vcpu.current {0} is above the guest's vCPU count {1}")]
@@ -510,6 +512,22 @@ fn hugepages(ed: &mut Editor, want: HugepagesBacking, host_default: Option<PageS
 }
 
 fn cpu(ed: &mut Editor, d: &GuestDesired, count: Option<u32>) {
+    let declared_topology = d.cpu.as_ref().is_some_and(|c| c.topology.is_some());
+    if let (false, Some(want)) = (declared_topology, d.vcpu_count) {
+        // libvirt rejects a vCPU count that the guest's existing topology does not multiply to.
+        if let Some(t) = ed.path_child(&["cpu", "topology"]) {
+            let product: u64 = ["sockets", "dies", "cores", "threads"]
+                .iter()
+                .map(|a| parse_u32(ed.doc.attr(t, a)).unwrap_or(1) as u64)
+                .product();
+            if product != want as u64 {
+                ed.issue(
+                    &["vcpu", "count"],
+                    GuestIssue::CountVsTopology(want, product),
+                );
+            }
+        }
+    }
     let Some(c) = &d.cpu else { return };
     let el = ed.doc.child(ed.root(), "cpu");
     if let Some(mode) = c.mode {

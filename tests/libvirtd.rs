@@ -784,3 +784,39 @@ fn nic_driver_on_a_non_virtio_model_is_a_plan_error() {
         g.name()
     ));
 }
+
+/// Regression: a new vCPU count that the guest's existing `<topology>` does not multiply to is
+/// rejected by libvirt at define time; kvmtune says so in the plan, before anything is applied.
+#[test]
+fn vcpu_count_against_existing_topology_is_a_plan_error() {
+    let g = Guest::define(
+        "count-topology",
+        Spec {
+            vcpus: 2,
+            ..Spec::default()
+        },
+    );
+    let yaml = format!(
+        "guests:\n  {}:\n    cpu: {{ topology: {{ sockets: 1, cores: 2, threads: 1 }} }}\n",
+        g.name()
+    );
+    assert_converges(&yaml);
+    let before = g.inactive_xml();
+    let p = plan_yaml(&format!(
+        "guests:\n  {}:\n    vcpu: {{ count: 4 }}\n",
+        g.name()
+    ));
+    assert_eq!(p.errors.len(), 1, "{:?}", p.errors);
+    assert_eq!(p.errors[0].key, format!("guests.{}.vcpu.count", g.name()));
+    assert!(
+        p.errors[0].message.contains("CPU topology (2 vCPUs)"),
+        "{}",
+        p.errors[0].message
+    );
+    assert_eq!(g.inactive_xml(), before);
+    // Declaring both converges.
+    assert_converges(&format!(
+        "guests:\n  {}:\n    vcpu: {{ count: 4 }}\n    cpu: {{ topology: {{ sockets: 1, cores: 4, threads: 1 }} }}\n",
+        g.name()
+    ));
+}

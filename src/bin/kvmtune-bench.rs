@@ -56,6 +56,10 @@ struct Cli {
     /// spawn time into the child's ru_maxrss.
     #[arg(long, default_value = "/usr/bin/time")]
     time_bin: PathBuf,
+    /// Before each repetition, wait (up to this many seconds) until the host's other CPU use
+    /// drops below 15% (others' builds skew a 2-core box); 0 disables.
+    #[arg(long, default_value_t = 60)]
+    wait_idle: u64,
     /// Also print every repetition's figures.
     #[arg(long)]
     verbose: bool,
@@ -420,6 +424,44 @@ fn mib(kib: u64) -> String {
     format!("{:.1}", kib as f64 / 1024.0)
 }
 
+/// (busy, total) jiffies of all CPUs from /proc/stat.
+fn cpu_jiffies() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let total: u64 = v.iter().take(8).sum();
+    let idle = v.get(3)? + v.get(4)?;
+    Some((total - idle, total))
+}
+
+/// Waits until the host is quiet: under 15% CPU busy over a 0.5 s window. Returns whether it
+/// got quiet before `timeout`.
+fn wait_idle(timeout: Duration) -> bool {
+    if timeout.is_zero() {
+        return true;
+    }
+    let start = Instant::now();
+    loop {
+        let Some((b0, t0)) = cpu_jiffies() else {
+            return true;
+        };
+        std::thread::sleep(Duration::from_millis(500));
+        let Some((b1, t1)) = cpu_jiffies() else {
+            return true;
+        };
+        if t1 > t0 && ((b1 - b0) as f64) < 0.15 * (t1 - t0) as f64 {
+            return true;
+        }
+        if start.elapsed() > timeout {
+            return false;
+        }
+    }
+}
+
 /// CPU time (user+sys) used so far by the libvirtd / virtqemud process, if found.
 fn daemon_cpu() -> Option<Duration> {
     let tick = 100.0; // USER_HZ on Linux
@@ -452,6 +494,8 @@ struct SizeResult {
     kvm_proc: Vec<ProcRun>,
     daemon_cpu_floor: Option<Duration>,
     daemon_cpu_kvm: Option<Duration>,
+    /// Repetitions that started while the host was still busy (wait_idle timed out).
+    busy_reps: usize,
 }
 
 fn bench_size(
@@ -491,10 +535,14 @@ fn bench_size(
         kvm_proc: vec![],
         daemon_cpu_floor: None,
         daemon_cpu_kvm: None,
+        busy_reps: 0,
     };
     let mut dfloor = Duration::ZERO;
     let mut dkvm = Duration::ZERO;
     for rep in 0..cli.reps {
+        if !wait_idle(Duration::from_secs(cli.wait_idle)) {
+            r.busy_reps += 1;
+        }
         // Alternate the order so neither side systematically runs on a warmer daemon.
         let floor_first = rep % 2 == 0;
         for side in 0..2 {
@@ -648,6 +696,32 @@ fn report(results: &[SizeResult], reps: usize) {
         );
     }
 
+    println!("\n### Best of {reps} (min wall ms; less sensitive to a noisy host)\n");
+    println!("| N | floor | kvmtune | ratio | floor proc | kvmtune proc | ratio | floor proc CPU | kvmtune proc CPU | ratio |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for r in results {
+        let min = |v: Vec<Duration>| v.into_iter().min().unwrap_or_default();
+        let fw = min(r.floor_in.iter().map(|t| t.total).collect());
+        let kw = min(r.kvm_in.iter().map(|t| t.total).collect());
+        let fpw = min(r.floor_proc.iter().map(|p| p.wall).collect());
+        let kpw = min(r.kvm_proc.iter().map(|p| p.wall).collect());
+        let fpc = min(r.floor_proc.iter().map(|p| p.cpu).collect());
+        let kpc = min(r.kvm_proc.iter().map(|p| p.cpu).collect());
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.n,
+            ms(fw),
+            ms(kw),
+            ratio(kw, fw),
+            ms(fpw),
+            ms(kpw),
+            ratio(kpw, fpw),
+            ms(fpc),
+            ms(kpc),
+            ratio(kpc, fpc),
+        );
+    }
+
     println!("\n### Where the time goes (in-process, median ms)\n");
     println!(
         "| N | floor connect | floor list | floor GetXMLDesc ×N | µs/GetXMLDesc | floor 2 conns | 2-conn speed-up | floor CPU | kvmtune load | kvmtune connect | kvmtune observe | kvmtune plan | kvmtune render | kvmtune CPU | daemon CPU floor | daemon CPU kvmtune |"
@@ -676,6 +750,12 @@ fn report(results: &[SizeResult], reps: usize) {
             ms(median(r.kvm_in_cpu.clone())),
             opt(r.daemon_cpu_floor),
             opt(r.daemon_cpu_kvm),
+        );
+    }
+    for r in results.iter().filter(|r| r.busy_reps > 0) {
+        println!(
+            "\nN={}: {} of the repetitions ran while other processes kept the host busy.",
+            r.n, r.busy_reps
         );
     }
     if let Some(r) = results.first() {
@@ -723,6 +803,13 @@ fn main() -> anyhow::Result<()> {
         bail!("need at least one size and one rep");
     }
 
+    let loadavg = || {
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
+    let load_before = loadavg();
     let result = (|| -> anyhow::Result<Vec<SizeResult>> {
         let admin = Connect::open(Some(&cli.uri)).context("opening a read-write connection")?;
         let mut results = Vec::new();
@@ -756,6 +843,7 @@ fn main() -> anyhow::Result<()> {
         "kvmtune-bench: uri {}, sizes {:?}, reps {}",
         cli.uri, sizes, cli.reps
     );
+    println!("loadavg before: {load_before}; after: {}", loadavg());
     println!(
         "peak RSS from: {}",
         if cli.time_bin.exists() {
