@@ -88,11 +88,6 @@ struct Parsed {
 
 fn parse_file(file: &SourceFile) -> Result<Parsed, ConfigError> {
     let map = file.index()?;
-    // Type check with located errors (serde_yaml reports line/column for its own input).
-    if !file.text.trim().is_empty() {
-        serde_yaml::from_str::<RawConfig>(&file.text)
-            .map_err(|e| source::serde_error(&file.path, &e))?;
-    }
     let value: Value = if file.text.trim().is_empty() {
         Value::Mapping(Default::default())
     } else {
@@ -103,6 +98,29 @@ fn parse_file(file: &SourceFile) -> Result<Parsed, ConfigError> {
         v => v,
     };
     Ok(Parsed { value, map })
+}
+
+/// Located type errors: the typed parse is only run (per file, on its own text, where
+/// serde_yaml knows lines and columns) once the merged document failed to convert.
+fn typed_errors(files: &[SourceFile], merged_err: &serde_yaml::Error) -> ConfigErrors {
+    let errors: Vec<ConfigError> = files
+        .iter()
+        .filter(|f| !f.text.trim().is_empty())
+        .filter_map(|f| {
+            serde_yaml::from_str::<RawConfig>(&f.text)
+                .err()
+                .map(|e| source::serde_error(&f.path, &e))
+        })
+        .collect();
+    if errors.is_empty() {
+        let first = files
+            .first()
+            .map(|f| f.path.as_path())
+            .unwrap_or(Path::new("-"));
+        ConfigErrors(vec![source::serde_error(first, merged_err)])
+    } else {
+        ConfigErrors(errors)
+    }
 }
 
 fn key_str(k: &Value) -> String {
@@ -192,11 +210,24 @@ pub fn load(paths: &[PathBuf]) -> Result<Desired, ConfigErrors> {
 /// Like [`load`], for files already in memory.
 pub fn load_sources(files: &[SourceFile]) -> Result<Desired, ConfigErrors> {
     let mut errors = Vec::new();
-    let mut merged = Value::Mapping(Default::default());
-    let mut merged_map = SourceMap::default();
+    let mut parsed = Vec::new();
     for file in files {
         match parse_file(file) {
-            Ok(p) => merge(
+            Ok(p) => parsed.push(p),
+            Err(e) => errors.push(e),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ConfigErrors(errors));
+    }
+    let (merged, merged_map) = if parsed.len() == 1 {
+        let p = parsed.pop().expect("one file");
+        (p.value, p.map)
+    } else {
+        let mut merged = Value::Mapping(Default::default());
+        let mut merged_map = SourceMap::default();
+        for p in parsed {
+            merge(
                 &mut merged,
                 &mut merged_map,
                 p.value,
@@ -204,22 +235,14 @@ pub fn load_sources(files: &[SourceFile]) -> Result<Desired, ConfigErrors> {
                 &mut Vec::new(),
                 &mut Vec::new(),
                 &mut errors,
-            ),
-            Err(e) => errors.push(e),
+            );
         }
-    }
-    if !errors.is_empty() {
-        return Err(ConfigErrors(errors));
-    }
-    let raw: RawConfig = serde_yaml::from_value(merged).map_err(|e| {
-        ConfigErrors(vec![source::serde_error(
-            files
-                .first()
-                .map(|f| f.path.as_path())
-                .unwrap_or(Path::new("-")),
-            &e,
-        )])
-    })?;
+        if !errors.is_empty() {
+            return Err(ConfigErrors(errors));
+        }
+        (merged, merged_map)
+    };
+    let raw: RawConfig = serde_yaml::from_value(merged).map_err(|e| typed_errors(files, &e))?;
     validate::validate(&raw, merged_map)
 }
 
