@@ -28,6 +28,9 @@ pub struct TargetResult {
     pub outcome: Outcome,
     /// Paths of the changes that were made.
     pub applied: Vec<String>,
+    /// Paths written to the definition whose live change libvirt refused: in effect at restart.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub deferred: Vec<(String, String)>,
     /// Paths of the changes that were not made, with why.
     pub failed: Vec<(String, String)>,
 }
@@ -39,6 +42,10 @@ pub struct ApplyReport {
     pub defines: usize,
     /// Host files written.
     pub host_writes: usize,
+    /// Live (running guest) operations attempted.
+    pub live_changes: usize,
+    /// Guests restarted (`--restart-guests`).
+    pub restarts: usize,
 }
 
 impl ApplyReport {
@@ -73,6 +80,7 @@ pub fn apply_with(
             target: target.clone(),
             outcome: Outcome::Applied,
             applied: Vec::new(),
+            deferred: Vec::new(),
             failed: Vec::new(),
         };
         match action {
@@ -85,19 +93,63 @@ pub fn apply_with(
                     }
                 }
             }
-            Action::Guest { name, new_xml, .. } => {
-                let outcome = match hv {
-                    None => Err("no libvirt connection".to_string()),
-                    Some(hv) => {
-                        report.defines += 1;
-                        hv.define(name.as_str(), new_xml)
-                            .map_err(|e| e.to_string())
-                            .and_then(|stored| verify(desired, name, &stored, plan))
-                    }
+            Action::Guest {
+                name,
+                new_xml,
+                define,
+                live,
+                ..
+            } => {
+                let Some(hv) = hv else {
+                    res.failed = paths
+                        .into_iter()
+                        .map(|p| (p, "no libvirt connection".into()))
+                        .collect();
+                    res.outcome = Outcome::Failed;
+                    report.results.push(res);
+                    continue;
                 };
-                match outcome {
-                    Ok(()) => res.applied = paths,
-                    Err(e) => res.failed = paths.into_iter().map(|p| (p, e.clone())).collect(),
+                let mut defined = true;
+                if *define {
+                    report.defines += 1;
+                    if let Err(e) = hv
+                        .define(name.as_str(), new_xml)
+                        .map_err(|e| e.to_string())
+                        .and_then(|stored| verify(desired, name, &stored))
+                    {
+                        defined = false;
+                        // Nothing of this guest's definition changed (or it did not stick).
+                        res.failed = paths.iter().map(|p| (p.clone(), e.clone())).collect();
+                    }
+                }
+                if defined {
+                    for step in live {
+                        report.live_changes += 1;
+                        match hv.live(name.as_str(), &step.op) {
+                            Ok(()) => {}
+                            Err(e) if e.unsupported => res.deferred.push((
+                                step.path.clone(),
+                                format!("libvirt cannot change it on the running guest ({e}); in effect at restart"),
+                            )),
+                            Err(e) => res.failed.push((step.path.clone(), e.to_string())),
+                        }
+                    }
+                    let failed: Vec<&str> = res.failed.iter().map(|(p, _)| p.as_str()).collect();
+                    res.applied = paths
+                        .into_iter()
+                        .filter(|p| !failed.contains(&p.as_str()))
+                        .collect();
+                }
+            }
+            Action::Restart { name, timeout_secs } => {
+                report.restarts += 1;
+                let timeout = std::time::Duration::from_secs(*timeout_secs);
+                match hv.map(|hv| hv.restart(name.as_str(), timeout)) {
+                    Some(Ok(())) => res.applied.push("restart".into()),
+                    Some(Err(e)) => res.failed.push(("restart".into(), e.to_string())),
+                    None => res
+                        .failed
+                        .push(("restart".into(), "no libvirt connection".into())),
                 }
             }
         }
@@ -114,7 +166,6 @@ fn verify(
     desired: &Desired,
     name: &crate::desired::DomainName,
     stored: &str,
-    _plan: &Plan,
 ) -> Result<(), String> {
     let Some(gd) = desired.guests.get(name) else {
         return Ok(());

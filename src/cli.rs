@@ -65,6 +65,13 @@ pub enum Command {
         /// Apply without asking (required when stdin is not a terminal).
         #[arg(long)]
         auto_approve: bool,
+        /// Restart running guests whose changes wait for a restart: graceful shutdown, then
+        /// start. A guest that does not shut down in time is left running (never destroyed).
+        #[arg(long)]
+        restart_guests: bool,
+        /// Seconds a guest may take to shut down with --restart-guests.
+        #[arg(long, default_value_t = 120, value_name = "SECS")]
+        shutdown_timeout: u64,
         #[arg(long, value_enum, default_value = "human")]
         format: Format,
     },

@@ -69,7 +69,7 @@ impl CpuSet {
         self.0.contains(&cpu)
     }
 
-    pub fn max(&self) -> u32 {
+    pub fn highest(&self) -> u32 {
         *self.0.iter().next_back().expect("CpuSet is never empty")
     }
 

@@ -36,6 +36,8 @@ pub enum GuestIssue {
     NoInterface(String, String),
     #[error("vCPU index {0} is out of range: the guest has {1} vCPUs")]
     VcpuOutOfRange(u32, u32),
+    #[error("{0}")]
+    NotOnHost(String),
     #[error("vcpu count {0} does not match the guest's CPU topology ({1} vCPUs); declare cpu.topology too")]
     CountVsTopology(u32, u64),
     #[error("topology gives {0} vCPUs but the guest has {1}")]

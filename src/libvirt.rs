@@ -29,6 +29,50 @@ pub struct GuestObserved {
     pub active: bool,
     /// The persistent (`--inactive`) definition.
     pub xml: String,
+    /// The running definition, for active guests.
+    pub live_xml: Option<String>,
+}
+
+/// A change made on a running guest only (`VIR_DOMAIN_AFFECT_LIVE`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum LiveOp {
+    PinVcpu { vcpu: u32, cpuset: String },
+    PinEmulator { cpuset: String },
+    NumaNodeset { nodeset: String },
+    SetVcpus { count: u32 },
+}
+
+/// Why a live change was not made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{msg}")]
+pub struct LiveError {
+    /// libvirt cannot make this change on a running guest (it waits for a restart).
+    pub unsupported: bool,
+    pub msg: String,
+}
+
+/// The host's CPU count and NUMA node count as libvirt reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeInfo {
+    pub cpus: u32,
+    pub nodes: u32,
+}
+
+/// A libvirt cpumap: one bit per host CPU.
+fn cpumap(cpuset: &str) -> Result<Vec<u8>, LiveError> {
+    let set: crate::cpuset::CpuSet =
+        cpuset
+            .parse()
+            .map_err(|e: crate::cpuset::CpuSetError| LiveError {
+                unsupported: false,
+                msg: e.to_string(),
+            })?;
+    let mut map = vec![0u8; set.highest() as usize / 8 + 1];
+    for cpu in set.iter() {
+        map[cpu as usize / 8] |= 1 << (cpu % 8);
+    }
+    Ok(map)
 }
 
 /// Declared guests from which on their XML is fetched by [`FETCHERS`] threads.
@@ -44,12 +88,20 @@ fn fetch(name: &str, dom: &virt::domain::Domain) -> Result<(String, GuestObserve
         .xml_desc(sys::VIR_DOMAIN_XML_INACTIVE)
         .map_err(read_err)?;
     let uuid = dom.uuid_string().map_err(read_err)?;
+    let active = dom.id().is_some();
+    let live_xml = if active {
+        // A guest that stopped in between has no live XML: treat it as stopped.
+        dom.xml_desc(0).ok()
+    } else {
+        None
+    };
     Ok((
         name.to_string(),
         GuestObserved {
             uuid,
-            active: dom.id().is_some(),
+            active: live_xml.is_some(),
             xml,
+            live_xml,
         },
     ))
 }
@@ -134,6 +186,87 @@ impl Hypervisor {
             out.insert(name, Some(g));
         }
         Ok(out)
+    }
+
+    /// The host's CPU and NUMA node counts.
+    pub fn node_info(&self) -> Result<NodeInfo, LibvirtError> {
+        let i = self.conn.node_info().map_err(|e| LibvirtError::List {
+            uri: self.uri.clone(),
+            msg: msg(e),
+        })?;
+        Ok(NodeInfo {
+            cpus: i.cpus,
+            nodes: i.nodes,
+        })
+    }
+
+    fn domain(&self, name: &str) -> Result<virt::domain::Domain, LiveError> {
+        self.conn
+            .lookup_domain_by_name(name)
+            .map_err(|e| LiveError {
+                unsupported: false,
+                msg: msg(e),
+            })
+    }
+
+    /// Makes one change on the running guest only.
+    pub fn live(&self, name: &str, op: &LiveOp) -> Result<(), LiveError> {
+        let dom = self.domain(name)?;
+        let live = sys::VIR_DOMAIN_AFFECT_LIVE;
+        let r = match op {
+            LiveOp::PinVcpu { vcpu, cpuset } => dom.pin_vcpu_flags(*vcpu, &cpumap(cpuset)?, live),
+            LiveOp::PinEmulator { cpuset } => dom.pin_emulator(&cpumap(cpuset)?, live),
+            LiveOp::NumaNodeset { nodeset } => dom.set_numa_parameters(
+                virt::domain::NUMAParameters {
+                    node_set: Some(nodeset.clone()),
+                    mode: None,
+                },
+                live,
+            ),
+            LiveOp::SetVcpus { count } => dom.set_vcpus_flags(*count, sys::VIR_DOMAIN_VCPU_LIVE),
+        };
+        r.map_err(|e| {
+            use virt::error::ErrorNumber::*;
+            let unsupported = e.code().is_known_and(|c| {
+                matches!(
+                    c,
+                    OperationUnsupported
+                        | ConfigUnsupported
+                        | ArgumentUnsupported
+                        | OperationInvalid
+                        | OperationFailed
+                )
+            });
+            LiveError {
+                unsupported,
+                msg: msg(e),
+            }
+        })
+    }
+
+    /// Asks the guest to shut down (ACPI) and waits up to `timeout` for it to stop; then starts
+    /// it again. A guest that does not stop in time is left running: never destroyed.
+    pub fn restart(&self, name: &str, timeout: std::time::Duration) -> Result<(), LiveError> {
+        let dom = self.domain(name)?;
+        let err = |e: virt::error::Error| LiveError {
+            unsupported: false,
+            msg: msg(e),
+        };
+        dom.shutdown().map_err(err)?;
+        let deadline = std::time::Instant::now() + timeout;
+        while dom.is_active().map_err(err)? {
+            if std::time::Instant::now() >= deadline {
+                return Err(LiveError {
+                    unsupported: false,
+                    msg: format!(
+                        "did not shut down within {} s; left running (pending changes still wait)",
+                        timeout.as_secs()
+                    ),
+                });
+            }
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        }
+        dom.create().map_err(err)
     }
 
     /// Defines `xml` with schema validation and returns the persistent XML libvirt stored.

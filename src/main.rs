@@ -40,10 +40,11 @@ fn make_plan(
     cli: &Cli,
     d: &kvmtune::desired::Desired,
     read_only: bool,
+    opts: plan::PlanOptions,
 ) -> anyhow::Result<(plan::Plan, Option<Hypervisor>)> {
     let hv = connect(cli, d, read_only)?;
     let obs = observe::observe(d, &cli.root, hv.as_ref()).context("observing the current state")?;
-    Ok((plan::plan(d, &obs), hv))
+    Ok((plan::plan_with(d, &obs, opts), hv))
 }
 
 fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
@@ -74,7 +75,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
                 Ok(d) => d,
                 Err(code) => return Ok(code),
             };
-            let (plan, _) = make_plan(cli, &d, true)?;
+            let (plan, _) = make_plan(cli, &d, true, plan::PlanOptions::default())?;
             match format {
                 Format::Json => print!("{}", render::plan_json(&plan)),
                 Format::Human => print!("{}", render::plan_text(&plan, style(), *diff)),
@@ -91,12 +92,18 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
             files,
             auto_approve,
             format,
+            restart_guests,
+            shutdown_timeout,
         } => {
             let d = match load(files) {
                 Ok(d) => d,
                 Err(code) => return Ok(code),
             };
-            let (plan, hv) = make_plan(cli, &d, false)?;
+            let opts = plan::PlanOptions {
+                restart_guests: *restart_guests,
+                shutdown_timeout_secs: *shutdown_timeout,
+            };
+            let (plan, hv) = make_plan(cli, &d, false, opts)?;
             let human = *format == Format::Human;
             if human {
                 print!("{}", render::plan_text(&plan, style(), false));
@@ -108,7 +115,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
                 eprintln!("error: the plan has errors; nothing was applied");
                 return Ok(ExitCode::from(1));
             }
-            if plan.is_empty() {
+            if plan.actions.is_empty() {
                 if !human {
                     let report = apply::ApplyReport::default();
                     println!("{}", serde_json::to_string_pretty(&report)?);

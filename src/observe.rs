@@ -41,12 +41,12 @@ pub fn observe(
             root: root.display().to_string(),
             source,
         })?;
-    let guests = if d.guests.is_empty() {
+    let (guests, node) = if d.guests.is_empty() {
         Default::default()
     } else {
         let hv = hv.ok_or(ObserveError::NoConnection)?;
         let names: BTreeSet<String> = d.guests.keys().map(|n| n.as_str().to_string()).collect();
-        hv.guests(&names)?
+        (hv.guests(&names)?, Some(hv.node_info()?))
     };
-    Ok(Observed { host, guests })
+    Ok(Observed { host, guests, node })
 }

@@ -9,10 +9,11 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::config::source::{dotted, KeyPath};
+use crate::cpuset::CpuSet;
 use crate::desired::{Desired, DomainName};
-use crate::domain::{plan_guest, GuestPlan};
+use crate::domain::{plan_guest, GuestIssue, GuestPlan, LocatedIssue};
 use crate::host::{plan_host, HostObserved, HostWrite};
-use crate::libvirt::GuestObserved;
+use crate::libvirt::{GuestObserved, LiveOp, NodeInfo};
 
 /// Everything observed that the plan depends on.
 #[derive(Debug, Clone, Default)]
@@ -20,6 +21,17 @@ pub struct Observed {
     pub host: HostObserved,
     /// Declared guest name → its state, `None` when no such domain exists.
     pub guests: BTreeMap<String, Option<GuestObserved>>,
+    /// Host CPU and NUMA node counts from libvirt (read when guests are declared).
+    pub node: Option<NodeInfo>,
+}
+
+/// Choices the user makes on the command line that change what the plan does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PlanOptions {
+    /// Restart running guests that have changes waiting for a restart (`--restart-guests`).
+    pub restart_guests: bool,
+    /// How long a graceful shutdown may take before the guest is left running.
+    pub shutdown_timeout_secs: u64,
 }
 
 /// When a change takes effect.
@@ -83,25 +95,48 @@ pub struct Summary {
     pub errors: usize,
 }
 
+/// A setting written to a running guest's persistent definition that is not in effect yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Pending {
+    pub target: String,
+    pub path: String,
+    /// What the running guest has.
+    pub running: Option<String>,
+    /// What it gets at its next start.
+    pub defined: Option<String>,
+}
+
+/// One live operation and the change path it serves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LiveStep {
+    pub path: String,
+    pub op: LiveOp,
+}
+
 /// What the executor does for one target.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Host writes, in order.
     Host(Vec<HostWrite>),
-    /// Define `new_xml` for the guest (whose persistent XML was `old_xml`).
+    /// Define `new_xml` for the guest (when `define`), then make `live` changes on the running
+    /// guest.
     Guest {
         name: DomainName,
         uuid: String,
         old_xml: String,
         new_xml: String,
+        define: bool,
+        live: Vec<LiveStep>,
     },
+    /// Gracefully restart a running guest so that its pending changes take effect.
+    Restart { name: DomainName, timeout_secs: u64 },
 }
 
 impl Action {
     pub fn target(&self) -> String {
         match self {
             Action::Host(_) => "host".into(),
-            Action::Guest { name, .. } => guest_target(name),
+            Action::Guest { name, .. } | Action::Restart { name, .. } => guest_target(name),
         }
     }
 }
@@ -116,6 +151,12 @@ pub struct Plan {
     pub changes: Vec<Change>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<PlanError>,
+    /// Written to the persistent definition of a running guest, in effect after its restart.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pending_restart: Vec<Pending>,
+    /// Guests `--restart-guests` will restart.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub restarts: Vec<String>,
     pub summary: Summary,
     #[serde(skip)]
     pub actions: Vec<Action>,
@@ -137,6 +178,11 @@ fn locate(d: &Desired, key: &KeyPath) -> Option<String> {
 
 /// Computes the plan. Pure.
 pub fn plan(d: &Desired, obs: &Observed) -> Plan {
+    plan_with(d, obs, PlanOptions::default())
+}
+
+/// [`plan`] with command-line options. Pure.
+pub fn plan_with(d: &Desired, obs: &Observed, opts: PlanOptions) -> Plan {
     let mut changes = Vec::new();
     let mut errors = Vec::new();
     let mut actions = Vec::new();
@@ -167,6 +213,8 @@ pub fn plan(d: &Desired, obs: &Observed) -> Plan {
         actions.push(Action::Host(writes));
     }
 
+    let mut pending = Vec::new();
+    let mut restarts = Vec::new();
     for (name, gd) in &d.guests {
         let target = guest_target(name);
         let Some(Some(g)) = obs.guests.get(name.as_str()) else {
@@ -178,33 +226,16 @@ pub fn plan(d: &Desired, obs: &Observed) -> Plan {
             });
             continue;
         };
-        match plan_guest(gd, &g.xml, obs.host.default_hugepage) {
-            Ok(GuestPlan {
-                changes: gc,
-                new_xml,
-            }) => {
-                if gc.is_empty() {
-                    continue;
-                }
-                let effect = if g.active {
-                    Effect::Restart
-                } else {
-                    Effect::Live
-                };
-                changes.extend(gc.into_iter().map(|c| Change {
-                    target: target.clone(),
-                    path: c.path,
-                    before: c.before,
-                    after: c.after,
-                    effect,
-                }));
-                actions.push(Action::Guest {
-                    name: name.clone(),
-                    uuid: g.uuid.clone(),
-                    old_xml: g.xml.clone(),
-                    new_xml,
-                });
+        let host_issues = host_fit(gd, obs.node);
+        let result = plan_guest(gd, &g.xml, obs.host.default_hugepage).and_then(|p| {
+            if host_issues.is_empty() {
+                Ok(p)
+            } else {
+                Err(host_issues)
             }
+        });
+        let persistent = match result {
+            Ok(p) => p,
             Err(issues) => {
                 for i in issues {
                     errors.push(PlanError {
@@ -214,10 +245,37 @@ pub fn plan(d: &Desired, obs: &Observed) -> Plan {
                         message: format!("guest {name}: {}", i.issue),
                     });
                 }
+                continue;
             }
+        };
+        let gp = plan_running(gd, g, &persistent, obs.node, &target);
+        let needs_restart = g.active
+            && (gp.changes.iter().any(|c| c.effect == Effect::Restart) || !gp.pending.is_empty());
+        pending.extend(gp.pending);
+        if !gp.changes.is_empty() {
+            changes.extend(gp.changes);
+            actions.push(Action::Guest {
+                name: name.clone(),
+                uuid: g.uuid.clone(),
+                old_xml: g.xml.clone(),
+                define: !persistent.changes.is_empty(),
+                new_xml: persistent.new_xml,
+                live: gp.live,
+            });
+        }
+        if needs_restart && opts.restart_guests {
+            restarts.push(target.clone());
+            actions.push(Action::Restart {
+                name: name.clone(),
+                timeout_secs: opts.shutdown_timeout_secs,
+            });
         }
     }
-    let targets = actions.len();
+    let targets = actions
+        .iter()
+        .map(Action::target)
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
     Plan {
         format_version: 1,
         summary: Summary {
@@ -227,6 +285,174 @@ pub fn plan(d: &Desired, obs: &Observed) -> Plan {
         },
         changes,
         errors,
+        pending_restart: pending,
+        restarts,
         actions,
     }
+}
+
+/// Settings libvirt can change on a running guest (`VIR_DOMAIN_AFFECT_LIVE`).
+pub fn live_capable(path: &str) -> bool {
+    path.starts_with("cputune.vcpupin.")
+        || path == "cputune.emulatorpin"
+        || path == "numatune.memory.nodeset"
+        || path == "vcpu.current"
+}
+
+struct GuestChanges {
+    changes: Vec<Change>,
+    live: Vec<LiveStep>,
+    pending: Vec<Pending>,
+}
+
+/// Splits one guest's differences into changes (with their effect), live operations and
+/// pending settings, comparing the desired state with both the persistent and the live XML.
+fn plan_running(
+    gd: &crate::desired::GuestDesired,
+    g: &GuestObserved,
+    persistent: &GuestPlan,
+    node: Option<NodeInfo>,
+    target: &str,
+) -> GuestChanges {
+    let mut out = GuestChanges {
+        changes: Vec::new(),
+        live: Vec::new(),
+        pending: Vec::new(),
+    };
+    let live_xml = match (&g.live_xml, g.active) {
+        (Some(x), true) => x,
+        _ => {
+            // Stopped: everything takes effect at the next start; nothing is pending.
+            out.changes = persistent
+                .changes
+                .iter()
+                .map(|c| change(target, c, Effect::Live))
+                .collect();
+            return out;
+        }
+    };
+    let running = plan_guest(gd, live_xml, None)
+        .map(|p| p.changes)
+        .unwrap_or_default();
+    let in_persistent: std::collections::BTreeSet<&str> =
+        persistent.changes.iter().map(|c| c.path.as_str()).collect();
+    for c in &persistent.changes {
+        let effect = if live_capable(&c.path) {
+            Effect::Live
+        } else {
+            Effect::Restart
+        };
+        out.changes.push(change(target, c, effect));
+    }
+    for c in &running {
+        if live_capable(&c.path) {
+            if let Some(op) = live_op(gd, &c.path, node) {
+                if !in_persistent.contains(c.path.as_str()) {
+                    // Drift on the running guest only: fix it live.
+                    out.changes.push(change(target, c, Effect::Live));
+                }
+                out.live.push(LiveStep {
+                    path: c.path.clone(),
+                    op,
+                });
+            }
+        } else if !in_persistent.contains(c.path.as_str()) && !live_normalized(gd, &c.path) {
+            out.pending.push(Pending {
+                target: target.to_string(),
+                path: c.path.clone(),
+                running: c.before.clone(),
+                defined: c.after.clone(),
+            });
+        }
+    }
+    out
+}
+
+/// Settings whose live XML never reads like the definition (libvirt expands them at start).
+fn live_normalized(gd: &crate::desired::GuestDesired, path: &str) -> bool {
+    use crate::config::raw::CpuMode;
+    let mode = gd.cpu.as_ref().and_then(|c| c.mode);
+    // host-model becomes an expanded custom model in the live XML.
+    path.starts_with("cpu.") && mode == Some(CpuMode::HostModel)
+}
+
+fn change(target: &str, c: &crate::domain::SettingChange, effect: Effect) -> Change {
+    Change {
+        target: target.to_string(),
+        path: c.path.clone(),
+        before: c.before.clone(),
+        after: c.after.clone(),
+        effect,
+    }
+}
+
+/// The live operation that makes `path` what `gd` declares.
+fn live_op(
+    gd: &crate::desired::GuestDesired,
+    path: &str,
+    node: Option<NodeInfo>,
+) -> Option<LiveOp> {
+    if let Some(idx) = path.strip_prefix("cputune.vcpupin.") {
+        let vcpu: u32 = idx.parse().ok()?;
+        let cpuset = match gd.vcpupin.as_ref()?.get(&vcpu) {
+            Some(c) => c.to_string(),
+            // Unpinned: the guest's default CPUs, else every host CPU.
+            None => match &gd.vcpu_cpuset {
+                Some(c) => c.to_string(),
+                None => CpuSet::from_cpus(0..node?.cpus)?.to_string(),
+            },
+        };
+        return Some(LiveOp::PinVcpu { vcpu, cpuset });
+    }
+    match path {
+        "cputune.emulatorpin" => Some(LiveOp::PinEmulator {
+            cpuset: gd.emulatorpin.as_ref()?.to_string(),
+        }),
+        "numatune.memory.nodeset" => Some(LiveOp::NumaNodeset {
+            nodeset: gd.numa_memory.as_ref()?.nodeset.as_ref()?.to_string(),
+        }),
+        "vcpu.current" => Some(LiveOp::SetVcpus {
+            count: gd.vcpu_current?,
+        }),
+        _ => None,
+    }
+}
+
+/// Declared CPUs and NUMA nodes that this host does not have (libvirt accepts them at define
+/// time and fails only when the guest starts).
+fn host_fit(gd: &crate::desired::GuestDesired, node: Option<NodeInfo>) -> Vec<LocatedIssue> {
+    let Some(node) = node else { return Vec::new() };
+    let mut issues = Vec::new();
+    let mut check = |key: &[&str], set: &CpuSet, limit: u32, what: &str| {
+        if set.highest() >= limit {
+            let mut k = gd.key_path.clone();
+            k.extend(key.iter().map(|s| s.to_string()));
+            issues.push(LocatedIssue {
+                key: k,
+                issue: GuestIssue::NotOnHost(format!(
+                    "{what} {} is not on this host (it has {limit} {what}s: 0-{})",
+                    set.highest(),
+                    limit.saturating_sub(1)
+                )),
+            });
+        }
+    };
+    if let Some(c) = &gd.vcpu_cpuset {
+        check(&["vcpu", "cpuset"], c, node.cpus, "CPU");
+    }
+    for (i, c) in gd.vcpupin.iter().flatten() {
+        check(&["cputune", "vcpupin", &i.to_string()], c, node.cpus, "CPU");
+    }
+    if let Some(c) = &gd.emulatorpin {
+        check(&["cputune", "emulatorpin"], c, node.cpus, "CPU");
+    }
+    if let Some(n) = gd.numa_memory.as_ref().and_then(|m| m.nodeset.as_ref()) {
+        check(
+            &["numatune", "memory", "nodeset"],
+            n,
+            node.nodes,
+            "NUMA node",
+        );
+    }
+    issues
 }

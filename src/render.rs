@@ -86,10 +86,43 @@ pub fn plan_text(plan: &Plan, style: Style, diff: bool) -> String {
             }
         }
     }
+    if !plan.restarts.is_empty() {
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        for t in &plan.restarts {
+            let _ = writeln!(
+                out,
+                "{} {}: graceful shutdown, then start (--restart-guests)",
+                style.paint("33", "↻"),
+                heading(t)
+            );
+        }
+    }
+    if !plan.pending_restart.is_empty() {
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        let _ = writeln!(
+            out,
+            "{}",
+            style.paint("1", "pending restart (defined, not yet in effect):")
+        );
+        for p in &plan.pending_restart {
+            let _ = writeln!(
+                out,
+                "  {}: {} {} → {}",
+                heading(&p.target),
+                p.path,
+                show(&p.running),
+                show(&p.defined)
+            );
+        }
+    }
     for e in &plan.errors {
         let _ = writeln!(out, "{} {e}", style.paint("31", "error:"));
     }
-    if !plan.changes.is_empty() || !plan.errors.is_empty() {
+    if !out.is_empty() {
         out.push('\n');
     }
     out.push_str(&summary_line(plan));
@@ -120,6 +153,15 @@ pub fn summary_line(plan: &Plan) -> String {
         }
         s
     };
+    if !plan.pending_restart.is_empty() {
+        let n = plan.pending_restart.len();
+        let _ = write!(
+            s,
+            " {n} setting{} wait{} for a guest restart.",
+            if n == 1 { "" } else { "s" },
+            if n == 1 { "s" } else { "" }
+        );
+    }
     if !plan.errors.is_empty() {
         let n = plan.errors.len();
         let _ = write!(
@@ -176,6 +218,9 @@ pub fn report_text(report: &ApplyReport, style: Style) -> String {
                     r.applied.len(),
                     if r.applied.len() == 1 { "" } else { "s" }
                 );
+                for (path, why) in &r.deferred {
+                    let _ = writeln!(out, "    {path}: {why}");
+                }
             }
             Outcome::Failed => {
                 let _ = writeln!(
@@ -196,12 +241,16 @@ pub fn report_text(report: &ApplyReport, style: Style) -> String {
     let failed: usize = report.results.iter().map(|r| r.failed.len()).sum();
     let _ = writeln!(
         out,
-        "Apply {}: {applied} applied, {failed} failed ({} guest define{}, {} host write{}).",
+        "Apply {}: {applied} applied, {failed} failed ({} guest define{}, {} live change{}, {} host write{}, {} restart{}).",
         if failed == 0 { "complete" } else { "failed" },
         report.defines,
         if report.defines == 1 { "" } else { "s" },
+        report.live_changes,
+        if report.live_changes == 1 { "" } else { "s" },
         report.host_writes,
         if report.host_writes == 1 { "" } else { "s" },
+        report.restarts,
+        if report.restarts == 1 { "" } else { "s" },
     );
     out
 }

@@ -288,7 +288,7 @@ fn apply_needs_auto_approve_without_a_terminal_and_host_apply_converges() {
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
     assert!(
         stdout(&o)
-            .contains("Apply complete: 7 applied, 0 failed (0 guest defines, 7 host writes)."),
+            .contains("Apply complete: 7 applied, 0 failed (0 guest defines, 0 live changes, 7 host writes, 0 restarts)."),
         "{}",
         stdout(&o)
     );

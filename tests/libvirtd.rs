@@ -199,31 +199,55 @@ fn running_guest_changes_take_effect_at_restart_only() {
     );
     let planned = plan_yaml(&yaml);
     assert!(!planned.is_empty());
-    assert!(
-        planned.changes.iter().all(|c| c.effect == Effect::Restart),
-        "{:#?}",
-        planned.changes
-    );
+    // Pins and the nodeset are changed live; everything else waits for a restart.
+    for c in &planned.changes {
+        let live = c.path.starts_with("cputune.") || c.path == "numatune.memory.nodeset";
+        let want = if live { Effect::Live } else { Effect::Restart };
+        assert_eq!(c.effect, want, "{c:?}");
+    }
     assert!(paths(&planned).contains(&"cpu.model"));
     assert!(paths(&planned).contains(&"cpu.topology.cores"));
+    assert!(planned.pending_restart.is_empty());
 
     let (p, report) = assert_converges(&yaml);
     assert_eq!(p.changes, planned.changes);
     assert_eq!(report.defines, 1);
+    assert!(report.live_changes >= 3, "{report:?}");
     assert!(g.is_running(), "apply must not stop the guest");
-    // Only the persistent definition changed.
-    assert_eq!(vcpupins(&g.live_xml()), live_pins);
-    let inactive = g.inactive_xml();
+    // The pins changed on the running guest too; the rest is pending.
+    let want_pins: Vec<(String, String)> = vec![("0".into(), "1".into()), ("1".into(), "0".into())];
+    assert_eq!(vcpupins(&g.live_xml()), want_pins);
     assert_eq!(
-        vcpupins(&inactive),
-        vec![("0".into(), "1".into()), ("1".into(), "0".into())]
+        attr_values(&g.live_xml(), "emulatorpin", "cpuset"),
+        vec!["0".to_string()]
     );
+    let inactive = g.inactive_xml();
+    assert_eq!(vcpupins(&inactive), want_pins);
     assert_eq!(
         text_of(&inactive, &["cpu", "model"]).as_deref(),
         Some("Westmere")
     );
+    let after = plan_yaml(&yaml);
+    assert!(after.changes.is_empty(), "{:?}", after.changes);
+    let pending: Vec<&str> = after
+        .pending_restart
+        .iter()
+        .map(|p| p.path.as_str())
+        .collect();
+    for want in [
+        "cpu.model",
+        "cpu.topology.cores",
+        "disks.vda.cache",
+        "disks.vda.io",
+    ] {
+        assert!(pending.contains(&want), "{want} not pending: {pending:?}");
+    }
+    assert!(
+        !pending.iter().any(|p| p.starts_with("cputune.")),
+        "{pending:?}"
+    );
 
-    // The restart brings the new definition into effect, and the plan stays empty.
+    // The restart brings the new definition into effect: nothing pending any more.
     g.destroy();
     g.start();
     let live = g.live_xml();
@@ -232,7 +256,83 @@ fn running_guest_changes_take_effect_at_restart_only() {
         text_of(&live, &["cpu", "model"]).as_deref(),
         Some("Westmere")
     );
+    let after = plan_yaml(&yaml);
+    assert!(after.is_empty());
+    assert!(
+        after.pending_restart.is_empty(),
+        "{:?}",
+        after.pending_restart
+    );
+}
+
+/// Drift on the running guest only (a pin changed with `virsh vcpupin --live`) is a live change.
+#[test]
+fn live_only_drift_is_fixed_live() {
+    let g = Guest::define(
+        "live-drift",
+        Spec {
+            tuning:
+                "<cputune><vcpupin vcpu='0' cpuset='0'/><vcpupin vcpu='1' cpuset='1'/></cputune>"
+                    .into(),
+            ..Spec::default()
+        },
+    );
+    g.start();
+    let yaml = format!(
+        "guests:\n  {}:\n    cputune: {{ vcpupin: {{ 0: \"0\", 1: \"1\" }} }}\n",
+        g.name()
+    );
     assert!(plan_yaml(&yaml).is_empty());
+    virsh_ok(&["vcpupin", g.name(), "0", "1", "--live"]);
+    let p = plan_yaml(&yaml);
+    assert_eq!(paths(&p), vec!["cputune.vcpupin.0"]);
+    assert_eq!(p.changes[0].effect, Effect::Live);
+    assert_eq!(p.changes[0].before.as_deref(), Some("1"));
+    let before_def = g.inactive_xml();
+    let (_, report) = assert_converges(&yaml);
+    assert_eq!((report.defines, report.live_changes), (0, 1));
+    assert_eq!(
+        g.inactive_xml(),
+        before_def,
+        "the definition was right and must not be rewritten"
+    );
+    assert_eq!(
+        vcpupins(&g.live_xml())[0],
+        ("0".to_string(), "0".to_string())
+    );
+}
+
+/// Pins to CPUs or NUMA nodes the host does not have are plan errors (libvirt accepts them at
+/// define time and fails only when the guest starts).
+#[test]
+fn pins_beyond_the_host_are_plan_errors() {
+    let g = Guest::define("beyond-host", Spec::default());
+    let cpus = kvmtune::libvirt::Hypervisor::open(&uri(), true)
+        .unwrap()
+        .node_info()
+        .unwrap()
+        .cpus;
+    let p = plan_yaml(&format!(
+        "guests:\n  {}:\n    cputune: {{ vcpupin: {{ 0: \"{cpus}\" }} }}\n    numatune: {{ memory: {{ nodeset: \"7\" }} }}\n",
+        g.name()
+    ));
+    let keys: Vec<&str> = p.errors.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        vec![
+            format!("guests.{}.cputune.vcpupin.0", g.name()).as_str(),
+            format!("guests.{}.numatune.memory.nodeset", g.name()).as_str()
+        ],
+        "{:?}",
+        p.errors
+    );
+    assert!(
+        p.errors[0]
+            .message
+            .contains(&format!("CPU {cpus} is not on this host")),
+        "{}",
+        p.errors[0].message
+    );
 }
 
 // ------------------------------------------------------------------ normalizations --
@@ -819,4 +919,63 @@ fn vcpu_count_against_existing_topology_is_a_plan_error() {
         "guests:\n  {}:\n    vcpu: {{ count: 4 }}\n    cpu: {{ topology: {{ sockets: 1, cores: 4, threads: 1 }} }}\n",
         g.name()
     ));
+}
+
+/// `--restart-guests` on a guest without an OS (it ignores ACPI shutdown): the shutdown times
+/// out, the guest is left running (never destroyed), the change stays pending, apply exits 1.
+#[test]
+fn restart_guests_never_destroys_a_guest_that_ignores_shutdown() {
+    let g = Guest::define("restart-timeout", Spec::default());
+    g.start();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("t.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "guests:\n  {}:\n    disks: {{ \"*\": {{ cache: none }} }}\n",
+            g.name()
+        ),
+    )
+    .unwrap();
+    let cfg = cfg.to_str().unwrap();
+    let o = kvmtune(
+        dir.path(),
+        &[
+            "apply",
+            cfg,
+            "--auto-approve",
+            "--restart-guests",
+            "--shutdown-timeout",
+            "2",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["restarts"], 1);
+    let restart = v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["failed"].as_array().is_some_and(|f| !f.is_empty()))
+        .unwrap();
+    let why = restart["failed"][0][1].as_str().unwrap();
+    assert!(
+        why.contains("did not shut down within 2 s; left running"),
+        "{why}"
+    );
+    assert!(g.is_running(), "the guest must be left running");
+    // The definition was written; the change is pending, not a change.
+    let after = plan_yaml(&format!(
+        "guests:\n  {}:\n    disks: {{ \"*\": {{ cache: none }} }}\n",
+        g.name()
+    ));
+    assert!(after.changes.is_empty(), "{:?}", after.changes);
+    assert_eq!(after.pending_restart.len(), 1);
+    assert_eq!(after.pending_restart[0].path, "disks.vda.cache");
+    // The human plan lists it as pending, and --detailed-exitcode says "no changes".
+    let o = kvmtune(dir.path(), &["plan", cfg, "--detailed-exitcode"]);
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    assert!(stdout(&o).contains(&format!("pending restart (defined, not yet in effect):\n  guest {}: disks.vda.cache (unset) → none", g.name())), "{}", stdout(&o));
 }
