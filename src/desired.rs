@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::config::raw::{
-    CacheMode, CpuMode, IoMode, NetDriver, NumaMode, Placement, ThpDefrag, ThpEnabled,
+    CacheMode, CpuMode, DeviceClass, IoMode, NetDriver, NumaMode, Placement, ThpDefrag, ThpEnabled,
 };
 use crate::config::source::{KeyPath, SourceMap};
 use crate::cpuset::CpuSet;
@@ -179,12 +179,17 @@ pub struct CpuDesired {
     pub mode: Option<CpuMode>,
     pub model: Option<String>,
     pub topology: Option<Topology>,
+    /// Feature name → policy (`require` / `disable`); unlisted features are left alone.
+    pub features: BTreeMap<String, &'static str>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DiskDesired {
     pub cache: Option<CacheMode>,
     pub io: Option<IoMode>,
+    pub iothread: Option<u32>,
+    /// libvirt `<iotune>` element name → value (0 = unlimited).
+    pub iotune: BTreeMap<&'static str, u64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -192,6 +197,17 @@ pub struct InterfaceDesired {
     pub model: Option<String>,
     pub driver: Option<NetDriver>,
     pub queues: Option<u32>,
+    pub mtu: Option<u32>,
+}
+
+/// Weight and throttles of one host block device in `<blkiotune>`; element name → value.
+pub type BlkioDevice = BTreeMap<&'static str, u64>;
+
+/// A libosinfo OS: short id (`rhel9.0`) and the id URL written to metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OsVariant {
+    pub short_id: String,
+    pub id: String,
 }
 
 /// Which devices a disk/interface entry applies to.
@@ -216,6 +232,46 @@ pub struct GuestDesired {
     /// `All` first, then per target dev overrides.
     pub disks: BTreeMap<DeviceKey<String>, DiskDesired>,
     pub interfaces: BTreeMap<DeviceKey<MacAddr>, InterfaceDesired>,
+    /// Authoritative when present, like `vcpupin`.
+    pub iothreadpin: Option<BTreeMap<u32, CpuSet>>,
+    pub iothreads: Option<u32>,
+    pub blkio_weight: Option<u32>,
+    /// Host device path (`/dev/sda`) → its settings; devices not listed are kept.
+    pub blkio_devices: BTreeMap<String, BlkioDevice>,
+    /// `<memtune>` element name → KiB.
+    pub memtune: BTreeMap<&'static str, u64>,
+    pub remove_devices: std::collections::BTreeSet<DeviceClass>,
+    pub os_variant: Option<OsVariant>,
     /// The YAML key path of this guest (`guests.<name>`), for locating errors.
     pub key_path: KeyPath,
+}
+
+/// The libosinfo id URL of a short id, for the common families (`rhel9.0`,
+/// `centos-stream9`, `fedora40`, `debian12`, `ubuntu24.04`, `almalinux9`, `rocky9`,
+/// `sles15sp5`, `win11`, `win2k22`).
+pub fn osinfo_id(short: &str) -> Option<String> {
+    let split = short.find(|c: char| c.is_ascii_digit())?;
+    let (family, version) = short.split_at(split);
+    let ok_version = !version.is_empty()
+        && version
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.')
+        && version.starts_with(|c: char| c.is_ascii_digit());
+    if !ok_version {
+        return None;
+    }
+    let v = version.to_string();
+    Some(match family {
+        "rhel" => format!("http://redhat.com/rhel/{v}"),
+        "centos" => format!("http://centos.org/centos/{v}"),
+        "centos-stream" => format!("http://centos.org/centos-stream/{v}"),
+        "fedora" => format!("http://fedoraproject.org/fedora/{v}"),
+        "debian" => format!("http://debian.org/debian/{v}"),
+        "ubuntu" => format!("http://ubuntu.com/ubuntu/{v}"),
+        "almalinux" => format!("http://almalinux.org/almalinux/{v}"),
+        "rocky" => format!("http://rockylinux.org/rocky/{v}"),
+        "sles" => format!("http://suse.com/sles/{}", v.replace("sp", ".")),
+        "win" => format!("http://microsoft.com/win/{v}"),
+        _ => return None,
+    })
 }

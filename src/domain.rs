@@ -38,6 +38,8 @@ pub enum GuestIssue {
     VcpuOutOfRange(u32, u32),
     #[error("{0}")]
     NotOnHost(String),
+    #[error("interface {0} is of type `{1}`: libvirt sets an MTU only on network, bridge, ethernet and vhostuser interfaces")]
+    MtuUnsupported(String, String),
     #[error("vcpu count {0} does not match the guest's CPU topology ({1} vCPUs); declare cpu.topology too")]
     CountVsTopology(u32, u64),
     #[error("topology gives {0} vCPUs but the guest has {1}")]
@@ -201,8 +203,17 @@ pub fn plan_guest(
         hugepages(&mut ed, hp, host_default_page);
     }
     cpu(&mut ed, d, count);
+    if let Some(n) = d.iothreads {
+        iothreads(&mut ed, n);
+    }
+    blkiotune(&mut ed, d);
+    memtune(&mut ed, &d.memtune);
     disks(&mut ed, &d.disks);
     interfaces(&mut ed, &d.interfaces);
+    remove_devices(&mut ed, &d.remove_devices);
+    if let Some(os) = &d.os_variant {
+        os_variant(&mut ed, os);
+    }
     if !ed.issues.is_empty() {
         return Err(ed.issues);
     }
@@ -285,16 +296,6 @@ fn vcpu(ed: &mut Editor, d: &GuestDesired) -> Option<u32> {
 
 fn cputune(ed: &mut Editor, d: &GuestDesired, count: Option<u32>) {
     if let Some(pins) = &d.vcpupin {
-        let ct = ed.doc.child(ed.root(), "cputune");
-        let mut observed: BTreeMap<u32, (NodeId, Option<String>)> = BTreeMap::new();
-        for p in ct
-            .map(|c| ed.doc.children_named(c, "vcpupin"))
-            .unwrap_or_default()
-        {
-            if let Some(i) = parse_u32(ed.doc.attr(p, "vcpu")) {
-                observed.insert(i, (p, canon_cpuset(ed.doc.attr(p, "cpuset"))));
-            }
-        }
         for idx in pins.keys() {
             if let Some(c) = count.filter(|c| idx >= c) {
                 ed.issue(
@@ -303,37 +304,10 @@ fn cputune(ed: &mut Editor, d: &GuestDesired, count: Option<u32>) {
                 );
             }
         }
-        let all: std::collections::BTreeSet<u32> =
-            pins.keys().chain(observed.keys()).copied().collect();
-        for idx in all {
-            let before = observed.get(&idx).and_then(|(_, c)| c.clone());
-            let after = pins.get(&idx).map(|c| c.to_string());
-            if !ed.change(format!("cputune.vcpupin.{idx}"), before, after.clone()) {
-                continue;
-            }
-            match (observed.get(&idx), after) {
-                (Some((el, _)), Some(a)) => ed.doc.set_attr(*el, "cpuset", &a),
-                (Some((el, _)), None) => ed.doc.remove(*el),
-                (None, Some(a)) => {
-                    let ct = ed.domain_child("cputune");
-                    let prev = ed
-                        .doc
-                        .children_named(ct, "vcpupin")
-                        .into_iter()
-                        .rfind(|p| parse_u32(ed.doc.attr(*p, "vcpu")).is_some_and(|v| v < idx));
-                    let el = match prev {
-                        Some(p) => ed.doc.insert_element_after(p, "vcpupin"),
-                        None => ed.doc.append_element(ct, "vcpupin"),
-                    };
-                    ed.doc.set_attr(el, "vcpu", &idx.to_string());
-                    ed.doc.set_attr(el, "cpuset", &a);
-                }
-                (None, None) => {}
-            }
-        }
-        if let Some(ct) = ed.doc.child(ed.root(), "cputune") {
-            ed.prune_if_empty(ct);
-        }
+        pin_map(ed, "vcpupin", "vcpu", pins);
+    }
+    if let Some(pins) = &d.iothreadpin {
+        pin_map(ed, "iothreadpin", "iothread", pins);
     }
     if let Some(cs) = &d.emulatorpin {
         let el = ed.path_child(&["cputune", "emulatorpin"]);
@@ -342,6 +316,277 @@ fn cputune(ed: &mut Editor, d: &GuestDesired, count: Option<u32>) {
             let ct = ed.domain_child("cputune");
             let e = ed.doc.ensure_child(ct, "emulatorpin");
             ed.doc.set_attr(e, "cpuset", &cs.to_string());
+        }
+    }
+}
+
+/// An authoritative map of `<cputune><{elem} {id_attr}='N' cpuset='...'/>` entries.
+fn pin_map(ed: &mut Editor, elem: &str, id_attr: &str, pins: &BTreeMap<u32, CpuSet>) {
+    let ct = ed.doc.child(ed.root(), "cputune");
+    let mut observed: BTreeMap<u32, (NodeId, Option<String>)> = BTreeMap::new();
+    for p in ct
+        .map(|c| ed.doc.children_named(c, elem))
+        .unwrap_or_default()
+    {
+        if let Some(i) = parse_u32(ed.doc.attr(p, id_attr)) {
+            observed.insert(i, (p, canon_cpuset(ed.doc.attr(p, "cpuset"))));
+        }
+    }
+    let all: std::collections::BTreeSet<u32> =
+        pins.keys().chain(observed.keys()).copied().collect();
+    for idx in all {
+        let before = observed.get(&idx).and_then(|(_, c)| c.clone());
+        let after = pins.get(&idx).map(|c| c.to_string());
+        if !ed.change(format!("cputune.{elem}.{idx}"), before, after.clone()) {
+            continue;
+        }
+        match (observed.get(&idx), after) {
+            (Some((el, _)), Some(a)) => ed.doc.set_attr(*el, "cpuset", &a),
+            (Some((el, _)), None) => ed.doc.remove(*el),
+            (None, Some(a)) => {
+                let ct = ed.domain_child("cputune");
+                let prev = ed
+                    .doc
+                    .children_named(ct, elem)
+                    .into_iter()
+                    .rfind(|p| parse_u32(ed.doc.attr(*p, id_attr)).is_some_and(|v| v < idx));
+                let el = match prev {
+                    Some(p) => ed.doc.insert_element_after(p, elem),
+                    None => ed.doc.append_element(ct, elem),
+                };
+                ed.doc.set_attr(el, id_attr, &idx.to_string());
+                ed.doc.set_attr(el, "cpuset", &a);
+            }
+            (None, None) => {}
+        }
+    }
+    if let Some(ct) = ed.doc.child(ed.root(), "cputune") {
+        ed.prune_if_empty(ct);
+    }
+}
+
+/// Sets the text of `parent`'s child `name` to `want` (a number); absent counts as `absent`.
+fn number_child(
+    ed: &mut Editor,
+    parent: impl Fn(&mut Editor) -> NodeId,
+    existing: Option<NodeId>,
+    name: &str,
+    path: String,
+    want: u64,
+    absent: Option<u64>,
+) {
+    let el = existing.and_then(|p| ed.doc.child(p, name));
+    let now = el.and_then(|e| ed.doc.text(e).trim().parse::<u64>().ok());
+    let before = el.map(|e| ed.doc.text(e)).or(absent.map(|a| a.to_string()));
+    if now.or(absent) == Some(want) {
+        return;
+    }
+    ed.change(path, before, Some(want.to_string()));
+    let p = parent(ed);
+    let e = ed.doc.ensure_child(p, name);
+    ed.doc.set_text(e, &want.to_string());
+}
+
+fn iothreads(ed: &mut Editor, want: u32) {
+    let el = ed.doc.child(ed.root(), "iothreads");
+    let now = el.and_then(|e| parse_u32(Some(ed.doc.text(e))));
+    if now.unwrap_or(0) == want {
+        return;
+    }
+    ed.change(
+        "iothreads".into(),
+        el.map(|e| ed.doc.text(e)),
+        Some(want.to_string()),
+    );
+    let e = ed.domain_child("iothreads");
+    ed.doc.set_text(e, &want.to_string());
+}
+
+fn blkiotune(ed: &mut Editor, d: &GuestDesired) {
+    let bt = ed.doc.child(ed.root(), "blkiotune");
+    if let Some(w) = d.blkio_weight {
+        number_child(
+            ed,
+            |ed| ed.domain_child("blkiotune"),
+            bt,
+            "weight",
+            "blkiotune.weight".into(),
+            w as u64,
+            None,
+        );
+    }
+    for (path, settings) in &d.blkio_devices {
+        for (k, v) in settings {
+            let existing = blkio_device(ed, path);
+            let p = path.clone();
+            let ensure = move |ed: &mut Editor| match blkio_device(ed, &p) {
+                Some(d) => d,
+                None => {
+                    let bt = ed.domain_child("blkiotune");
+                    let d = ed.doc.append_element(bt, "device");
+                    let pe = ed.doc.append_element(d, "path");
+                    ed.doc.set_text(pe, &p);
+                    d
+                }
+            };
+            // Throttles default to 0 (unlimited); a device weight has no default.
+            let absent = (*k != "weight").then_some(0);
+            number_child(
+                ed,
+                ensure,
+                existing,
+                k,
+                format!("blkiotune.devices.{path}.{k}"),
+                *v,
+                absent,
+            );
+        }
+    }
+}
+
+/// The `<blkiotune><device>` whose `<path>` is `path`.
+fn blkio_device(ed: &Editor, path: &str) -> Option<NodeId> {
+    let bt = ed.doc.child(ed.root(), "blkiotune")?;
+    ed.doc
+        .children_named(bt, "device")
+        .into_iter()
+        .find(|dv| ed.doc.child(*dv, "path").map(|p| ed.doc.text(p)).as_deref() == Some(path))
+}
+
+/// Memory sizes as people write them: `8G`, `512M`, else KiB.
+pub fn show_kib(kib: u64) -> String {
+    if kib > 0 && kib.is_multiple_of(1024 * 1024) {
+        format!("{}G", kib / (1024 * 1024))
+    } else if kib > 0 && kib.is_multiple_of(1024) {
+        format!("{}M", kib / 1024)
+    } else {
+        format!("{kib}K")
+    }
+}
+
+fn memtune(ed: &mut Editor, want: &BTreeMap<&'static str, u64>) {
+    for (k, v) in want {
+        let el = ed.path_child(&["memtune", k]);
+        let now = el.and_then(|e| {
+            let n: u64 = ed.doc.text(e).trim().parse().ok()?;
+            to_kib(n, &ed.doc.attr(e, "unit").unwrap_or_else(|| "KiB".into())).ok()
+        });
+        if now == Some(*v) {
+            continue;
+        }
+        let before = el.map(|e| now.map(show_kib).unwrap_or_else(|| ed.doc.text(e)));
+        ed.change(format!("memtune.{k}"), before, Some(show_kib(*v)));
+        let mt = ed.domain_child("memtune");
+        let e = ed.doc.ensure_child(mt, k);
+        ed.doc.set_attr(e, "unit", "KiB");
+        ed.doc.set_text(e, &v.to_string());
+    }
+}
+
+fn remove_devices(
+    ed: &mut Editor,
+    classes: &std::collections::BTreeSet<crate::config::raw::DeviceClass>,
+) {
+    use crate::config::raw::DeviceClass as C;
+    let Some(devs) = ed.doc.child(ed.root(), "devices") else {
+        return;
+    };
+    for class in classes {
+        if *class == C::Memballoon {
+            let mb = ed.doc.child(devs, "memballoon");
+            let model = mb.and_then(|m| ed.doc.attr(m, "model"));
+            if model.as_deref() == Some("none") {
+                continue;
+            }
+            ed.change(
+                "remove_devices.memballoon".into(),
+                model.or(Some("(default)".into())),
+                Some("none".into()),
+            );
+            let m = ed.doc.ensure_child(devs, "memballoon");
+            ed.doc.set_attr(m, "model", "none");
+            for c in ed.doc.elements(m) {
+                ed.doc.remove(c);
+            }
+            continue;
+        }
+        let matches: Vec<NodeId> = ed
+            .doc
+            .elements(devs)
+            .into_iter()
+            .filter(|e| {
+                let name = ed.doc.name(*e);
+                let attr = |a: &str| ed.doc.attr(*e, a);
+                match class {
+                    C::Sound => name == "sound",
+                    C::Tablet => name == "input" && attr("type").as_deref() == Some("tablet"),
+                    C::UsbRedirect => {
+                        name == "redirdev" && attr("bus").as_deref().unwrap_or("usb") == "usb"
+                    }
+                    C::Smartcard => name == "smartcard",
+                    C::Parallel => name == "parallel",
+                    C::Watchdog => name == "watchdog",
+                    C::SpiceChannel => {
+                        name == "channel" && attr("type").as_deref() == Some("spicevmc")
+                    }
+                    C::Memballoon => false,
+                }
+            })
+            .collect();
+        if matches.is_empty() {
+            continue;
+        }
+        ed.change(
+            format!("remove_devices.{}", class.as_str()),
+            Some(format!("{} present", matches.len())),
+            None,
+        );
+        for m in matches {
+            ed.doc.remove(m);
+        }
+    }
+}
+
+const LIBOSINFO_NS: &str = "http://libosinfo.org/xmlns/libvirt/domain/1.0";
+
+fn os_variant(ed: &mut Editor, want: &crate::desired::OsVariant) {
+    let meta = ed.doc.child(ed.root(), "metadata");
+    let info = meta.and_then(|m| {
+        ed.doc
+            .elements(m)
+            .into_iter()
+            .find(|e| ed.doc.name(*e).rsplit(':').next() == Some("libosinfo"))
+    });
+    let os = info.and_then(|i| {
+        ed.doc
+            .elements(i)
+            .into_iter()
+            .find(|e| ed.doc.name(*e).rsplit(':').next() == Some("os"))
+    });
+    let before = os.and_then(|o| ed.doc.attr(o, "id"));
+    if !ed.change("os_variant".into(), before, Some(want.id.clone())) {
+        return;
+    }
+    match os {
+        Some(o) => ed.doc.set_attr(o, "id", &want.id),
+        None => {
+            let m = ed.domain_child("metadata");
+            let i = match info {
+                Some(i) => i,
+                None => {
+                    let i = ed.doc.append_element(m, "libosinfo:libosinfo");
+                    ed.doc.set_attr(i, "xmlns:libosinfo", LIBOSINFO_NS);
+                    i
+                }
+            };
+            let prefix = ed
+                .doc
+                .name(i)
+                .split_once(':')
+                .map(|(p, _)| format!("{p}:"))
+                .unwrap_or_default();
+            let o = ed.doc.append_element(i, &format!("{prefix}os"));
+            ed.doc.set_attr(o, "id", &want.id);
         }
     }
 }
@@ -566,6 +811,35 @@ fn cpu(ed: &mut Editor, d: &GuestDesired, count: Option<u32>) {
     if let Some(t) = c.topology {
         topology(ed, t, count);
     }
+    for (name, policy) in &c.features {
+        let cpu_el = ed.doc.child(ed.root(), "cpu");
+        let existing = cpu_el.and_then(|c| {
+            ed.doc
+                .children_named(c, "feature")
+                .into_iter()
+                .find(|f| ed.doc.attr(*f, "name").as_deref() == Some(name))
+        });
+        // libvirt's default policy is `require`.
+        let before = existing.map(|f| ed.doc.attr(f, "policy").unwrap_or_else(|| "require".into()));
+        if !ed.change(
+            format!("cpu.features.{name}"),
+            before,
+            Some(policy.to_string()),
+        ) {
+            continue;
+        }
+        let f = match existing {
+            Some(f) => f,
+            None => {
+                let c = ed.domain_child("cpu");
+                let f = ed.doc.append_element(c, "feature");
+                ed.doc.set_attr(f, "policy", policy);
+                ed.doc.set_attr(f, "name", name);
+                f
+            }
+        };
+        ed.doc.set_attr(f, "policy", policy);
+    }
 }
 
 fn topology(ed: &mut Editor, t: Topology, count: Option<u32>) {
@@ -661,6 +935,13 @@ fn disks(ed: &mut Editor, want: &BTreeMap<DeviceKey<String>, DiskDesired>) {
         let Some(dd) = merged(want, &dev, is_disk, |a, o| DiskDesired {
             cache: o.cache.or(a.cache),
             io: o.io.or(a.io),
+            iothread: o.iothread.or(a.iothread),
+            iotune: a
+                .iotune
+                .iter()
+                .chain(&o.iotune)
+                .map(|(k, v)| (*k, *v))
+                .collect(),
         }) else {
             continue;
         };
@@ -675,6 +956,27 @@ fn disks(ed: &mut Editor, want: &BTreeMap<DeviceKey<String>, DiskDesired>) {
         );
         let io = dd.io.map(|c| c.as_str());
         set_child_attr(ed, disk, "driver", "io", format!("disks.{dev}.io"), io);
+        let t = dd.iothread.map(|t| t.to_string());
+        set_child_attr(
+            ed,
+            disk,
+            "driver",
+            "iothread",
+            format!("disks.{dev}.iothread"),
+            t.as_deref(),
+        );
+        for (k, v) in &dd.iotune {
+            let existing = ed.doc.child(disk, "iotune");
+            number_child(
+                ed,
+                |ed| ed.doc.ensure_child(disk, "iotune"),
+                existing,
+                k,
+                format!("disks.{dev}.iotune.{k}"),
+                *v,
+                Some(0),
+            );
+        }
     }
     for k in want.keys() {
         if let DeviceKey::One(dev) = k {
@@ -724,6 +1026,7 @@ fn interfaces(
             model: o.model.clone().or(a.model.clone()),
             driver: o.driver.or(a.driver),
             queues: o.queues.or(a.queues),
+            mtu: o.mtu.or(a.mtu),
         }) else {
             continue;
         };
@@ -771,6 +1074,30 @@ fn interfaces(
             "queues",
             format!("interfaces.{m}.queues"),
             q.as_deref(),
+        );
+        let kind = ed.doc.attr(nic, "type").unwrap_or_default();
+        if id.mtu.is_some()
+            && !["network", "bridge", "ethernet", "vhostuser"].contains(&kind.as_str())
+        {
+            let key = if want.contains_key(&DeviceKey::One(mac.clone())) {
+                m.to_string()
+            } else {
+                "*".to_string()
+            };
+            ed.issue(
+                &["interfaces", &key, "mtu"],
+                GuestIssue::MtuUnsupported(m.to_string(), kind),
+            );
+            continue;
+        }
+        let mtu = id.mtu.map(|m| m.to_string());
+        set_child_attr(
+            ed,
+            nic,
+            "mtu",
+            "size",
+            format!("interfaces.{m}.mtu"),
+            mtu.as_deref(),
         );
     }
     for k in want.keys() {

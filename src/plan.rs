@@ -294,9 +294,14 @@ pub fn plan_with(d: &Desired, obs: &Observed, opts: PlanOptions) -> Plan {
 /// Settings libvirt can change on a running guest (`VIR_DOMAIN_AFFECT_LIVE`).
 pub fn live_capable(path: &str) -> bool {
     path.starts_with("cputune.vcpupin.")
+        || path.starts_with("cputune.iothreadpin.")
         || path == "cputune.emulatorpin"
         || path == "numatune.memory.nodeset"
         || path == "vcpu.current"
+        || path.starts_with("blkiotune.")
+        || path.starts_with("memtune.")
+        || (path.starts_with("disks.") && path.contains(".iotune."))
+        || path == "os_variant"
 }
 
 struct GuestChanges {
@@ -345,9 +350,13 @@ fn plan_running(
         out.changes.push(change(target, c, effect));
     }
     for c in &running {
-        if live_capable(&c.path) {
-            if let Some(op) = live_op(gd, &c.path, node) {
-                if !in_persistent.contains(c.path.as_str()) {
+        let persisted = in_persistent.contains(c.path.as_str());
+        let op = live_capable(&c.path)
+            .then(|| live_op(gd, &c.path, node))
+            .flatten();
+        match op {
+            Some(op) if persisted || drift_fixable(&c.path) => {
+                if !persisted {
                     // Drift on the running guest only: fix it live.
                     out.changes.push(change(target, c, Effect::Live));
                 }
@@ -356,16 +365,25 @@ fn plan_running(
                     op,
                 });
             }
-        } else if !in_persistent.contains(c.path.as_str()) && !live_normalized(gd, &c.path) {
-            out.pending.push(Pending {
+            // Written, but not in effect (libvirt could not apply it live, or it needs a
+            // restart): in effect at the next start.
+            _ if !persisted && !live_normalized(gd, &c.path) => out.pending.push(Pending {
                 target: target.to_string(),
                 path: c.path.clone(),
                 running: c.before.clone(),
                 defined: c.after.clone(),
-            });
+            }),
+            _ => {}
         }
     }
     out
+}
+
+/// Live-only drift kvmtune corrects on a running guest: CPU pinning, which libvirt always
+/// changes live. Other live settings that differ only on the running guest (because libvirt or
+/// the host refused them live) are reported as pending instead of retried forever.
+fn drift_fixable(path: &str) -> bool {
+    path.starts_with("cputune.")
 }
 
 /// Settings whose live XML never reads like the definition (libvirt expands them at start).
@@ -404,7 +422,55 @@ fn live_op(
         };
         return Some(LiveOp::PinVcpu { vcpu, cpuset });
     }
+    if let Some(id) = path.strip_prefix("cputune.iothreadpin.") {
+        let iothread: u32 = id.parse().ok()?;
+        let cpuset = match gd.iothreadpin.as_ref()?.get(&iothread) {
+            Some(c) => c.to_string(),
+            None => CpuSet::from_cpus(0..node?.cpus)?.to_string(),
+        };
+        return Some(LiveOp::PinIothread { iothread, cpuset });
+    }
+    if let Some(field) = path.strip_prefix("memtune.") {
+        return Some(LiveOp::Memtune {
+            field: field.to_string(),
+            kib: *gd.memtune.get(field)?,
+        });
+    }
+    if path == "blkiotune.weight" {
+        return Some(LiveOp::Blkio {
+            field: "weight".into(),
+            value: gd.blkio_weight?.to_string(),
+        });
+    }
+    if let Some(rest) = path.strip_prefix("blkiotune.devices.") {
+        let (dev, field) = rest.rsplit_once('.')?;
+        let value = gd.blkio_devices.get(dev)?.get(field)?;
+        return Some(LiveOp::Blkio {
+            field: format!("device_{field}"),
+            value: format!("{dev},{value}"),
+        });
+    }
+    if let Some(rest) = path.strip_prefix("disks.") {
+        let (disk, field) = rest.split_once(".iotune.")?;
+        let d = gd
+            .disks
+            .get(&crate::desired::DeviceKey::One(disk.to_string()))
+            .and_then(|d| d.iotune.get(field))
+            .or_else(|| {
+                gd.disks
+                    .get(&crate::desired::DeviceKey::All)
+                    .and_then(|d| d.iotune.get(field))
+            })?;
+        return Some(LiveOp::BlockIotune {
+            disk: disk.to_string(),
+            field: field.to_string(),
+            value: *d,
+        });
+    }
     match path {
+        "os_variant" => Some(LiveOp::OsMetadata {
+            id: gd.os_variant.as_ref()?.id.clone(),
+        }),
         "cputune.emulatorpin" => Some(LiveOp::PinEmulator {
             cpuset: gd.emulatorpin.as_ref()?.to_string(),
         }),
@@ -445,6 +511,14 @@ fn host_fit(gd: &crate::desired::GuestDesired, node: Option<NodeInfo>) -> Vec<Lo
     }
     if let Some(c) = &gd.emulatorpin {
         check(&["cputune", "emulatorpin"], c, node.cpus, "CPU");
+    }
+    for (i, c) in gd.iothreadpin.iter().flatten() {
+        check(
+            &["cputune", "iothreadpin", &i.to_string()],
+            c,
+            node.cpus,
+            "CPU",
+        );
     }
     if let Some(n) = gd.numa_memory.as_ref().and_then(|m| m.nodeset.as_ref()) {
         check(

@@ -36,7 +36,17 @@ fn corpus() -> Vec<(String, String)> {
 fn strip_owned(xml: &str) -> String {
     let mut d = Document::parse(xml).unwrap();
     let root = d.root();
-    for name in ["vcpu", "cputune", "numatune", "memoryBacking", "cpu"] {
+    for name in [
+        "vcpu",
+        "cputune",
+        "numatune",
+        "memoryBacking",
+        "cpu",
+        "iothreads",
+        "blkiotune",
+        "memtune",
+        "metadata",
+    ] {
         if let Some(e) = d.child(root, name) {
             d.remove(e);
         }
@@ -47,10 +57,30 @@ fn strip_owned(xml: &str) -> String {
             .into_iter()
             .chain(d.children_named(devs, "interface"))
         {
-            for child in ["driver", "model"] {
+            for child in ["driver", "model", "iotune", "mtu"] {
                 if let Some(c) = d.child(dev, child) {
                     d.remove(c);
                 }
+            }
+        }
+    }
+    if let Some(devs) = d.child(root, "devices") {
+        for e in d.elements(devs) {
+            let n = d.name(e).to_string();
+            let t = d.attr(e, "type");
+            if [
+                "sound",
+                "redirdev",
+                "smartcard",
+                "parallel",
+                "watchdog",
+                "memballoon",
+            ]
+            .contains(&n.as_str())
+                || (n == "input" && t.as_deref() == Some("tablet"))
+                || (n == "channel" && t.as_deref() == Some("spicevmc"))
+            {
+                d.remove(e);
             }
         }
     }
@@ -71,6 +101,7 @@ fn tunings(n: u32) -> Vec<String> {
         ),
         "guests:\n  g:\n    vcpu: { count: 2, current: 1 }\n    cputune: { vcpupin: {} }\n    memory_backing: { hugepages: false }\n    cpu: { mode: custom, model: Skylake-Server }\n    disks: { \"*\": { cache: writeback } }\n    interfaces: { \"*\": { model: e1000e } }\n".to_string(),
         "guests:\n  g:\n    numatune: { memory: { placement: auto } }\n    memory_backing: { hugepages: true }\n    cpu: { mode: host-model }\n".to_string(),
+        "guests:\n  g:\n    iothreads: 2\n    cputune: { iothreadpin: { 1: \"0\", 2: \"1\" } }\n    blkiotune: { weight: 500, devices: { /dev/sda: { weight: 300, read_iops_sec: 1000 } } }\n    memtune: { hard_limit: 8G, soft_limit: 4G, swap_hard_limit: 10G }\n    disks: { \"*\": { iothread: 1, iotune: { total_iops_sec: 1000, read_bytes_sec: 1048576 } } }\n    interfaces: { \"*\": { mtu: 9000 } }\n    remove_devices: [sound, tablet, usb-redirect, smartcard, parallel, watchdog, spice-channel, memballoon]\n    os_variant: rhel9.0\n    cpu: { mode: custom, model: Haswell, features: { require: [avx2, invtsc], disable: [svm] } }\n".to_string(),
     ]
 }
 

@@ -979,3 +979,154 @@ fn restart_guests_never_destroys_a_guest_that_ignores_shutdown() {
     assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
     assert!(stdout(&o).contains(&format!("pending restart (defined, not yet in effect):\n  guest {}: disks.vda.cache (unset) → none", g.name())), "{}", stdout(&o));
 }
+
+// ------------------------------------------------------------ the rest of the catalogue --
+
+/// I/O threads, blkiotune, memtune, per-disk iotune and iothread, NIC MTU, device removal,
+/// libosinfo metadata and CPU features converge on a defined guest.
+#[test]
+fn catalogue_converges_on_a_defined_guest() {
+    let g = Guest::define(
+        "catalogue",
+        Spec {
+            nic_model: "virtio".into(),
+            devices: "<sound model='ich6'/><input type='tablet' bus='usb'/><watchdog model='i6300esb' action='reset'/>\
+                      <interface type='ethernet'><mac address='52:54:00:6b:74:02'/><model type='virtio'/></interface>"
+                .into(),
+            ..Spec::default()
+        },
+    );
+    let yaml = format!(
+        r#"guests:
+  {}:
+    iothreads: 2
+    cputune: {{ iothreadpin: {{ 1: "0", 2: "1" }} }}
+    blkiotune: {{ weight: 500, devices: {{ /dev/vda: {{ weight: 300, read_iops_sec: 1000 }} }} }}
+    memtune: {{ hard_limit: 1G, soft_limit: 512M }}
+    disks: {{ vda: {{ iothread: 1, iotune: {{ total_iops_sec: 1000, read_bytes_sec: 1048576 }} }} }}
+    interfaces: {{ "52:54:00:6b:74:02": {{ mtu: 9000 }} }}
+    remove_devices: [sound, tablet, watchdog, memballoon]
+    os_variant: rhel9.0
+    cpu: {{ mode: custom, model: Haswell-noTSX, features: {{ require: [invtsc], disable: [svm] }} }}
+"#,
+        g.name()
+    );
+    let (p, _) = assert_converges(&yaml);
+    for want in [
+        "iothreads",
+        "cputune.iothreadpin.1",
+        "blkiotune.weight",
+        "blkiotune.devices./dev/vda.weight",
+        "blkiotune.devices./dev/vda.read_iops_sec",
+        "memtune.hard_limit",
+        "disks.vda.iothread",
+        "disks.vda.iotune.total_iops_sec",
+        "interfaces.52:54:00:6b:74:02.mtu",
+        "remove_devices.sound",
+        "remove_devices.tablet",
+        "remove_devices.watchdog",
+        "remove_devices.memballoon",
+        "os_variant",
+        "cpu.features.invtsc",
+        "cpu.features.svm",
+    ] {
+        assert!(
+            paths(&p).contains(&want),
+            "{want} not planned: {:?}",
+            paths(&p)
+        );
+    }
+    let xml = g.inactive_xml();
+    assert!(!xml.contains("<sound"), "{xml}");
+    assert!(!xml.contains("tablet"), "{xml}");
+    assert!(xml.contains("<memballoon model='none'/>"), "{xml}");
+    assert!(
+        xml.contains("<libosinfo:os id=\"http://redhat.com/rhel/9.0\"/>"),
+        "{xml}"
+    );
+    assert!(xml.contains("<mtu size='9000'/>"), "{xml}");
+    assert!(
+        xml.contains("<total_iops_sec>1000</total_iops_sec>"),
+        "{xml}"
+    );
+    assert!(
+        xml.contains("<feature policy='disable' name='svm'/>"),
+        "{xml}"
+    );
+}
+
+/// On a running guest, blkiotune, memtune, disk iotune, iothreadpin and the OS metadata change
+/// live; the MTU waits for a restart and is then pending.
+#[test]
+fn catalogue_live_and_restart_on_a_running_guest() {
+    let g = Guest::define(
+        "catalogue-live",
+        Spec {
+            tuning: "<iothreads>1</iothreads>".into(),
+            nic_model: "virtio".into(),
+            devices: "<interface type='ethernet'><mac address='52:54:00:6b:74:02'/><model type='virtio'/></interface>".into(),
+            ..Spec::default()
+        },
+    );
+    g.start();
+    let yaml = format!(
+        r#"guests:
+  {}:
+    cputune: {{ iothreadpin: {{ 1: "1" }} }}
+    blkiotune: {{ weight: 700 }}
+    memtune: {{ hard_limit: 2G }}
+    disks: {{ vda: {{ iotune: {{ total_iops_sec: 2000 }} }} }}
+    os_variant: debian11
+    interfaces: {{ "52:54:00:6b:74:02": {{ mtu: 1400 }} }}
+"#,
+        g.name()
+    );
+    let planned = plan_yaml(&yaml);
+    for c in &planned.changes {
+        let want = if c.path.ends_with(".mtu") {
+            Effect::Restart
+        } else {
+            Effect::Live
+        };
+        assert_eq!(c.effect, want, "{c:?}");
+    }
+    let (_, report) = assert_converges(&yaml);
+    assert_eq!(report.live_changes, 5, "{report:?}");
+    assert!(
+        report.results.iter().all(|r| r.deferred.is_empty()),
+        "{report:?}"
+    );
+    let live = g.live_xml();
+    assert!(live.contains("<weight>700</weight>"), "{live}");
+    assert!(
+        live.contains("<hard_limit unit='KiB'>2097152</hard_limit>"),
+        "{live}"
+    );
+    assert!(
+        live.contains("<total_iops_sec>2000</total_iops_sec>"),
+        "{live}"
+    );
+    assert!(
+        live.contains("<iothreadpin iothread='1' cpuset='1'/>"),
+        "{live}"
+    );
+    assert!(live.contains("http://debian.org/debian/11"), "{live}");
+    let after = plan_yaml(&yaml);
+    let pending: Vec<&str> = after
+        .pending_restart
+        .iter()
+        .map(|p| p.path.as_str())
+        .collect();
+    assert_eq!(pending, vec!["interfaces.52:54:00:6b:74:02.mtu"]);
+    // MTU on user networking is a plan error, not a define failure.
+    let p = plan_yaml(&format!(
+        "guests:\n  {}:\n    interfaces: {{ \"*\": {{ mtu: 9000 }} }}\n",
+        g.name()
+    ));
+    assert_eq!(p.errors.len(), 1, "{:?}", p.errors);
+    assert!(
+        p.errors[0].message.contains("of type `user`"),
+        "{}",
+        p.errors[0].message
+    );
+}

@@ -115,6 +115,127 @@ pub struct RawGuest {
     /// Interface settings by MAC address; `"*"` applies to every interface.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interfaces: Option<BTreeMap<String, RawInterface>>,
+    /// Block I/O weights and throttles of the whole guest (`<blkiotune>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blkiotune: Option<RawBlkiotune>,
+    /// Memory limits (`<memtune>`): sizes such as 8G, 512M, or a number of KiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memtune: Option<RawMemtune>,
+    /// Number of I/O threads (`<iothreads>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iothreads: Option<u32>,
+    /// Device classes to remove (the guide's "remove unused devices").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remove_devices: Option<Vec<DeviceClass>>,
+    /// libosinfo short id (`rhel9.0`, `debian12`, `win2k22`), written as libosinfo metadata.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os_variant: Option<String>,
+}
+
+/// A size: a number of KiB, or a number with a unit (`8G`, `512M`, `1048576K`).
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(untagged)]
+pub enum RawSize {
+    Kib(u64),
+    Text(String),
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawBlkiotune {
+    /// Relative I/O weight, 100-1000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u32>,
+    /// Per host block device (`/dev/sda`): weight and throttles. Devices not listed are kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub devices: Option<BTreeMap<String, RawBlkioDevice>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawBlkioDevice {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_bytes_sec: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_bytes_sec: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_iops_sec: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_iops_sec: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawMemtune {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hard_limit: Option<RawSize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub soft_limit: Option<RawSize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swap_hard_limit: Option<RawSize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_guarantee: Option<RawSize>,
+}
+
+/// Per-disk I/O throttling (`<iotune>`, blkdeviotune). 0 means unlimited.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawIotune {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_bytes_sec: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_bytes_sec: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_bytes_sec: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_iops_sec: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_iops_sec: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_iops_sec: Option<u64>,
+}
+
+impl RawIotune {
+    /// (libvirt element name, value) of every declared field.
+    pub fn fields(&self) -> Vec<(&'static str, u64)> {
+        [
+            ("total_bytes_sec", self.total_bytes_sec),
+            ("read_bytes_sec", self.read_bytes_sec),
+            ("write_bytes_sec", self.write_bytes_sec),
+            ("total_iops_sec", self.total_iops_sec),
+            ("read_iops_sec", self.read_iops_sec),
+            ("write_iops_sec", self.write_iops_sec),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
+        .collect()
+    }
+}
+
+/// Device classes `remove_devices` understands, matched by device type.
+#[derive(
+    Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq, PartialOrd, Ord,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeviceClass {
+    /// `<sound>`
+    Sound,
+    /// `<input type='tablet'>`
+    Tablet,
+    /// `<redirdev bus='usb'>`
+    UsbRedirect,
+    /// `<smartcard>`
+    Smartcard,
+    /// `<parallel>`
+    Parallel,
+    /// `<watchdog>`
+    Watchdog,
+    /// `<channel type='spicevmc'>`
+    SpiceChannel,
+    /// `<memballoon>`: set to `model='none'` (libvirt would add a default one back).
+    Memballoon,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
@@ -149,6 +270,9 @@ pub struct RawCputune {
     /// Host CPUs for the emulator threads.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub emulatorpin: Option<RawCpuSet>,
+    /// I/O thread id (from 1) → host CPU set. Authoritative like vcpupin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iothreadpin: Option<BTreeMap<u32, RawCpuSet>>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
@@ -220,6 +344,18 @@ pub struct RawCpu {
     pub model: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub topology: Option<RawTopology>,
+    /// CPU features to require or disable. Features not listed are left as they are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub features: Option<RawCpuFeatures>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawCpuFeatures {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub require: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub disable: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
@@ -260,6 +396,12 @@ pub struct RawDisk {
     pub cache: Option<CacheMode>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub io: Option<IoMode>,
+    /// The I/O thread (id from 1) serving this disk (`<driver iothread=...>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iothread: Option<u32>,
+    /// Throttling (blkdeviotune).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iotune: Option<RawIotune>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
@@ -281,6 +423,9 @@ pub struct RawInterface {
     /// virtio-net multiqueue queue count.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queues: Option<u32>,
+    /// MTU of the guest's link (`<mtu size=...>`), e.g. 9000 for jumbo frames.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
 }
 
 macro_rules! as_str_impl {
@@ -302,3 +447,5 @@ as_str_impl!(CpuMode { HostPassthrough => "host-passthrough", HostModel => "host
 as_str_impl!(CacheMode { None => "none", Writethrough => "writethrough", Writeback => "writeback", Directsync => "directsync", Unsafe => "unsafe" });
 as_str_impl!(IoMode { Native => "native", Threads => "threads", IoUring => "io_uring" });
 as_str_impl!(NetDriver { Vhost => "vhost", Qemu => "qemu" });
+
+as_str_impl!(DeviceClass { Sound => "sound", Tablet => "tablet", UsbRedirect => "usb-redirect", Smartcard => "smartcard", Parallel => "parallel", Watchdog => "watchdog", SpiceChannel => "spice-channel", Memballoon => "memballoon" });

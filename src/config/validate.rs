@@ -235,6 +235,126 @@ fn guest(cx: &mut Ctx, gp: &[String], g: &RawGuest) -> GuestDesired {
         if let Some(e) = &ct.emulatorpin {
             out.emulatorpin = cx.cpuset(&p(gp, &["cputune", "emulatorpin"]), e);
         }
+        if let Some(pins) = &ct.iothreadpin {
+            let mut m = BTreeMap::new();
+            for (id, cs) in pins {
+                let path = p(gp, &["cputune", "iothreadpin", &id.to_string()]);
+                if *id == 0 || g.iothreads.is_some_and(|n| id > &n) {
+                    cx.err(&path, format!("I/O thread {id} does not exist: ids run from 1 to the iothreads count{}", g.iothreads.map(|n| format!(" ({n})")).unwrap_or_default()));
+                    continue;
+                }
+                if let Some(c) = cx.cpuset(&path, cs) {
+                    m.insert(*id, c);
+                }
+            }
+            out.iothreadpin = Some(m);
+        }
+    }
+    out.iothreads = g.iothreads;
+    if let Some(bt) = &g.blkiotune {
+        let path = p(gp, &["blkiotune"]);
+        if let Some(w) = bt.weight {
+            if !(100..=1000).contains(&w) {
+                cx.err(
+                    &p(&path, &["weight"]),
+                    format!("weight {w} is outside 100-1000"),
+                );
+            }
+            out.blkio_weight = Some(w);
+        }
+        for (dev, d) in bt.devices.iter().flatten() {
+            let dp = p(&path, &["devices", dev]);
+            if !dev.starts_with("/dev/")
+                || dev.contains(['<', '>', '&', ','])
+                || dev.contains("/../")
+            {
+                cx.err(
+                    &dp,
+                    format!(
+                        "`{}` is not a host block device path like /dev/sda",
+                        dev.escape_debug()
+                    ),
+                );
+                continue;
+            }
+            let mut m = BTreeMap::new();
+            if let Some(w) = d.weight {
+                if !(100..=1000).contains(&w) {
+                    cx.err(
+                        &p(&dp, &["weight"]),
+                        format!("weight {w} is outside 100-1000"),
+                    );
+                }
+                m.insert("weight", w as u64);
+            }
+            for (k, v) in [
+                ("read_bytes_sec", d.read_bytes_sec),
+                ("write_bytes_sec", d.write_bytes_sec),
+                ("read_iops_sec", d.read_iops_sec),
+                ("write_iops_sec", d.write_iops_sec),
+            ] {
+                if let Some(v) = v {
+                    m.insert(k, v);
+                }
+            }
+            if m.is_empty() {
+                cx.err(&dp, "expected at least one of weight, read_bytes_sec, write_bytes_sec, read_iops_sec, write_iops_sec");
+            }
+            out.blkio_devices.insert(dev.clone(), m);
+        }
+    }
+    if let Some(mt) = &g.memtune {
+        let path = p(gp, &["memtune"]);
+        for (k, v) in [
+            ("hard_limit", &mt.hard_limit),
+            ("soft_limit", &mt.soft_limit),
+            ("swap_hard_limit", &mt.swap_hard_limit),
+            ("min_guarantee", &mt.min_guarantee),
+        ] {
+            let Some(v) = v else { continue };
+            let kib = match v {
+                RawSize::Kib(k) => Ok(*k),
+                RawSize::Text(t) => crate::units::parse_kib(t),
+            };
+            match kib {
+                Ok(kib) => {
+                    out.memtune.insert(k, kib);
+                }
+                Err(e) => cx.err(&p(&path, &[k]), e.to_string()),
+            }
+        }
+        if let (Some(h), Some(sw)) = (
+            out.memtune.get("hard_limit"),
+            out.memtune.get("swap_hard_limit"),
+        ) {
+            if sw < h {
+                cx.err(
+                    &p(&path, &["swap_hard_limit"]),
+                    "swap_hard_limit must not be below hard_limit",
+                );
+            }
+        }
+        if let (Some(h), Some(so)) = (out.memtune.get("hard_limit"), out.memtune.get("soft_limit"))
+        {
+            if so > h {
+                cx.err(
+                    &p(&path, &["soft_limit"]),
+                    "soft_limit must not be above hard_limit",
+                );
+            }
+        }
+    }
+    if let Some(rd) = &g.remove_devices {
+        out.remove_devices = rd.iter().copied().collect();
+    }
+    if let Some(os) = &g.os_variant {
+        match osinfo_id(os) {
+            Some(id) => out.os_variant = Some(OsVariant { short_id: os.clone(), id }),
+            None => cx.err(
+                &p(gp, &["os_variant"]),
+                format!("`{}` is not a libosinfo short id kvmtune knows; expected e.g. rhel9.0, centos-stream9, fedora40, debian12, ubuntu24.04, almalinux9, rocky9, sles15sp5, win11, win2k22", os.escape_debug()),
+            ),
+        }
     }
     if let Some(nm) = g.numatune.as_ref().and_then(|n| n.memory.as_ref()) {
         let path = p(gp, &["numatune", "memory"]);
@@ -328,10 +448,31 @@ fn guest(cx: &mut Ctx, gp: &[String], g: &RawGuest) -> GuestDesired {
             }
             Some(topo)
         });
+        let mut features = BTreeMap::new();
+        if let Some(f) = &c.features {
+            for (policy, names) in [("require", &f.require), ("disable", &f.disable)] {
+                for n in names {
+                    let fp = p(&path, &["features", policy]);
+                    if n.is_empty()
+                        || !n
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+                    {
+                        cx.err(
+                            &fp,
+                            format!("`{}` is not a CPU feature name", n.escape_debug()),
+                        );
+                    } else if features.insert(n.clone(), policy).is_some() {
+                        cx.err(&fp, format!("feature `{n}` is listed twice"));
+                    }
+                }
+            }
+        }
         out.cpu = Some(CpuDesired {
             mode: c.mode,
             model: c.model.clone(),
             topology,
+            features,
         });
     }
     for (key, d) in g.disks.iter().flatten() {
@@ -361,14 +502,54 @@ fn guest(cx: &mut Ctx, gp: &[String], g: &RawGuest) -> GuestDesired {
         {
             cx.err(&p(&path, &["io"]), "io: native needs cache: none or directsync (QEMU requires O_DIRECT for native AIO)");
         }
-        if d.cache.is_none() && d.io.is_none() {
-            cx.err(&path, "expected at least one of cache, io");
+        if d.cache.is_none() && d.io.is_none() && d.iothread.is_none() && d.iotune.is_none() {
+            cx.err(
+                &path,
+                "expected at least one of cache, io, iothread, iotune",
+            );
+        }
+        if let Some(t) = d.iothread {
+            if t == 0 || g.iothreads.is_some_and(|n| t > n) {
+                cx.err(
+                    &p(&path, &["iothread"]),
+                    format!("I/O thread {t} does not exist: ids run from 1 to the iothreads count"),
+                );
+            }
+        }
+        let iotune: BTreeMap<&'static str, u64> = d
+            .iotune
+            .as_ref()
+            .map(|t| t.fields().into_iter().collect())
+            .unwrap_or_default();
+        if d.iotune.is_some() && iotune.is_empty() {
+            cx.err(
+                &p(&path, &["iotune"]),
+                "expected at least one throttle (total_bytes_sec, read_iops_sec, ...)",
+            );
+        }
+        for (a, b) in [
+            ("total_bytes_sec", ["read_bytes_sec", "write_bytes_sec"]),
+            ("total_iops_sec", ["read_iops_sec", "write_iops_sec"]),
+        ] {
+            if iotune.get(a).is_some_and(|v| *v > 0)
+                && b.iter().any(|k| iotune.get(k).is_some_and(|v| *v > 0))
+            {
+                cx.err(
+                    &p(&path, &["iotune"]),
+                    format!(
+                        "{a} cannot be combined with {} or {} (QEMU rejects it)",
+                        b[0], b[1]
+                    ),
+                );
+            }
         }
         out.disks.insert(
             dk,
             DiskDesired {
                 cache: d.cache,
                 io: d.io,
+                iothread: d.iothread,
+                iotune,
             },
         );
     }
@@ -404,8 +585,13 @@ fn guest(cx: &mut Ctx, gp: &[String], g: &RawGuest) -> GuestDesired {
         if i.queues == Some(0) || i.queues.is_some_and(|q| q > 256) {
             cx.err(&p(&path, &["queues"]), "queues must be between 1 and 256");
         }
-        if i.model.is_none() && i.driver.is_none() && i.queues.is_none() {
-            cx.err(&path, "expected at least one of model, driver, queues");
+        if let Some(m) = i.mtu {
+            if !(68..=65535).contains(&m) {
+                cx.err(&p(&path, &["mtu"]), format!("MTU {m} is outside 68-65535"));
+            }
+        }
+        if i.model.is_none() && i.driver.is_none() && i.queues.is_none() && i.mtu.is_none() {
+            cx.err(&path, "expected at least one of model, driver, queues, mtu");
         }
         out.interfaces.insert(
             ik,
@@ -413,6 +599,7 @@ fn guest(cx: &mut Ctx, gp: &[String], g: &RawGuest) -> GuestDesired {
                 model: i.model.clone(),
                 driver: i.driver,
                 queues: i.queues,
+                mtu: i.mtu,
             },
         );
     }

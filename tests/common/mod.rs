@@ -76,6 +76,8 @@ pub struct Spec {
     pub disk_driver: String,
     pub mac: String,
     pub nic_model: String,
+    /// Extra devices inside `<devices>`.
+    pub devices: String,
 }
 
 impl Default for Spec {
@@ -87,6 +89,7 @@ impl Default for Spec {
             disk_driver: String::new(),
             mac: "52:54:00:6b:74:01".into(),
             nic_model: "e1000".into(),
+            devices: String::new(),
         }
     }
 }
@@ -220,6 +223,7 @@ fn domain_xml(name: &str, image: &Path, s: &Spec) -> String {
       <model type='{nic}'/>
     </interface>
     <graphics type='vnc' listen='127.0.0.1'/>
+    {extra}
   </devices>
 </domain>
 ",
@@ -230,6 +234,7 @@ fn domain_xml(name: &str, image: &Path, s: &Spec) -> String {
         img = image.display(),
         mac = s.mac,
         nic = s.nic_model,
+        extra = s.devices,
     )
 }
 
