@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::config::source::{dotted, KeyPath};
 use crate::desired::{Desired, DomainName};
 use crate::domain::{plan_guest, GuestPlan};
-use crate::host::{plan_host, HostObserved, HostWrite};
+use crate::host::{plan_host, HostObserved, HostOp};
 use crate::libvirt::GuestObserved;
 
 /// Everything observed that the plan depends on.
@@ -86,8 +86,8 @@ pub struct Summary {
 /// What the executor does for one target.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// Host writes, in order.
-    Host(Vec<HostWrite>),
+    /// Host steps (writes, owned-file replacements, commands), in order.
+    Host(Vec<HostOp>),
     /// Define `new_xml` for the guest (whose persistent XML was `old_xml`).
     Guest {
         name: DomainName,
@@ -116,6 +116,9 @@ pub struct Plan {
     pub changes: Vec<Change>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<PlanError>,
+    /// Facts that are not changes (where guests find hugetlbfs).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     pub summary: Summary,
     #[serde(skip)]
     pub actions: Vec<Action>,
@@ -141,8 +144,8 @@ pub fn plan(d: &Desired, obs: &Observed) -> Plan {
     let mut errors = Vec::new();
     let mut actions = Vec::new();
 
-    let (host_changes, host_issues) = plan_host(&d.host, &obs.host);
-    for i in host_issues {
+    let host = plan_host(&d.host, &obs.host);
+    for i in host.issues {
         let mut key = vec!["host".to_string()];
         key.extend(i.key);
         errors.push(PlanError {
@@ -152,20 +155,19 @@ pub fn plan(d: &Desired, obs: &Observed) -> Plan {
             message: i.message,
         });
     }
-    if !host_changes.is_empty() {
-        let mut writes = Vec::new();
-        for c in host_changes {
-            changes.push(Change {
-                target: "host".into(),
-                path: c.write.path.clone(),
-                before: c.before,
-                after: Some(c.write.value.clone()),
-                effect: Effect::Live,
-            });
-            writes.push(c.write);
-        }
-        actions.push(Action::Host(writes));
+    for c in host.changes {
+        changes.push(Change {
+            target: "host".into(),
+            path: c.path,
+            before: c.before,
+            after: c.after,
+            effect: c.effect,
+        });
     }
+    if !host.ops.is_empty() {
+        actions.push(Action::Host(host.ops));
+    }
+    let notes = host.notes;
 
     for (name, gd) in &d.guests {
         let target = guest_target(name);
@@ -227,6 +229,7 @@ pub fn plan(d: &Desired, obs: &Observed) -> Plan {
         },
         changes,
         errors,
+        notes,
         actions,
     }
 }

@@ -30,6 +30,16 @@ fn show(v: &Option<String>) -> &str {
     v.as_deref().unwrap_or("(unset)")
 }
 
+/// Values of host files under /etc and of things kvmtune adds read `(absent)` when missing.
+fn show_for<'a>(path: &str, v: &'a Option<String>) -> &'a str {
+    match v {
+        None if path.ends_with(" (persisted)") || path.ends_with(" (boot)") => "(absent)",
+        None if path == "tuned.profile" => "(none)",
+        None if path == "hugetlbfs" => "(not mounted)",
+        _ => show(v),
+    }
+}
+
 fn heading(target: &str) -> String {
     match target.strip_prefix("guest/") {
         Some(g) => format!("guest {g}"),
@@ -63,8 +73,8 @@ pub fn plan_text(plan: &Plan, style: Style, diff: bool) -> String {
             "  {} {}: {} → {}{}",
             style.paint(code, sym),
             c.path,
-            show(&c.before),
-            show(&c.after),
+            show_for(&c.path, &c.before),
+            show_for(&c.path, &c.after),
             style.paint("2", &effect)
         );
     }
@@ -89,7 +99,10 @@ pub fn plan_text(plan: &Plan, style: Style, diff: bool) -> String {
     for e in &plan.errors {
         let _ = writeln!(out, "{} {e}", style.paint("31", "error:"));
     }
-    if !plan.changes.is_empty() || !plan.errors.is_empty() {
+    for n in &plan.notes {
+        let _ = writeln!(out, "{} {n}", style.paint("36", "note:"));
+    }
+    if !plan.changes.is_empty() || !plan.errors.is_empty() || !plan.notes.is_empty() {
         out.push('\n');
     }
     out.push_str(&summary_line(plan));
@@ -117,6 +130,18 @@ pub fn summary_line(plan: &Plan) -> String {
         );
         if restart > 0 {
             let _ = write!(s, " {restart} take effect at the guest's next restart.");
+        }
+        let reboot = plan
+            .changes
+            .iter()
+            .filter(|c| c.effect == Effect::Reboot)
+            .count();
+        if reboot > 0 {
+            let _ = write!(
+                s,
+                " {reboot} take{} effect at the next host reboot.",
+                if reboot == 1 { "s" } else { "" }
+            );
         }
         s
     };
@@ -192,11 +217,23 @@ pub fn report_text(report: &ApplyReport, style: Style) -> String {
             }
         }
     }
+    for n in &report.notes {
+        let _ = writeln!(out, "  {n}");
+    }
     let applied: usize = report.results.iter().map(|r| r.applied.len()).sum();
     let failed: usize = report.results.iter().map(|r| r.failed.len()).sum();
+    let commands = if report.host_commands > 0 {
+        format!(
+            ", {} host command{}",
+            report.host_commands,
+            if report.host_commands == 1 { "" } else { "s" }
+        )
+    } else {
+        String::new()
+    };
     let _ = writeln!(
         out,
-        "Apply {}: {applied} applied, {failed} failed ({} guest define{}, {} host write{}).",
+        "Apply {}: {applied} applied, {failed} failed ({} guest define{}, {} host write{}{commands}).",
         if failed == 0 { "complete" } else { "failed" },
         report.defines,
         if report.defines == 1 { "" } else { "s" },
