@@ -145,7 +145,7 @@ else
     fi
     tuned -d
     for _ in $(seq 1 30); do
-        tuned-adm active >/dev/null 2>&1 && break
+        tuned-adm active 2>/dev/null | grep -q 'active profile' && break
         sleep 1
     done
     say "tuned: started ($(tuned-adm active 2>&1 | head -n1))"

@@ -110,7 +110,8 @@ pub fn apply_full(
                             if paths.is_empty() {
                                 res.failed.push((host_step_name(op), why));
                             } else {
-                                res.failed.extend(paths.into_iter().map(|p| (p, why.clone())));
+                                res.failed
+                                    .extend(paths.into_iter().map(|p| (p, why.clone())));
                             }
                         }
                     }

@@ -248,7 +248,8 @@ fn host(cx: &mut Ctx, h: &RawHost) -> HostDesired {
         let path = p(&[], &["host", "modules", &i.to_string()]);
         let ok = !m.is_empty()
             && m.len() <= 55
-            && m.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'));
+            && m.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'));
         if !ok {
             cx.err(
                 &path,

@@ -90,9 +90,14 @@ pub struct FileWrite {
 pub enum Check {
     Nothing,
     /// The file (below the root) reads back this value (tokens).
-    FileValue { file: String, value: String },
+    FileValue {
+        file: String,
+        value: String,
+    },
     /// The path (below the root) exists.
-    Exists { file: String },
+    Exists {
+        file: String,
+    },
 }
 
 /// An argv element starting with this is a path below the root (`{root}/usr/sbin/tuned-adm`).
@@ -113,7 +118,10 @@ pub struct CommandRun {
 pub enum HostOp {
     /// A kernel file write; `reassert` writes re-establish a value that already matched
     /// (after a tuned profile switch, which may change it) and are not plan changes.
-    Write { write: HostWrite, reassert: bool },
+    Write {
+        write: HostWrite,
+        reassert: bool,
+    },
     File(FileWrite),
     Run(CommandRun),
 }
@@ -349,8 +357,7 @@ pub fn plan_host(d: &HostDesired, obs: &HostObserved) -> HostPlan {
     let mut b = Builder::default();
     let mut sysctl_file = persist::OwnedFile::new(persist::SYSCTL_CONF, persist::Syntax::Sysctl);
     let mut tmpfiles = persist::OwnedFile::new(persist::TMPFILES_CONF, persist::Syntax::Tmpfiles);
-    let mut modules_file =
-        persist::OwnedFile::new(persist::MODULES_CONF, persist::Syntax::Modules);
+    let mut modules_file = persist::OwnedFile::new(persist::MODULES_CONF, persist::Syntax::Modules);
     let mut grub = persist::OwnedFile::new(persist::GRUB_CFG, persist::Syntax::Grub);
 
     modules::plan(d, obs, &mut b, &mut modules_file);

@@ -52,7 +52,11 @@ pub fn plan(d: &HostDesired, obs: &HostObserved, b: &mut Builder, persisted: &mu
         .unwrap_or_default();
     for (m, i) in &d.modules {
         if loaded.contains(m.as_str()) || builtin.contains(m) {
-            persisted.push(m.clone(), format!("modules.{m} (persisted)"), "loaded".into());
+            persisted.push(
+                m.clone(),
+                format!("modules.{m} (persisted)"),
+                "loaded".into(),
+            );
             continue;
         }
         let key = vec!["modules".to_string(), i.to_string()];
@@ -65,7 +69,11 @@ pub fn plan(d: &HostDesired, obs: &HostObserved, b: &mut Builder, persisted: &mu
             );
             continue;
         }
-        persisted.push(m.clone(), format!("modules.{m} (persisted)"), "loaded".into());
+        persisted.push(
+            m.clone(),
+            format!("modules.{m} (persisted)"),
+            "loaded".into(),
+        );
         let path = format!("modules.{m}");
         b.change(HostChange {
             path: path.clone(),

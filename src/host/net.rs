@@ -17,7 +17,8 @@ pub fn reads(d: &HostDesired, r: &mut Reads) {
         r.files.insert(format!("{}/mtu", dir(name)));
         if nic.sriov_numvfs.is_some() {
             r.files.insert(format!("{}/device/sriov_numvfs", dir(name)));
-            r.files.insert(format!("{}/device/sriov_totalvfs", dir(name)));
+            r.files
+                .insert(format!("{}/device/sriov_totalvfs", dir(name)));
         }
     }
 }
@@ -57,7 +58,9 @@ pub fn plan(d: &HostDesired, obs: &HostObserved, b: &mut Builder) {
             if let Some(t) = total.filter(|t| vfs > *t) {
                 b.issue(
                     key("sriov_numvfs"),
-                    format!("{name} supports at most {t} virtual functions (sriov_totalvfs), not {vfs}"),
+                    format!(
+                        "{name} supports at most {t} virtual functions (sriov_totalvfs), not {vfs}"
+                    ),
                 );
                 continue;
             }

@@ -67,7 +67,9 @@ impl OwnedFile {
         let mut entries = self.entries.clone();
         match self.syntax {
             Syntax::Sysctl => {
-                out.push_str("# Applied at boot by systemd-sysctl.service (or procps) from /etc/sysctl.d.\n");
+                out.push_str(
+                    "# Applied at boot by systemd-sysctl.service (or procps) from /etc/sysctl.d.\n",
+                );
                 entries.sort_by(|a, b| a.key.cmp(&b.key));
                 for e in &entries {
                     out.push_str(&format!("{} = {}\n", e.key, e.value));
@@ -230,7 +232,10 @@ mod tests {
         f.push("kernel.x".into(), "b".into(), "1 2".into());
         let text = f.render();
         assert!(text.starts_with("# Written by kvmtune"));
-        assert!(text.ends_with("kernel.x = 1 2\nvm.swappiness = 10\n"), "{text}");
+        assert!(
+            text.ends_with("kernel.x = 1 2\nvm.swappiness = 10\n"),
+            "{text}"
+        );
         assert_eq!(f.parse(&text).len(), 2);
         assert_eq!(f.plan(Some(&text)), (Vec::new(), None));
         let (c, op) = f.plan(None);

@@ -49,7 +49,12 @@ pub fn plan(d: &HostDesired, obs: &HostObserved, b: &mut Builder, persisted: &mu
             value: value.into(),
             readback: Readback::Selected,
         };
-        b.runtime(obs, vec!["transparent_hugepage".into(), name.into()], w, msg);
+        b.runtime(
+            obs,
+            vec!["transparent_hugepage".into(), name.into()],
+            w,
+            msg,
+        );
         if present {
             persisted.push(
                 format!("/{file}"),
