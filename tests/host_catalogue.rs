@@ -376,7 +376,11 @@ fn hugetlbfs_is_mounted_for_guests_that_need_it() {
     let root = tempfile::tempdir().unwrap();
     copy_tree(&repo().join("examples/demo/root"), root.path());
     std::fs::write(root.path().join("proc/mounts"), "proc /proc proc rw 0 0\n").unwrap();
-    let desired = config::load_str("g.yaml", "host:\n  persist: false\n  sysctl: { vm.swappiness: 60 }\n").unwrap();
+    let desired = config::load_str(
+        "g.yaml",
+        "host:\n  persist: false\n  sysctl: { vm.swappiness: 60 }\n",
+    )
+    .unwrap();
     let needs = kvmtune::host::HostNeeds {
         meminfo: true,
         hugetlbfs: true,
