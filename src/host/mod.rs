@@ -626,3 +626,100 @@ mod tests {
         assert_eq!(Readback::Count.canonical("512\n"), "512");
     }
 }
+
+#[cfg(test)]
+mod plan_tests {
+    use super::*;
+
+    fn obs(files: &[(&str, &str)], dirs: &[(&str, &[&str])]) -> HostObserved {
+        HostObserved {
+            files: files
+                .iter()
+                .map(|(f, c)| (f.to_string(), Some(c.to_string())))
+                .collect(),
+            dirs: dirs
+                .iter()
+                .map(|(d, v)| {
+                    (
+                        d.to_string(),
+                        Some(v.iter().map(|s| s.to_string()).collect()),
+                    )
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_tuned_switch_comes_first_and_declared_values_are_written_again_after_it() {
+        let d = crate::config::load_str(
+            "t.yaml",
+            "host:\n  persist: false\n  tuned: { profile: virtual-host }\n  sysctl: { vm.swappiness: 10, vm.dirty_ratio: 40 }\n",
+        )
+        .unwrap()
+        .host;
+        let o = obs(
+            &[
+                ("etc/tuned/active_profile", "balanced\n"),
+                ("usr/lib/tuned/virtual-host/tuned.conf", "[main]\n"),
+                ("proc/sys/vm/swappiness", "60\n"),
+                ("proc/sys/vm/dirty_ratio", "40\n"),
+            ],
+            &[
+                ("usr/sbin", &["tuned-adm"]),
+                ("usr/lib/tuned", &["virtual-host"]),
+            ],
+        );
+        let p = plan_host(&d, &o);
+        assert!(p.issues.is_empty(), "{:?}", p.issues);
+        let paths: Vec<&str> = p.changes.iter().map(|c| c.path.as_str()).collect();
+        assert_eq!(paths, ["tuned.profile", "sysctl.vm.swappiness"]);
+        assert!(matches!(&p.ops[0], HostOp::Run(r) if r.argv[1..] == ["profile", "virtual-host"]));
+        let writes: Vec<(&str, bool)> = p.ops[1..]
+            .iter()
+            .map(|op| match op {
+                HostOp::Write { write, reassert } => (write.path.as_str(), *reassert),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            writes,
+            [
+                ("sysctl.vm.dirty_ratio", true),
+                ("sysctl.vm.swappiness", false)
+            ]
+        );
+        // Without a switch, matching values are not written.
+        let o2 = obs(
+            &[
+                ("etc/tuned/active_profile", "virtual-host\n"),
+                ("usr/lib/tuned/virtual-host/tuned.conf", "[main]\n"),
+                ("proc/sys/vm/swappiness", "60\n"),
+                ("proc/sys/vm/dirty_ratio", "40\n"),
+            ],
+            &[
+                ("usr/sbin", &["tuned-adm"]),
+                ("usr/lib/tuned", &["virtual-host"]),
+            ],
+        );
+        assert_eq!(plan_host(&d, &o2).ops.len(), 1);
+    }
+
+    #[test]
+    fn planning_is_deterministic() {
+        let d = crate::config::load_str(
+            "t.yaml",
+            "host:\n  sysctl: { vm.swappiness: 10 }\n  ksm: { run: true }\n",
+        )
+        .unwrap()
+        .host;
+        let o = obs(
+            &[
+                ("proc/sys/vm/swappiness", "60\n"),
+                ("sys/kernel/mm/ksm/run", "0\n"),
+            ],
+            &[],
+        );
+        assert_eq!(plan_host(&d, &o), plan_host(&d, &o));
+    }
+}
