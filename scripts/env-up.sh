@@ -119,6 +119,38 @@ say "libvirtd: qemu:///system answers ($(virsh -c qemu:///system version 2>/dev/
 # usual `default` pool is neither created nor required.
 say "storage: no 'default' pool needed (not created)"
 
+# ---------------------------------------------------------- dbus + tuned --
+# tuned-adm talks to the tuned daemon over the system bus.
+mkdir -p /run/dbus
+if pgrep -x dbus-daemon >/dev/null && [ -S /run/dbus/system_bus_socket ]; then
+    say "dbus: system bus already running (pid $(cat /run/dbus/pid 2>/dev/null || pgrep -x dbus-daemon | head -n1))"
+else
+    rm -f /run/dbus/pid
+    dbus-daemon --system --fork
+    say "dbus: system bus started (pid $(cat /run/dbus/pid))"
+fi
+tuned_running() {
+    [ -s /run/tuned/tuned.pid ] && kill -0 "$(cat /run/tuned/tuned.pid)" 2>/dev/null
+}
+if tuned_running; then
+    say "tuned: already running (pid $(cat /run/tuned/tuned.pid 2>/dev/null))"
+else
+    # A tuned started with no active profile in "auto" mode applies the recommended profile
+    # (changing host sysctls). With no profile recorded, record manual mode first (what
+    # `tuned-adm off` records) so starting the daemon changes nothing on the host.
+    if [ ! -s /etc/tuned/active_profile ] && [ "$(cat /etc/tuned/profile_mode 2>/dev/null)" != manual ]; then
+        printf 'manual\n' >/etc/tuned/profile_mode
+        : >/etc/tuned/active_profile
+        say "tuned: no active profile: recorded profile_mode=manual so the daemon applies nothing"
+    fi
+    tuned -d
+    for _ in $(seq 1 30); do
+        tuned-adm active 2>/dev/null | grep -q 'active profile' && break
+        sleep 1
+    done
+    say "tuned: started ($(tuned-adm active 2>&1 | head -n1))"
+fi
+
 # ------------------------------------------------------------- hugetlbfs --
 if awk '$3 == "hugetlbfs" { found = 1 } END { exit !found }' /proc/mounts; then
     say "hugetlbfs: already mounted at $(awk '$3 == "hugetlbfs" { print $2; exit }' /proc/mounts)"

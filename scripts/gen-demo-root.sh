@@ -9,7 +9,10 @@
 # File formats mirror what a real Debian 12 / Linux 6.x kernel prints
 # (single value + newline for sysctl and sysfs attributes, the
 # "%-16s%8s kB" layout for /proc/meminfo, "Node N ..." for per-node meminfo).
-# The output is deterministic: nothing is read from the machine running this.
+# Values are literals captured from the Debian 12 test machine (Linux 6.18, tuned 2.20) with
+# `cat` (KSM, NIC, /proc/mounts, /sys/module), except the tuned profiles, which are copied from
+# the tuned package's /usr/lib/tuned when it is installed (else the same literal summaries).
+# /proc/modules is absent, as on that machine (a kernel without module support).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -179,5 +182,48 @@ for cpu in $(seq 0 15); do
     put "$t/thread_siblings_list" "$base,$((base + 8))"
     put "$t/core_siblings_list" "${node_cpulist[$pkg]}"
 done
+
+# --- /sys/kernel/mm/ksm (cat /sys/kernel/mm/ksm/* on the test machine) ---------
+for kv in advisor_max_cpu=70 advisor_max_pages_to_scan=30000 advisor_min_pages_to_scan=500 \
+    'advisor_mode=[none] scan-time' advisor_target_scan_time=200 full_scans=0 \
+    general_profit=0 ksm_zero_pages=0 max_page_sharing=256 merge_across_nodes=1 \
+    pages_scanned=0 pages_shared=0 pages_sharing=0 pages_skipped=0 pages_to_scan=100 \
+    pages_unshared=0 pages_volatile=0 run=0 sleep_millisecs=20 smart_scan=1 \
+    stable_node_chains=0 stable_node_chains_prune_millisecs=2000 stable_node_dups=0 \
+    use_zero_pages=0; do
+    put "sys/kernel/mm/ksm/${kv%%=*}" "${kv#*=}"
+done
+
+# --- /sys/class/net (mtu as on the test machine; ens1f0 is an SR-IOV NIC laid
+# out as the kernel documents device/sriov_{numvfs,totalvfs}: the machine has none) -----
+put sys/class/net/lo/mtu 65536
+put sys/class/net/eth0/mtu 1400
+put sys/class/net/ens1f0/mtu 1500
+put sys/class/net/ens1f0/device/sriov_numvfs 0
+put sys/class/net/ens1f0/device/sriov_totalvfs 8
+
+# --- /sys/module: the test machine's loaded/built-in modules with parameters ---
+# (git keeps no empty directories: each gets one real file of its module)
+put sys/module/bridge/version 2.3
+put sys/module/kvm/parameters/halt_poll_ns 200000
+put sys/module/virtio_net/parameters/napi_tx Y
+put sys/module/loop/parameters/max_loop 8
+put proc/sys/kernel/osrelease 6.18.44-fc-v669
+
+# --- /proc/mounts (the test machine's hugetlbfs line) ---------------------------
+put proc/mounts 'hugetlbfs /dev/hugepages hugetlbfs rw,relatime,pagesize=2M 0 0'
+
+# --- tuned: profiles and the (empty) active profile, as on the test machine ----
+for prof in balanced latency-performance throughput-performance virtual-guest virtual-host; do
+    if [ -f "/usr/lib/tuned/$prof/tuned.conf" ]; then
+        mkdir -p -- "$OUT/usr/lib/tuned/$prof"
+        cp -- "/usr/lib/tuned/$prof/tuned.conf" "$OUT/usr/lib/tuned/$prof/tuned.conf"
+    else
+        put "usr/lib/tuned/$prof/tuned.conf" "[main]
+summary=$prof (tuned package not installed when generated)"
+    fi
+done
+mkdir -p -- "$OUT/etc/tuned"
+: >"$OUT/etc/tuned/active_profile"
 
 echo "gen-demo-root: wrote $(find "$OUT" -type f | wc -l) files under $OUT"

@@ -40,12 +40,17 @@ pub struct ApplyReport {
     pub results: Vec<TargetResult>,
     /// libvirt define calls made.
     pub defines: usize,
-    /// Host files written.
+    /// Host files written (kernel files and owned files under /etc).
     pub host_writes: usize,
     /// Live (running guest) operations attempted.
     pub live_changes: usize,
     /// Guests restarted (`--restart-guests`).
     pub restarts: usize,
+    /// Host commands run (tuned-adm, modprobe, mount).
+    pub host_commands: usize,
+    /// What verification commands said (`tuned-adm verify`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 impl ApplyReport {
@@ -67,6 +72,18 @@ pub fn apply_with(
     hv: Option<&Hypervisor>,
     files: &dyn host::HostFiles,
 ) -> ApplyReport {
+    apply_full(plan, desired, root, hv, files, &host::RealCommands)
+}
+
+/// [`apply`] with host file I/O through `files` and host commands through `cmds`.
+pub fn apply_full(
+    plan: &Plan,
+    desired: &Desired,
+    root: &Path,
+    hv: Option<&Hypervisor>,
+    files: &dyn host::HostFiles,
+    cmds: &dyn host::HostCommands,
+) -> ApplyReport {
     let mut report = ApplyReport::default();
     for action in &plan.actions {
         let target = action.target();
@@ -84,12 +101,27 @@ pub fn apply_with(
             failed: Vec::new(),
         };
         match action {
-            Action::Host(writes) => {
-                for w in writes {
-                    report.host_writes += 1;
-                    match host::write(files, root, w) {
-                        Ok(()) => res.applied.push(w.path.clone()),
-                        Err(e) => res.failed.push((w.path.clone(), e.to_string())),
+            Action::Host(ops) => {
+                for op in ops {
+                    match op {
+                        host::HostOp::Run(_) => report.host_commands += 1,
+                        _ => report.host_writes += 1,
+                    }
+                    let paths = op.paths();
+                    match host::execute(files, cmds, root, op) {
+                        Ok(note) => {
+                            res.applied.extend(paths);
+                            report.notes.extend(note);
+                        }
+                        Err(e) => {
+                            let why = e.to_string();
+                            if paths.is_empty() {
+                                res.failed.push((host_step_name(op), why));
+                            } else {
+                                res.failed
+                                    .extend(paths.into_iter().map(|p| (p, why.clone())));
+                            }
+                        }
                     }
                 }
             }
@@ -203,5 +235,14 @@ fn verify(
                 .collect::<Vec<_>>()
                 .join("; ")
         )),
+    }
+}
+
+/// A name for a host step that carries no plan path (a re-assert write, `mkdir`).
+fn host_step_name(op: &host::HostOp) -> String {
+    match op {
+        host::HostOp::Write { write, .. } => write.path.clone(),
+        host::HostOp::File(f) => format!("/{}", f.file),
+        host::HostOp::Run(r) => r.argv.first().cloned().unwrap_or_default(),
     }
 }

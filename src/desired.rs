@@ -4,7 +4,7 @@
 //! page sizes are real, vcpupin indexes fit the declared count, ...). `None` / absent means
 //! "not managed": kvmtune never touches what is not declared.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use crate::config::raw::{
@@ -135,6 +135,35 @@ pub struct HostDesired {
     pub hugepages: BTreeMap<(PageSize, Option<u32>), u64>,
     /// Position of each pool in the `host.hugepages` list, for locating errors.
     pub hugepage_index: BTreeMap<(PageSize, Option<u32>), usize>,
+    /// Pools reserved on the kernel command line (`persist: boot`) instead of at runtime.
+    pub hugepages_boot: BTreeSet<(PageSize, Option<u32>)>,
+    /// `persist: false`: runtime values only, no files under /etc.
+    pub runtime_only: bool,
+    pub tuned_profile: Option<String>,
+    pub ksm: KsmDesired,
+    pub interfaces: BTreeMap<String, NicDesired>,
+    /// Module names as /sys/module spells them (`-` → `_`), with their list position.
+    pub modules: BTreeMap<String, usize>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KsmDesired {
+    pub run: Option<bool>,
+    pub sleep_millisecs: Option<u32>,
+    pub pages_to_scan: Option<u32>,
+    pub merge_across_nodes: Option<bool>,
+}
+
+impl KsmDesired {
+    pub fn is_empty(&self) -> bool {
+        *self == KsmDesired::default()
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NicDesired {
+    pub mtu: Option<u32>,
+    pub sriov_numvfs: Option<u32>,
 }
 
 impl HostDesired {
@@ -143,6 +172,10 @@ impl HostDesired {
             && self.thp_enabled.is_none()
             && self.thp_defrag.is_none()
             && self.hugepages.is_empty()
+            && self.tuned_profile.is_none()
+            && self.ksm.is_empty()
+            && self.interfaces.is_empty()
+            && self.modules.is_empty()
     }
 }
 

@@ -58,9 +58,20 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
                 Ok(d) => d,
                 Err(code) => return Ok(code),
             };
+            // Checks that need the host's static files (tuned profiles under --root).
+            if let Some(msg) = kvmtune::host::tuned::profile_issue(&cli.root, &d.host)
+                .context("reading tuned profiles")?
+            {
+                let key = ["host", "tuned", "profile"].map(String::from).to_vec();
+                match d.sources.find(&key) {
+                    Some(loc) => eprintln!("{loc}: host.tuned.profile: {msg}"),
+                    None => eprintln!("host.tuned.profile: {msg}"),
+                }
+                return Ok(ExitCode::from(1));
+            }
             println!(
                 "Valid: {} host setting(s), {} guest(s).",
-                kvmtune::host::setting_files(&d.host).len(),
+                kvmtune::host::setting_count(&d.host),
                 d.guests.len()
             );
             Ok(ExitCode::SUCCESS)

@@ -36,11 +36,14 @@ pub fn observe(
             Some(HugepagesBacking::DefaultSize | HugepagesBacking::Size(_))
         )
     });
-    let host =
-        host::observe(root, &d.host, needs_page_size).map_err(|source| ObserveError::Host {
-            root: root.display().to_string(),
-            source,
-        })?;
+    let needs = host::HostNeeds {
+        meminfo: needs_page_size,
+        hugetlbfs: needs_page_size,
+    };
+    let host = host::observe(root, &d.host, needs).map_err(|source| ObserveError::Host {
+        root: root.display().to_string(),
+        source,
+    })?;
     let (guests, node) = if d.guests.is_empty() {
         Default::default()
     } else {

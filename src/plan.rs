@@ -12,7 +12,7 @@ use crate::config::source::{dotted, KeyPath};
 use crate::cpuset::CpuSet;
 use crate::desired::{Desired, DomainName};
 use crate::domain::{plan_guest, GuestIssue, GuestPlan, LocatedIssue};
-use crate::host::{plan_host, HostObserved, HostWrite};
+use crate::host::{plan_host, HostObserved, HostOp};
 use crate::libvirt::{GuestObserved, LiveOp, NodeInfo};
 
 /// Everything observed that the plan depends on.
@@ -116,8 +116,8 @@ pub struct LiveStep {
 /// What the executor does for one target.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// Host writes, in order.
-    Host(Vec<HostWrite>),
+    /// Host steps (writes, owned-file replacements, commands), in order.
+    Host(Vec<HostOp>),
     /// Define `new_xml` for the guest (when `define`), then make `live` changes on the running
     /// guest.
     Guest {
@@ -157,6 +157,9 @@ pub struct Plan {
     /// Guests `--restart-guests` will restart.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub restarts: Vec<String>,
+    /// Facts that are not changes (where guests find hugetlbfs).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     pub summary: Summary,
     #[serde(skip)]
     pub actions: Vec<Action>,
@@ -187,8 +190,8 @@ pub fn plan_with(d: &Desired, obs: &Observed, opts: PlanOptions) -> Plan {
     let mut errors = Vec::new();
     let mut actions = Vec::new();
 
-    let (host_changes, host_issues) = plan_host(&d.host, &obs.host);
-    for i in host_issues {
+    let host = plan_host(&d.host, &obs.host);
+    for i in host.issues {
         let mut key = vec!["host".to_string()];
         key.extend(i.key);
         errors.push(PlanError {
@@ -198,20 +201,19 @@ pub fn plan_with(d: &Desired, obs: &Observed, opts: PlanOptions) -> Plan {
             message: i.message,
         });
     }
-    if !host_changes.is_empty() {
-        let mut writes = Vec::new();
-        for c in host_changes {
-            changes.push(Change {
-                target: "host".into(),
-                path: c.write.path.clone(),
-                before: c.before,
-                after: Some(c.write.value.clone()),
-                effect: Effect::Live,
-            });
-            writes.push(c.write);
-        }
-        actions.push(Action::Host(writes));
+    for c in host.changes {
+        changes.push(Change {
+            target: "host".into(),
+            path: c.path,
+            before: c.before,
+            after: c.after,
+            effect: c.effect,
+        });
     }
+    if !host.ops.is_empty() {
+        actions.push(Action::Host(host.ops));
+    }
+    let notes = host.notes;
 
     let mut pending = Vec::new();
     let mut restarts = Vec::new();
@@ -287,6 +289,7 @@ pub fn plan_with(d: &Desired, obs: &Observed, opts: PlanOptions) -> Plan {
         errors,
         pending_restart: pending,
         restarts,
+        notes,
         actions,
     }
 }

@@ -30,6 +30,16 @@ fn show(v: &Option<String>) -> &str {
     v.as_deref().unwrap_or("(unset)")
 }
 
+/// Values of host files under /etc and of things kvmtune adds read `(absent)` when missing.
+fn show_for<'a>(path: &str, v: &'a Option<String>) -> &'a str {
+    match v {
+        None if path.ends_with(" (persisted)") || path.ends_with(" (boot)") => "(absent)",
+        None if path == "tuned.profile" => "(none)",
+        None if path == "hugetlbfs" => "(not mounted)",
+        _ => show(v),
+    }
+}
+
 fn heading(target: &str) -> String {
     match target.strip_prefix("guest/") {
         Some(g) => format!("guest {g}"),
@@ -63,8 +73,8 @@ pub fn plan_text(plan: &Plan, style: Style, diff: bool) -> String {
             "  {} {}: {} → {}{}",
             style.paint(code, sym),
             c.path,
-            show(&c.before),
-            show(&c.after),
+            show_for(&c.path, &c.before),
+            show_for(&c.path, &c.after),
             style.paint("2", &effect)
         );
     }
@@ -122,6 +132,9 @@ pub fn plan_text(plan: &Plan, style: Style, diff: bool) -> String {
     for e in &plan.errors {
         let _ = writeln!(out, "{} {e}", style.paint("31", "error:"));
     }
+    for n in &plan.notes {
+        let _ = writeln!(out, "{} {n}", style.paint("36", "note:"));
+    }
     if !out.is_empty() {
         out.push('\n');
     }
@@ -150,6 +163,18 @@ pub fn summary_line(plan: &Plan) -> String {
         );
         if restart > 0 {
             let _ = write!(s, " {restart} take effect at the guest's next restart.");
+        }
+        let reboot = plan
+            .changes
+            .iter()
+            .filter(|c| c.effect == Effect::Reboot)
+            .count();
+        if reboot > 0 {
+            let _ = write!(
+                s,
+                " {reboot} take{} effect at the next host reboot.",
+                if reboot == 1 { "s" } else { "" }
+            );
         }
         s
     };
@@ -237,20 +262,31 @@ pub fn report_text(report: &ApplyReport, style: Style) -> String {
             }
         }
     }
+    for n in &report.notes {
+        let _ = writeln!(out, "  {n}");
+    }
     let applied: usize = report.results.iter().map(|r| r.applied.len()).sum();
     let failed: usize = report.results.iter().map(|r| r.failed.len()).sum();
+    let counts: Vec<String> = [
+        (report.defines, "guest define"),
+        (report.live_changes, "live change"),
+        (report.host_writes, "host write"),
+        (report.host_commands, "host command"),
+        (report.restarts, "restart"),
+    ]
+    .iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, what)| format!("{n} {what}{}", if *n == 1 { "" } else { "s" }))
+    .collect();
+    let counts = if counts.is_empty() {
+        "nothing written".to_string()
+    } else {
+        counts.join(", ")
+    };
     let _ = writeln!(
         out,
-        "Apply {}: {applied} applied, {failed} failed ({} guest define{}, {} live change{}, {} host write{}, {} restart{}).",
+        "Apply {}: {applied} applied, {failed} failed ({counts}).",
         if failed == 0 { "complete" } else { "failed" },
-        report.defines,
-        if report.defines == 1 { "" } else { "s" },
-        report.live_changes,
-        if report.live_changes == 1 { "" } else { "s" },
-        report.host_writes,
-        if report.host_writes == 1 { "" } else { "s" },
-        report.restarts,
-        if report.restarts == 1 { "" } else { "s" },
     );
     out
 }

@@ -1,12 +1,25 @@
-//! Changes the real host through `--root /` and restores it: sysctl, transparent huge pages,
+//! Changes the real host and restores it: sysctl with persistence, transparent huge pages,
 //! the 2M huge page pool (global and node 0, a few pages only: never more than the kernel can
-//! give). Runs as root in CI; fails (never skips) when it cannot write /proc/sys. Every value is
-//! restored by a guard, also when an assertion fails.
+//! give), KSM, a veth pair's MTU, and a real tuned daemon switching profiles. Runs as root in
+//! CI; fails (never skips) when it cannot write /proc/sys.
+//!
+//! The root given to kvmtune is a temp dir whose `proc`, `sys` and `usr` are symlinks to the
+//! real ones and whose `etc` is a real, empty directory: runtime values land on the real
+//! kernel, the persisted files (`etc/sysctl.d/90-kvmtune.conf`, ...) land in the temp dir and
+//! never touch the host's /etc. The tests hold one lock (they share kernel state), and every
+//! value is restored by a guard, also when an assertion fails.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::Mutex;
 
-/// Restores the original content of host files on drop.
+static HOST: Mutex<()> = Mutex::new(());
+
+fn lock() -> std::sync::MutexGuard<'static, ()> {
+    HOST.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Restores the original content of host files on drop (in reverse order of saving).
 struct Restore(Vec<(PathBuf, String)>);
 
 impl Restore {
@@ -33,18 +46,31 @@ fn selected(v: &str) -> String {
 
 impl Drop for Restore {
     fn drop(&mut self) {
-        // Pools are restored in reverse (node pool before the global one).
         for (p, v) in self.0.iter().rev() {
-            let value = if p.starts_with("/sys/kernel/mm/transparent_hugepage") {
+            let value = if v.contains('[') {
                 selected(v)
             } else {
                 v.trim().to_string()
             };
+            let now = std::fs::read_to_string(p).unwrap_or_default();
+            if now == *v {
+                continue;
+            }
             if let Err(e) = std::fs::write(p, value) {
                 eprintln!("could not restore {}: {e}", p.display());
             }
         }
     }
+}
+
+/// A temp root: proc, sys, usr → the real ones; etc a real empty directory.
+fn host_root() -> tempfile::TempDir {
+    let t = tempfile::tempdir().unwrap();
+    for d in ["proc", "sys", "usr"] {
+        std::os::unix::fs::symlink(format!("/{d}"), t.path().join(d)).unwrap();
+    }
+    std::fs::create_dir(t.path().join("etc")).unwrap();
+    t
 }
 
 fn kvmtune(dir: &Path, args: &[&str]) -> Output {
@@ -69,93 +95,407 @@ fn run_ok(dir: &Path, args: &[&str]) -> String {
     out
 }
 
-const HP: &str = "/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages";
-const HP0: &str = "/sys/devices/system/node/node0/hugepages/hugepages-2048kB/nr_hugepages";
-const THP_E: &str = "/sys/kernel/mm/transparent_hugepage/enabled";
-const THP_D: &str = "/sys/kernel/mm/transparent_hugepage/defrag";
-const SWAP: &str = "/proc/sys/vm/swappiness";
-
-#[test]
-fn real_host_apply_converges_and_is_restored() {
-    let guard = Restore::save(&[SWAP, THP_E, THP_D, HP, HP0]);
-    let dir = tempfile::tempdir().unwrap();
-    let swap_now: u32 = std::fs::read_to_string(SWAP)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    let swap_new = if swap_now == 17 { 18 } else { 17 };
-    let thp_now = selected(&std::fs::read_to_string(THP_E).unwrap());
-    let thp_new = if thp_now == "never" {
-        "madvise"
-    } else {
-        "never"
-    };
-    let hp_now: u64 = std::fs::read_to_string(HP).unwrap().trim().parse().unwrap();
-    let (g, n0) = (hp_now + 8, hp_now + 4);
-
-    std::fs::write(
-        dir.path().join("global.yaml"),
-        format!("host:\n  sysctl: {{ vm.swappiness: {swap_new} }}\n  transparent_hugepage: {{ enabled: {thp_new}, defrag: defer }}\n  hugepages:\n    - {{ size: 2M, count: {g} }}\n"),
-    )
-    .unwrap();
-    let out = run_ok(
-        dir.path(),
-        &["--root", "/", "apply", "global.yaml", "--auto-approve"],
-    );
-    assert!(out.contains("0 failed"), "{out}");
-    assert_eq!(
-        std::fs::read_to_string(SWAP).unwrap().trim(),
-        swap_new.to_string()
-    );
-    assert_eq!(selected(&std::fs::read_to_string(THP_E).unwrap()), thp_new);
-    assert_eq!(selected(&std::fs::read_to_string(THP_D).unwrap()), "defer");
-    assert_eq!(std::fs::read_to_string(HP).unwrap().trim(), g.to_string());
-    let out = run_ok(
-        dir.path(),
-        &["--root", "/", "plan", "global.yaml", "--detailed-exitcode"],
-    );
-    assert!(out.starts_with("No changes."), "{out}");
-    let out = run_ok(
-        dir.path(),
+/// apply → plan is empty → second apply writes nothing; returns the first apply's output.
+fn converge(root: &Path, yaml: &str) -> String {
+    let r = root.to_str().unwrap();
+    let cfg = root.join("t.yaml");
+    std::fs::write(&cfg, yaml).unwrap();
+    let cfg = cfg.to_str().unwrap();
+    let out = run_ok(root, &["--root", r, "apply", cfg, "--auto-approve"]);
+    assert!(out.contains(" 0 failed"), "{out}");
+    let plan = run_ok(root, &["--root", r, "plan", cfg, "--detailed-exitcode"]);
+    assert!(plan.starts_with("No changes."), "{plan}");
+    let again = run_ok(
+        root,
         &[
             "--root",
-            "/",
+            r,
             "apply",
-            "global.yaml",
+            cfg,
             "--auto-approve",
             "--format",
             "json",
         ],
     );
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(v["host_writes"], 0, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&again).unwrap();
+    assert_eq!(
+        (v["host_writes"].as_u64(), v["host_commands"].as_u64()),
+        (Some(0), Some(0)),
+        "{again}"
+    );
+    out
+}
 
-    // Node 0's own pool (this machine has one node, so the global pool follows it).
+fn read(f: &str) -> String {
+    std::fs::read_to_string(f).unwrap().trim().to_string()
+}
+
+const HP: &str = "/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages";
+const HP0: &str = "/sys/devices/system/node/node0/hugepages/hugepages-2048kB/nr_hugepages";
+const THP_E: &str = "/sys/kernel/mm/transparent_hugepage/enabled";
+const THP_D: &str = "/sys/kernel/mm/transparent_hugepage/defrag";
+const SWAP: &str = "/proc/sys/vm/swappiness";
+const DIRTY: &str = "/proc/sys/vm/dirty_ratio";
+
+#[test]
+fn sysctl_and_thp_runtime_and_persisted() {
+    let _l = lock();
+    let guard = Restore::save(&[SWAP, DIRTY, THP_E, THP_D]);
+    let root = host_root();
+    let swap_now = read(SWAP);
+    let swap_new = if swap_now == "17" { "18" } else { "17" };
+    let thp_now = selected(&read(THP_E));
+    let thp_new = if thp_now == "never" {
+        "madvise"
+    } else {
+        "never"
+    };
+    let out = converge(
+        root.path(),
+        &format!("host:\n  sysctl: {{ vm.swappiness: {swap_new}, vm.dirty_ratio: 21 }}\n  transparent_hugepage: {{ enabled: {thp_new}, defrag: defer }}\n"),
+    );
+    assert!(
+        out.contains(&format!(
+            "+ sysctl.vm.swappiness (persisted): (absent) → {swap_new}"
+        )),
+        "{out}"
+    );
+    assert_eq!(read(SWAP), swap_new);
+    assert_eq!(read(DIRTY), "21");
+    assert_eq!(selected(&read(THP_E)), thp_new);
+    assert_eq!(selected(&read(THP_D)), "defer");
+    let conf = std::fs::read_to_string(root.path().join("etc/sysctl.d/90-kvmtune.conf")).unwrap();
+    assert!(conf.starts_with("# Written by kvmtune"), "{conf}");
+    assert!(
+        conf.ends_with(&format!(
+            "vm.dirty_ratio = 21\nvm.swappiness = {swap_new}\n"
+        )),
+        "{conf}"
+    );
+    let tmpfiles =
+        std::fs::read_to_string(root.path().join("etc/tmpfiles.d/90-kvmtune.conf")).unwrap();
+    assert!(
+        tmpfiles.contains(&format!(
+            "w /sys/kernel/mm/transparent_hugepage/enabled - - - - {thp_new}\n"
+        )),
+        "{tmpfiles}"
+    );
+    // The host's own /etc is untouched.
+    assert!(!Path::new("/etc/sysctl.d/90-kvmtune.conf").exists());
+
+    // Runtime drift and persisted drift show separately.
+    std::fs::write(SWAP, &swap_now).unwrap();
     std::fs::write(
-        dir.path().join("node.yaml"),
-        format!("host:\n  hugepages:\n    - {{ size: 2M, node: 0, count: {n0} }}\n"),
+        root.path().join("etc/sysctl.d/90-kvmtune.conf"),
+        "vm.swappiness = 3\n",
     )
     .unwrap();
-    run_ok(
-        dir.path(),
-        &["--root", "/", "apply", "node.yaml", "--auto-approve"],
+    let r = root.path().to_str().unwrap();
+    let plan = run_ok(
+        root.path(),
+        &[
+            "--root",
+            r,
+            "plan",
+            root.path().join("t.yaml").to_str().unwrap(),
+        ],
     );
-    assert_eq!(std::fs::read_to_string(HP0).unwrap().trim(), n0.to_string());
-    let out = run_ok(
-        dir.path(),
-        &["--root", "/", "plan", "node.yaml", "--detailed-exitcode"],
+    assert!(
+        plan.contains(&format!("~ sysctl.vm.swappiness: {swap_now} → {swap_new}")),
+        "{plan}"
     );
-    assert!(out.starts_with("No changes."), "{out}");
+    assert!(
+        plan.contains(&format!(
+            "~ sysctl.vm.swappiness (persisted): 3 → {swap_new}"
+        )),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("+ sysctl.vm.dirty_ratio (persisted): (absent) → 21"),
+        "{plan}"
+    );
 
     drop(guard);
-    assert_eq!(
-        std::fs::read_to_string(SWAP).unwrap().trim(),
-        swap_now.to_string()
+    assert_eq!(read(SWAP), swap_now);
+    assert_eq!(selected(&read(THP_E)), thp_now);
+}
+
+#[test]
+fn hugepage_pools_global_and_node0() {
+    let _l = lock();
+    let guard = Restore::save(&[HP, HP0]);
+    let root = host_root();
+    let hp_now: u64 = read(HP).parse().unwrap();
+    // A few pages only; the global pool is restored last (saved first).
+    let (g, n0) = (hp_now + 8, hp_now + 4);
+    converge(
+        root.path(),
+        &format!("host:\n  hugepages:\n    - {{ size: 2M, count: {g} }}\n"),
     );
-    assert_eq!(
-        std::fs::read_to_string(HP).unwrap().trim(),
-        hp_now.to_string()
+    assert_eq!(read(HP), g.to_string());
+    let tmpfiles =
+        std::fs::read_to_string(root.path().join("etc/tmpfiles.d/90-kvmtune.conf")).unwrap();
+    assert!(
+        tmpfiles.contains(&format!(
+            "w /sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages - - - - {g}\n"
+        )),
+        "{tmpfiles}"
     );
-    assert_eq!(selected(&std::fs::read_to_string(THP_E).unwrap()), thp_now);
+    // Node 0's own pool (this machine has one node, so the global pool follows it).
+    converge(
+        root.path(),
+        &format!("host:\n  hugepages:\n    - {{ size: 2M, node: 0, count: {n0} }}\n"),
+    );
+    assert_eq!(read(HP0), n0.to_string());
+    drop(guard);
+    assert_eq!(read(HP), hp_now.to_string());
+}
+
+const KSM: &str = "/sys/kernel/mm/ksm";
+
+#[test]
+fn ksm_run_sleep_pages_and_merge_across_nodes() {
+    let _l = lock();
+    let files: Vec<String> = [
+        "merge_across_nodes",
+        "sleep_millisecs",
+        "pages_to_scan",
+        "run",
+    ]
+    .iter()
+    .map(|f| format!("{KSM}/{f}"))
+    .collect();
+    // Restored in reverse: run first (stop merging), then the rest.
+    let guard = Restore::save(&files.iter().map(String::as_str).collect::<Vec<_>>());
+    let before: Vec<String> = files.iter().map(|f| read(f)).collect();
+    let root = host_root();
+    let shared = read(&format!("{KSM}/pages_shared"));
+    let merge = if shared == "0" {
+        format!(", merge_across_nodes: {}", before[0] != "1")
+    } else {
+        String::new()
+    };
+    let sleep = if before[1] == "37" { 38 } else { 37 };
+    let out = converge(
+        root.path(),
+        &format!(
+            "host:\n  ksm: {{ run: true, sleep_millisecs: {sleep}, pages_to_scan: 123{merge} }}\n"
+        ),
+    );
+    assert!(out.contains("ksm.run"), "{out}");
+    assert_eq!(read(&files[3]), "1");
+    assert_eq!(read(&files[1]), sleep.to_string());
+    assert_eq!(read(&files[2]), "123");
+    let tmpfiles =
+        std::fs::read_to_string(root.path().join("etc/tmpfiles.d/90-kvmtune.conf")).unwrap();
+    assert!(
+        tmpfiles.ends_with("w /sys/kernel/mm/ksm/run - - - - 1\n"),
+        "{tmpfiles}"
+    );
+    drop(guard);
+    let after: Vec<String> = files.iter().map(|f| read(f)).collect();
+    assert_eq!(after, before);
+}
+
+/// Deletes the veth pair on drop.
+struct Veth;
+
+impl Drop for Veth {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", "kvmtune0"])
+            .status();
+    }
+}
+
+#[test]
+fn veth_pair_mtu() {
+    let _l = lock();
+    let _ = Command::new("ip")
+        .args(["link", "del", "kvmtune0"])
+        .output();
+    let st = Command::new("ip")
+        .args([
+            "link", "add", "kvmtune0", "type", "veth", "peer", "name", "kvmtune1",
+        ])
+        .status()
+        .unwrap();
+    assert!(
+        st.success(),
+        "ip link add kvmtune0 type veth peer name kvmtune1 failed"
+    );
+    let _veth = Veth;
+    assert_eq!(read("/sys/class/net/kvmtune0/mtu"), "1500");
+    let root = host_root();
+    let out = converge(
+        root.path(),
+        "host:\n  interfaces: { kvmtune0: { mtu: 9000 } }\n",
+    );
+    assert!(
+        out.contains("~ interfaces.kvmtune0.mtu: 1500 → 9000"),
+        "{out}"
+    );
+    assert_eq!(read("/sys/class/net/kvmtune0/mtu"), "9000");
+    let ip = Command::new("ip")
+        .args(["-o", "link", "show", "kvmtune0"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&ip.stdout).contains("mtu 9000"));
+}
+
+/// Puts tuned back: the original profile (or off), the files it records, daemons we started,
+/// and any sysctl/THP/readahead value left different.
+struct TunedGuard {
+    active: String,
+    mode: String,
+    saved: Restore,
+    started_tuned: bool,
+    started_dbus: bool,
+}
+
+impl Drop for TunedGuard {
+    fn drop(&mut self) {
+        let p = self.active.trim();
+        let args: Vec<&str> = if p.is_empty() {
+            vec!["off"]
+        } else {
+            vec!["profile", p]
+        };
+        let _ = Command::new("tuned-adm").args(&args).status();
+        let _ = std::fs::write("/etc/tuned/active_profile", &self.active);
+        let _ = std::fs::write("/etc/tuned/profile_mode", &self.mode);
+        if self.started_tuned {
+            if let Ok(pid) = std::fs::read_to_string("/run/tuned/tuned.pid") {
+                let _ = Command::new("kill").arg(pid.trim()).status();
+            }
+        }
+        if self.started_dbus {
+            if let Ok(pid) = std::fs::read_to_string("/run/dbus/pid") {
+                let _ = Command::new("kill").arg(pid.trim()).status();
+            }
+        }
+        // `saved` restores the values on its own drop, after tuned let go of them.
+        let _ = &self.saved;
+    }
+}
+
+fn tuned_running() -> bool {
+    std::fs::read_to_string("/run/tuned/tuned.pid")
+        .ok()
+        .and_then(|p| p.trim().parse::<i32>().ok())
+        .is_some_and(|p| Path::new(&format!("/proc/{p}")).exists())
+}
+
+#[test]
+fn tuned_daemon_switches_profile_and_verifies() {
+    let _l = lock();
+    // What virtual-host and throughput-performance change on this machine.
+    let mut files = vec![
+        SWAP.to_string(),
+        DIRTY.to_string(),
+        "/proc/sys/vm/dirty_background_ratio".into(),
+        "/proc/sys/net/core/somaxconn".into(),
+        THP_E.into(),
+        THP_D.into(),
+    ];
+    for b in std::fs::read_dir("/sys/block").unwrap() {
+        files.push(format!(
+            "{}/queue/read_ahead_kb",
+            b.unwrap().path().display()
+        ));
+    }
+    let saved = Restore::save(&files.iter().map(String::as_str).collect::<Vec<_>>());
+    let mut guard = TunedGuard {
+        active: std::fs::read_to_string("/etc/tuned/active_profile").unwrap_or_default(),
+        mode: std::fs::read_to_string("/etc/tuned/profile_mode").unwrap_or_default(),
+        saved,
+        started_tuned: false,
+        started_dbus: false,
+    };
+    if !Path::new("/run/dbus/system_bus_socket").exists() {
+        std::fs::create_dir_all("/run/dbus").unwrap();
+        let _ = std::fs::remove_file("/run/dbus/pid");
+        assert!(Command::new("dbus-daemon")
+            .args(["--system", "--fork"])
+            .status()
+            .unwrap()
+            .success());
+        guard.started_dbus = true;
+    }
+    if !tuned_running() {
+        if guard.active.trim().is_empty() {
+            // Started with no profile in auto mode, tuned would apply the recommended one.
+            std::fs::write("/etc/tuned/profile_mode", "manual\n").unwrap();
+        }
+        assert!(Command::new("tuned").arg("-d").status().unwrap().success());
+        guard.started_tuned = true;
+    }
+    let mut ready = false;
+    for _ in 0..60 {
+        // "Current active profile: x" or "No current active profile." (exit 1) both mean
+        // the daemon answers; "Cannot talk to TuneD daemon" means it does not (yet).
+        let o = Command::new("tuned-adm").arg("active").output().unwrap();
+        if String::from_utf8_lossy(&o.stdout).contains("active profile") {
+            ready = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    assert!(ready, "tuned-adm active does not answer");
+    let original = guard.active.trim().to_string();
+    let target = if original == "virtual-host" {
+        "throughput-performance"
+    } else {
+        "virtual-host"
+    };
+
+    let root = host_root();
+    std::os::unix::fs::symlink("/etc/tuned", root.path().join("etc/tuned")).unwrap();
+    let out = converge(
+        root.path(),
+        &format!("host:\n  tuned: {{ profile: {target} }}\n"),
+    );
+    assert!(
+        out.contains(&format!(
+            "tuned.profile: {} → {target}",
+            if original.is_empty() {
+                "(none)"
+            } else {
+                &original
+            }
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains("tuned-adm verify`: Verification succeeded")
+            || out.contains("tuned-adm verify`: Verfication succeeded"),
+        "{out}"
+    );
+    let active = Command::new("tuned-adm").arg("active").output().unwrap();
+    assert!(String::from_utf8_lossy(&active.stdout)
+        .contains(&format!("Current active profile: {target}")));
+
+    // An unknown profile is a validation error listing the real ones.
+    let cfg = root.path().join("bad.yaml");
+    std::fs::write(&cfg, "host:\n  tuned: { profile: no-such-profile }\n").unwrap();
+    let o = kvmtune(
+        root.path(),
+        &[
+            "--root",
+            root.path().to_str().unwrap(),
+            "validate",
+            cfg.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("tuned has no profile `no-such-profile`; available: ")
+            && err.contains("virtual-host"),
+        "{err}"
+    );
+
+    drop(guard);
+    let now = std::fs::read_to_string("/etc/tuned/active_profile").unwrap_or_default();
+    assert_eq!(now.trim(), original);
 }

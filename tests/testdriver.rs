@@ -108,7 +108,7 @@ fn huge_page_shortfall_names_requested_and_allocated_and_other_keys_still_apply(
     copy_tree(&repo().join("examples/demo/root"), root.path());
     let desired = config::load_str(
         "h.yaml",
-        "host:\n  sysctl: { vm.swappiness: 10 }\n  hugepages:\n    - { size: 2M, node: 0, count: 300 }\n    - { size: 2M, node: 1, count: 50 }\n",
+        "host:\n  persist: false\n  sysctl: { vm.swappiness: 10 }\n  hugepages:\n    - { size: 2M, node: 0, count: 300 }\n    - { size: 2M, node: 1, count: 50 }\n",
     )
     .unwrap();
     let obs = observe::observe(&desired, root.path(), None).unwrap();

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 #[serde(deny_unknown_fields)]
 #[schemars(title = "kvmtune configuration")]
 pub struct RawConfig {
-    /// Host tuning: sysctls, transparent huge pages, huge page pools.
+    /// Host tuning: tuned, sysctls, transparent huge pages, huge page pools, KSM, NICs, modules.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<RawHost>,
     /// Guests by libvirt domain name. Guests not listed are never touched.
@@ -43,6 +43,64 @@ pub struct RawHost {
     /// Huge page pools: global (no `node`) or per NUMA node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hugepages: Option<Vec<RawHugepages>>,
+    /// Also write runtime values where the distribution applies them at boot
+    /// (/etc/sysctl.d, /etc/tmpfiles.d, /etc/modules-load.d). Default `true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persist: Option<bool>,
+    /// The tuned profile to activate (through `tuned-adm`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tuned: Option<RawTuned>,
+    /// Kernel samepage merging: /sys/kernel/mm/ksm.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ksm: Option<RawKsm>,
+    /// Network interfaces by name: /sys/class/net/<name>.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interfaces: Option<BTreeMap<String, RawNic>>,
+    /// Kernel modules that must be loaded (`vhost_net`); loaded with modprobe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modules: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawTuned {
+    /// A profile tuned knows (`tuned-adm list`), e.g. `virtual-host`.
+    pub profile: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawKsm {
+    /// /sys/kernel/mm/ksm/run: merging on (1) or off (0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sleep_millisecs: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pages_to_scan: Option<u32>,
+    /// Can only change while no pages are shared (pages_shared = 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merge_across_nodes: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawNic {
+    /// /sys/class/net/<name>/mtu
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
+    /// /sys/class/net/<name>/device/sriov_numvfs
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sriov_numvfs: Option<u32>,
+}
+
+/// How a huge page pool is persisted.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum HugepagePersist {
+    /// Reserved at boot on the kernel command line (drop-in /etc/default/grub.d/90-kvmtune.cfg;
+    /// kvmtune never runs update-grub). Takes effect at the next reboot.
+    Boot,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
@@ -86,6 +144,9 @@ pub struct RawHugepages {
     /// NUMA node; without it, the global pool.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<u32>,
+    /// `boot`: reserve the pool on the kernel command line instead of at runtime.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persist: Option<HugepagePersist>,
 }
 
 /// A CPU set written as a string (`"0-3,^2"`) or a single integer.

@@ -151,6 +151,116 @@ fn host(cx: &mut Ctx, h: &RawHost) -> HostDesired {
         }
         out.hugepages.insert((size, hp.node), hp.count);
         out.hugepage_index.insert((size, hp.node), i);
+        if hp.persist == Some(HugepagePersist::Boot) {
+            if h.persist == Some(false) {
+                cx.err(
+                    &p(&path, &["persist"]),
+                    "`persist: boot` writes a boot drop-in, but `host.persist` is false",
+                );
+            }
+            out.hugepages_boot.insert((size, hp.node));
+        }
+    }
+    // The kernel command line takes either a global count or per-node counts for a size.
+    for (size, node) in &out.hugepages_boot {
+        if node.is_none()
+            && out
+                .hugepages_boot
+                .iter()
+                .any(|(s, n)| s == size && n.is_some())
+        {
+            let i = out.hugepage_index[&(*size, None)];
+            cx.err(
+                &p(&[], &["host", "hugepages", &i.to_string(), "persist"]),
+                format!("the kernel command line takes either a global {size} count or per-node counts, not both: use `persist: boot` on one of them"),
+            );
+        }
+    }
+    out.runtime_only = h.persist == Some(false);
+    if let Some(t) = &h.tuned {
+        let ok = !t.profile.is_empty()
+            && t.profile.len() <= 64
+            && t.profile
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            && !t.profile.starts_with('.');
+        if ok {
+            out.tuned_profile = Some(t.profile.clone());
+        } else {
+            cx.err(
+                &p(&[], &["host", "tuned", "profile"]),
+                format!("`{}` is not a tuned profile name", t.profile.escape_debug()),
+            );
+        }
+    }
+    if let Some(k) = &h.ksm {
+        out.ksm = KsmDesired {
+            run: k.run,
+            sleep_millisecs: k.sleep_millisecs,
+            pages_to_scan: k.pages_to_scan,
+            merge_across_nodes: k.merge_across_nodes,
+        };
+        if out.ksm.is_empty() {
+            cx.err(
+                &p(&[], &["host", "ksm"]),
+                "expected at least one of run, sleep_millisecs, pages_to_scan, merge_across_nodes",
+            );
+        }
+    }
+    for (name, nic) in h.interfaces.iter().flatten() {
+        let path = p(&[], &["host", "interfaces", name]);
+        let ok = !name.is_empty()
+            && name.len() < 16
+            && name != "."
+            && name != ".."
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@'));
+        if !ok {
+            cx.err(
+                &path,
+                format!(
+                    "`{}` is not a network interface name (1-15 characters, no `/`)",
+                    name.escape_debug()
+                ),
+            );
+            continue;
+        }
+        if let Some(m) = nic.mtu {
+            if !(68..=65536).contains(&m) {
+                cx.err(&p(&path, &["mtu"]), format!("MTU {m} is outside 68-65536"));
+                continue;
+            }
+        }
+        if nic.mtu.is_none() && nic.sriov_numvfs.is_none() {
+            cx.err(&path, "expected at least one of mtu, sriov_numvfs");
+            continue;
+        }
+        out.interfaces.insert(
+            name.clone(),
+            NicDesired {
+                mtu: nic.mtu,
+                sriov_numvfs: nic.sriov_numvfs,
+            },
+        );
+    }
+    for (i, m) in h.modules.iter().flatten().enumerate() {
+        let path = p(&[], &["host", "modules", &i.to_string()]);
+        let ok = !m.is_empty()
+            && m.len() <= 55
+            && m.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'));
+        if !ok {
+            cx.err(
+                &path,
+                format!("`{}` is not a kernel module name", m.escape_debug()),
+            );
+            continue;
+        }
+        let norm = m.replace('-', "_");
+        if out.modules.insert(norm.clone(), i).is_some() {
+            cx.err(&path, format!("module {norm} is listed twice"));
+        }
     }
     if out
         .sysctl

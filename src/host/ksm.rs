@@ -1,0 +1,76 @@
+//! `host.ksm`: kernel samepage merging, /sys/kernel/mm/ksm/{merge_across_nodes,
+//! sleep_millisecs,pages_to_scan,run}, persisted as tmpfiles.d `w` lines.
+//!
+//! Invariants: written in that order (the merge policy before merging starts); booleans are
+//! the kernel's 1/0; `merge_across_nodes` is only planned to change while
+//! `pages_shared` is 0, because the kernel refuses it otherwise (EBUSY).
+
+use super::persist::OwnedFile;
+use super::{Builder, HostObserved, HostWrite, Readback, Reads};
+use crate::desired::HostDesired;
+
+pub const KSM_DIR: &str = "sys/kernel/mm/ksm";
+
+fn wanted(d: &HostDesired) -> Vec<(&'static str, String)> {
+    let b = |v: bool| (v as u8).to_string();
+    let mut v = Vec::new();
+    if let Some(m) = d.ksm.merge_across_nodes {
+        v.push(("merge_across_nodes", b(m)));
+    }
+    if let Some(s) = d.ksm.sleep_millisecs {
+        v.push(("sleep_millisecs", s.to_string()));
+    }
+    if let Some(p) = d.ksm.pages_to_scan {
+        v.push(("pages_to_scan", p.to_string()));
+    }
+    if let Some(r) = d.ksm.run {
+        v.push(("run", b(r)));
+    }
+    v
+}
+
+pub fn reads(d: &HostDesired, r: &mut Reads) {
+    for (name, _) in wanted(d) {
+        r.files.insert(format!("{KSM_DIR}/{name}"));
+    }
+    if d.ksm.merge_across_nodes.is_some() {
+        r.files.insert(format!("{KSM_DIR}/pages_shared"));
+    }
+}
+
+pub fn plan(d: &HostDesired, obs: &HostObserved, b: &mut Builder, persisted: &mut OwnedFile) {
+    for (name, value) in wanted(d) {
+        let file = format!("{KSM_DIR}/{name}");
+        let key = vec!["ksm".to_string(), name.to_string()];
+        let Some(current) = obs.file(&file) else {
+            b.issue(
+                key,
+                format!("this kernel has no KSM control (/{file} does not exist)"),
+            );
+            continue;
+        };
+        if name == "merge_across_nodes" && current.trim() != value {
+            let shared = obs
+                .file(&format!("{KSM_DIR}/pages_shared"))
+                .map(str::trim)
+                .unwrap_or("0");
+            if shared != "0" {
+                b.issue(
+                    key,
+                    format!(
+                        "merge_across_nodes can only change while no pages are shared, and /{KSM_DIR}/pages_shared is {shared}: write 2 to /{KSM_DIR}/run to unmerge them first (or change it before guests start)"
+                    ),
+                );
+                continue;
+            }
+        }
+        let w = HostWrite {
+            path: format!("ksm.{name}"),
+            file: file.clone(),
+            value: value.clone(),
+            readback: Readback::Tokens,
+        };
+        b.runtime(obs, key, w, String::new());
+        persisted.push(format!("/{file}"), format!("ksm.{name} (persisted)"), value);
+    }
+}

@@ -1,0 +1,471 @@
+//! The whole host catalogue on a temp root (a copy of examples/demo/root, whose files come
+//! from a real machine): rendered plans (human and JSON snapshots) showing runtime and
+//! persisted drift separately, then apply → plan empty → second apply zero writes and zero
+//! commands, for runtime and persisted values alike. tuned and modprobe are stand-ins written
+//! into the temp root / PATH (tuned-adm records the profile where tuned does); the in-process
+//! tests use the command seam instead.
+
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use kvmtune::host::{CmdOutput, HostCommands};
+use kvmtune::{apply, config, observe, plan};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), &dest).unwrap();
+        }
+    }
+}
+
+fn write_exe(p: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, text).unwrap();
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// The demo root plus: a tuned-adm stand-in, /proc/modules (a modular kernel), and a
+/// modprobe stand-in in `bin/` that makes /sys/module/<name> appear.
+fn catalogue_root() -> (tempfile::TempDir, PathBuf) {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("root");
+    copy_tree(&repo().join("examples/demo/root"), &root);
+    write_exe(
+        &root.join("usr/sbin/tuned-adm"),
+        "#!/bin/sh\nR=\"$(dirname \"$0\")/../..\"\ncase \"$1\" in\n  profile) printf '%s\\n' \"$2\" > \"$R/etc/tuned/active_profile\" ;;\n  verify) echo 'Verification succeeded, current system settings match the preset profile.' ;;\n  *) exit 2 ;;\nesac\n",
+    );
+    std::fs::write(
+        root.join("proc/modules"),
+        "kvm 1150976 0 - Live 0x0000000000000000\n",
+    )
+    .unwrap();
+    write_exe(
+        &t.path().join("bin/modprobe"),
+        &format!(
+            "#!/bin/sh\nmkdir -p '{}/sys/module/'\"$1\"\n",
+            root.display()
+        ),
+    );
+    (t, root)
+}
+
+const CATALOGUE: &str = "host:
+  tuned: { profile: virtual-host }
+  sysctl: { vm.swappiness: 10, net.ipv4.conf.all.arp_filter: true }
+  transparent_hugepage: { enabled: never, defrag: defer+madvise }
+  hugepages:
+    - { size: 2M, count: 512 }
+    - { size: 2M, node: 1, count: 128 }
+    - { size: 1G, count: 4, persist: boot }
+  ksm: { run: true, sleep_millisecs: 200, pages_to_scan: 1000, merge_across_nodes: false }
+  interfaces: { eth0: { mtu: 9000 }, ens1f0: { sriov_numvfs: 4 } }
+  modules: [vhost_net, kvm]
+";
+
+fn kvmtune(tmp: &Path, args: &[&str]) -> Output {
+    let path = format!(
+        "{}:{}",
+        tmp.join("bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    Command::new(env!("CARGO_BIN_EXE_kvmtune"))
+        .args(args)
+        .current_dir(tmp)
+        .env("NO_COLOR", "1")
+        .env("PATH", path)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn out(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn whole_catalogue_plans_applies_and_converges() {
+    let (tmp, root) = catalogue_root();
+    let r = root.to_str().unwrap();
+    std::fs::write(tmp.path().join("host.yaml"), CATALOGUE).unwrap();
+    let o = kvmtune(tmp.path(), &["--root", r, "validate", "host.yaml"]);
+    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+
+    let o = kvmtune(tmp.path(), &["--root", r, "plan", "host.yaml"]);
+    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+    insta::assert_snapshot!("catalogue_plan_human", out(&o));
+    let o = kvmtune(
+        tmp.path(),
+        &["--root", r, "plan", "host.yaml", "--format", "json"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+    insta::assert_snapshot!("catalogue_plan_json", out(&o));
+
+    let o = kvmtune(
+        tmp.path(),
+        &["--root", r, "apply", "host.yaml", "--auto-approve"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+    let text = out(&o);
+    assert!(
+        text.contains("tuned.profile: `/usr/sbin/tuned-adm verify`: Verification succeeded"),
+        "{text}"
+    );
+
+    // Runtime values landed.
+    let rd = |f: &str| std::fs::read_to_string(root.join(f)).unwrap();
+    assert_eq!(rd("proc/sys/vm/swappiness"), "10\n");
+    assert_eq!(rd("sys/kernel/mm/ksm/run"), "1\n");
+    assert_eq!(rd("sys/kernel/mm/ksm/merge_across_nodes"), "0\n");
+    assert_eq!(rd("sys/class/net/eth0/mtu"), "9000\n");
+    assert_eq!(rd("sys/class/net/ens1f0/device/sriov_numvfs"), "4\n");
+    assert_eq!(rd("etc/tuned/active_profile"), "virtual-host\n");
+    assert!(root.join("sys/module/vhost_net").is_dir());
+    // The 1G pool is a boot drop-in only: no runtime write.
+    assert_eq!(
+        rd("sys/kernel/mm/hugepages/hugepages-1048576kB/nr_hugepages"),
+        "0\n"
+    );
+    // Persisted files, whole.
+    insta::assert_snapshot!(
+        "catalogue_persisted_files",
+        [
+            "etc/sysctl.d/90-kvmtune.conf",
+            "etc/tmpfiles.d/90-kvmtune.conf",
+            "etc/modules-load.d/90-kvmtune.conf",
+            "etc/default/grub.d/90-kvmtune.cfg",
+        ]
+        .iter()
+        .map(|f| format!("==> /{f} <==\n{}", rd(f)))
+        .collect::<Vec<_>>()
+        .join("\n")
+    );
+
+    let o = kvmtune(
+        tmp.path(),
+        &["--root", r, "plan", "host.yaml", "--detailed-exitcode"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+    assert!(out(&o).starts_with("No changes."), "{}", out(&o));
+    let o = kvmtune(
+        tmp.path(),
+        &[
+            "--root",
+            r,
+            "apply",
+            "host.yaml",
+            "--auto-approve",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (v["host_writes"].as_u64(), v["host_commands"].as_u64()),
+        (Some(0), Some(0))
+    );
+
+    // Drift in the persisted layer alone: a hand-edited sysctl.d file and a missing tmpfiles line.
+    std::fs::write(
+        root.join("etc/sysctl.d/90-kvmtune.conf"),
+        "vm.swappiness = 60\nkernel.panic = 5\n",
+    )
+    .unwrap();
+    let o = kvmtune(tmp.path(), &["--root", r, "plan", "host.yaml"]);
+    insta::assert_snapshot!("catalogue_persisted_drift", out(&o));
+    let o = kvmtune(
+        tmp.path(),
+        &["--root", r, "apply", "host.yaml", "--auto-approve"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+    let o = kvmtune(
+        tmp.path(),
+        &["--root", r, "plan", "host.yaml", "--detailed-exitcode"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+}
+
+/// One key at a time: apply → plan empty → second apply zero writes, runtime and persisted.
+#[test]
+fn every_key_converges_alone() {
+    let keys = [
+        "tuned: { profile: virtual-host }",
+        "sysctl: { vm.swappiness: 10 }",
+        "sysctl: { vm.dirty_ratio: 15, vm.dirty_background_ratio: 5 }",
+        "transparent_hugepage: { enabled: always }",
+        "transparent_hugepage: { defrag: never }",
+        "hugepages: [ { size: 2M, count: 64 } ]",
+        "hugepages: [ { size: 2M, node: 0, count: 32 } ]",
+        "hugepages: [ { size: 1G, node: 1, count: 2 } ]",
+        "hugepages: [ { size: 1G, count: 2, persist: boot } ]",
+        "hugepages: [ { size: 1G, node: 0, count: 1, persist: boot }, { size: 1G, node: 1, count: 1, persist: boot } ]",
+        "ksm: { run: true }",
+        "ksm: { sleep_millisecs: 50 }",
+        "ksm: { pages_to_scan: 500 }",
+        "ksm: { merge_across_nodes: false }",
+        "interfaces: { eth0: { mtu: 9000 } }",
+        "interfaces: { lo: { mtu: 16384 } }",
+        "interfaces: { ens1f0: { sriov_numvfs: 8 } }",
+        "modules: [vhost_net]",
+        "persist: false\n  sysctl: { vm.swappiness: 1 }",
+    ];
+    for key in keys {
+        let (tmp, root) = catalogue_root();
+        let r = root.to_str().unwrap();
+        std::fs::write(tmp.path().join("k.yaml"), format!("host:\n  {key}\n")).unwrap();
+        let o = kvmtune(
+            tmp.path(),
+            &["--root", r, "apply", "k.yaml", "--auto-approve"],
+        );
+        assert_eq!(o.status.code(), Some(0), "{key}: {}", out(&o));
+        assert!(out(&o).contains("Apply complete"), "{key}: {}", out(&o));
+        let o = kvmtune(
+            tmp.path(),
+            &["--root", r, "plan", "k.yaml", "--detailed-exitcode"],
+        );
+        assert_eq!(o.status.code(), Some(0), "{key}: {}", out(&o));
+        let o = kvmtune(
+            tmp.path(),
+            &[
+                "--root",
+                r,
+                "apply",
+                "k.yaml",
+                "--auto-approve",
+                "--format",
+                "json",
+            ],
+        );
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(
+            (v["host_writes"].as_u64(), v["host_commands"].as_u64()),
+            (Some(0), Some(0)),
+            "{key}"
+        );
+        let etc = root.join("etc");
+        let persisted = ["sysctl.d", "tmpfiles.d", "modules-load.d", "default/grub.d"]
+            .iter()
+            .any(|d| etc.join(d).exists());
+        let expect = !(key.starts_with("persist: false")
+            || key.starts_with("interfaces")
+            || key.starts_with("tuned"));
+        assert_eq!(
+            persisted, expect,
+            "{key}: persisted files present: {persisted}"
+        );
+    }
+}
+
+#[test]
+fn errors_for_unknown_profile_missing_tuned_missing_module_and_sriov() {
+    let root = tempfile::tempdir().unwrap();
+    copy_tree(&repo().join("examples/demo/root"), root.path());
+    let r = root.path().to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // Validation-time: an unknown profile lists the profile dirs under the root.
+    std::fs::write(
+        dir.path().join("p.yaml"),
+        "host:\n  tuned: { profile: virtual-hots }\n",
+    )
+    .unwrap();
+    let o = kvmtune(dir.path(), &["--root", r, "validate", "p.yaml"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        "p.yaml:2:12: host.tuned.profile: tuned has no profile `virtual-hots`; available: balanced, latency-performance, throughput-performance, virtual-guest, virtual-host\n"
+    );
+    // Plan-time: each key gets its own error; the other keys still plan.
+    std::fs::write(
+        dir.path().join("e.yaml"),
+        "host:\n  tuned: { profile: virtual-host }\n  modules: [vhost_net, kvm]\n  interfaces: { eth9: { mtu: 9000 }, eth0: { sriov_numvfs: 2 }, ens1f0: { sriov_numvfs: 9 } }\n  ksm: { run: true }\n",
+    )
+    .unwrap();
+    let o = kvmtune(dir.path(), &["--root", r, "plan", "e.yaml"]);
+    assert_eq!(o.status.code(), Some(1));
+    insta::assert_snapshot!("catalogue_plan_errors", out(&o));
+}
+
+/// Records commands; `modprobe` fails like it does on a kernel without the module.
+struct FakeCommands {
+    root: PathBuf,
+    log: RefCell<Vec<String>>,
+}
+
+impl HostCommands for FakeCommands {
+    fn run(&self, argv: &[String]) -> std::io::Result<CmdOutput> {
+        self.log.borrow_mut().push(argv.join(" "));
+        let ok = |s: &str| CmdOutput {
+            code: Some(0),
+            stdout: s.into(),
+            stderr: String::new(),
+        };
+        Ok(match argv[0].as_str() {
+            "modprobe" => CmdOutput {
+                code: Some(1),
+                stdout: String::new(),
+                stderr: format!("modprobe: FATAL: Module {} not found in directory /lib/modules/6.18.44-fc-v669\n", argv[1]),
+            },
+            "mount" => {
+                let m = self.root.join("proc/mounts");
+                let mut t = std::fs::read_to_string(&m).unwrap_or_default();
+                t.push_str(&format!("hugetlbfs {} hugetlbfs rw,relatime,pagesize=2M 0 0\n", argv[4]));
+                std::fs::write(m, t).unwrap();
+                ok("")
+            }
+            _ => ok(""),
+        })
+    }
+}
+
+#[test]
+fn modprobe_failure_is_clear_and_other_keys_still_apply() {
+    let root = tempfile::tempdir().unwrap();
+    copy_tree(&repo().join("examples/demo/root"), root.path());
+    std::fs::write(root.path().join("proc/modules"), "").unwrap();
+    let desired = config::load_str(
+        "m.yaml",
+        "host:\n  modules: [vhost_net]\n  sysctl: { vm.swappiness: 10 }\n",
+    )
+    .unwrap();
+    let obs = observe::observe(&desired, root.path(), None).unwrap();
+    let p = plan::plan(&desired, &obs);
+    let cmds = FakeCommands {
+        root: root.path().into(),
+        log: RefCell::new(Vec::new()),
+    };
+    let report = apply::apply_full(
+        &p,
+        &desired,
+        root.path(),
+        None,
+        &kvmtune::host::RealFiles,
+        &cmds,
+    );
+    assert!(!report.ok());
+    let host = &report.results[0];
+    assert_eq!(host.failed.len(), 1, "{host:?}");
+    assert_eq!(
+        host.failed[0].1,
+        "host modules.vhost_net: `modprobe vhost_net` failed (exit 1): modprobe: FATAL: Module vhost_net not found in directory /lib/modules/6.18.44-fc-v669"
+    );
+    assert!(
+        host.applied.contains(&"sysctl.vm.swappiness".to_string()),
+        "{host:?}"
+    );
+    assert_eq!(*cmds.log.borrow(), vec!["modprobe vhost_net".to_string()]);
+}
+
+#[test]
+fn hugetlbfs_is_mounted_for_guests_that_need_it() {
+    let root = tempfile::tempdir().unwrap();
+    copy_tree(&repo().join("examples/demo/root"), root.path());
+    std::fs::write(root.path().join("proc/mounts"), "proc /proc proc rw 0 0\n").unwrap();
+    let desired = config::load_str(
+        "g.yaml",
+        "host:\n  persist: false\n  sysctl: { vm.swappiness: 60 }\n",
+    )
+    .unwrap();
+    let needs = kvmtune::host::HostNeeds {
+        meminfo: true,
+        hugetlbfs: true,
+    };
+    let obs = kvmtune::host::observe(root.path(), &desired.host, needs).unwrap();
+    let hp = kvmtune::host::plan_host(&desired.host, &obs);
+    assert_eq!(hp.changes.len(), 1);
+    assert_eq!(hp.changes[0].path, "hugetlbfs");
+    assert_eq!(hp.changes[0].after.as_deref(), Some("/dev/hugepages"));
+    let cmds = FakeCommands {
+        root: root.path().into(),
+        log: RefCell::new(Vec::new()),
+    };
+    for op in &hp.ops {
+        kvmtune::host::execute(&kvmtune::host::RealFiles, &cmds, root.path(), op).unwrap();
+    }
+    let dir = root.path().join("dev/hugepages");
+    assert_eq!(
+        *cmds.log.borrow(),
+        vec![
+            format!("mkdir -p {}", dir.display()),
+            format!("mount -t hugetlbfs hugetlbfs {}", dir.display())
+        ]
+    );
+    let obs = kvmtune::host::observe(root.path(), &desired.host, needs).unwrap();
+    let hp = kvmtune::host::plan_host(&desired.host, &obs);
+    assert!(hp.changes.is_empty(), "{:?}", hp.changes);
+    assert_eq!(hp.notes.len(), 1);
+    assert!(
+        hp.notes[0].starts_with(&format!(
+            "hugetlbfs: guests with huge page backing find it at {} (pagesize=2M)",
+            dir.display()
+        )),
+        "{:?}",
+        hp.notes
+    );
+}
+
+/// A "kernel" that keeps at most `cap` huge pages per pool.
+struct CappedPools {
+    cap: u64,
+}
+
+impl kvmtune::host::HostFiles for CappedPools {
+    fn write(&self, file: &Path, content: &str) -> std::io::Result<()> {
+        let content = if file.ends_with("nr_hugepages") {
+            let want: u64 = content.trim().parse().unwrap();
+            format!("{}\n", want.min(self.cap))
+        } else {
+            content.to_string()
+        };
+        kvmtune::host::RealFiles.write(file, &content)
+    }
+    fn read(&self, file: &Path) -> std::io::Result<String> {
+        kvmtune::host::RealFiles.read(file)
+    }
+}
+
+#[test]
+fn one_gig_shortfall_names_numbers_and_the_kernel_command_line() {
+    let root = tempfile::tempdir().unwrap();
+    copy_tree(&repo().join("examples/demo/root"), root.path());
+    let desired = config::load_str(
+        "h.yaml",
+        "host:\n  sysctl: { vm.swappiness: 10 }\n  hugepages:\n    - { size: 1G, node: 0, count: 4 }\n    - { size: 2M, node: 1, count: 8 }\n",
+    )
+    .unwrap();
+    let obs = observe::observe(&desired, root.path(), None).unwrap();
+    let p = plan::plan(&desired, &obs);
+    let report = apply::apply_with(&p, &desired, root.path(), None, &CappedPools { cap: 1 });
+    assert!(!report.ok());
+    let host = &report.results[0];
+    let failed: Vec<&str> = host.failed.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(failed, ["hugepages.1G.node0", "hugepages.2M.node1"]);
+    assert_eq!(
+        host.failed[0].1,
+        "host hugepages.1G.node0: huge page pool /sys/devices/system/node/node0/hugepages/hugepages-1048576kB/nr_hugepages: requested 4 pages, the kernel allocated 1; a running kernel rarely has 1G of contiguous free memory: the reliable way is the kernel command line (default_hugepagesz=1G hugepagesz=1G hugepages=4), which kvmtune writes as a boot drop-in for this pool with `persist: boot`"
+    );
+    assert_eq!(
+        host.failed[1].1,
+        "host hugepages.2M.node1: huge page pool /sys/devices/system/node/node1/hugepages/hugepages-2048kB/nr_hugepages: requested 8 pages, the kernel allocated 1"
+    );
+    // Other keys, and the persisted files, still applied.
+    assert!(host.applied.contains(&"sysctl.vm.swappiness".to_string()));
+    assert!(host
+        .applied
+        .contains(&"sysctl.vm.swappiness (persisted)".to_string()));
+}
