@@ -21,7 +21,7 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 
 /// Two tunings the guests alternate between, so every apply has work to do.
 fn tuning(names: &[String], variant: usize) -> String {
-    let (pin, cache, emu) = if variant % 2 == 0 {
+    let (pin, cache, emu) = if variant.is_multiple_of(2) {
         ("0", "none", "0-1")
     } else {
         ("1", "writeback", "1")
