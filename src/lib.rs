@@ -9,6 +9,8 @@ pub mod config;
 pub mod cpuset;
 pub mod desired;
 pub mod domain;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod host;
 pub mod libvirt;
 pub mod observe;

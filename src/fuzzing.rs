@@ -1,0 +1,72 @@
+//! Fuzz entry points, shared by the cargo-fuzz targets in `fuzz/` and the smoke test that runs
+//! them over the committed seed corpus in CI.
+//!
+//! Invariant: each function accepts any bytes and returns normally; the properties it asserts
+//! (round trips, idempotence, preservation) are kvmtune's own invariants, so a panic here is a
+//! bug in kvmtune, never in the input.
+
+use crate::config::{load_sources, source::SourceFile};
+use crate::cpuset::CpuSet;
+use crate::domain::plan_guest;
+use crate::xmltree::Document;
+
+/// Config loading and validation: any text either loads or yields located errors.
+pub fn config(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    match load_sources(&[SourceFile::from_text("f.yaml", text)]) {
+        Ok(_) => {}
+        Err(e) => {
+            for line in e.to_string().lines() {
+                assert!(line.starts_with("f.yaml"), "unlocated error: {line}");
+            }
+        }
+    }
+}
+
+/// CPU-set parsing: a parsed set prints in a form that parses back to the same set.
+pub fn cpuset(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(c) = text.parse::<CpuSet>() {
+        let again: CpuSet = c.to_string().parse().expect("canonical form parses");
+        assert_eq!(again, c);
+    }
+}
+
+/// Tunings the XML target applies (chosen by the first input byte).
+const TUNINGS: &[&str] = &[
+    "guests:\n  g:\n    vcpu: { placement: static, cpuset: \"0-3,^2\" }\n    cputune: { vcpupin: { 0: \"1\" }, emulatorpin: \"0-1\", iothreadpin: { 1: \"0\" } }\n    numatune: { memory: { mode: interleave, nodeset: \"0\" } }\n    memory_backing: { hugepages: { size: 2M } }\n    cpu: { mode: host-passthrough, features: { disable: [svm] } }\n    disks: { \"*\": { cache: none, io: native, iothread: 1, iotune: { total_iops_sec: 100 } } }\n    interfaces: { \"*\": { model: virtio, queues: 2 } }\n    iothreads: 1\n    blkiotune: { weight: 500, devices: { /dev/sda: { weight: 300 } } }\n    memtune: { hard_limit: 1G }\n    remove_devices: [sound, tablet, memballoon]\n    os_variant: rhel9.0\n",
+    "guests:\n  g:\n    vcpu: { count: 2, current: 1 }\n    cputune: { vcpupin: {} }\n    memory_backing: { hugepages: false }\n    cpu: { mode: custom, model: Haswell, topology: { sockets: 1, cores: 2, threads: 1 } }\n    disks: { \"*\": { cache: writeback } }\n    interfaces: { \"*\": { model: e1000e } }\n",
+    "guests:\n  g:\n    numatune: { memory: { placement: auto } }\n    memory_backing: { hugepages: true }\n    cpu: { mode: host-model }\n",
+];
+
+/// The XML editor: for any XML that parses and any tuning, planning the edited XML again
+/// gives no changes, and the edited XML parses.
+pub fn domain_xml(data: &[u8]) {
+    let Some((&pick, rest)) = data.split_first() else {
+        return;
+    };
+    let Ok(xml) = std::str::from_utf8(rest) else {
+        return;
+    };
+    if Document::parse(xml).is_err() {
+        return;
+    }
+    let d = crate::config::load_str("t.yaml", TUNINGS[pick as usize % TUNINGS.len()])
+        .expect("built-in tuning");
+    let g = d.guests.values().next().expect("one guest");
+    let Ok(p) = plan_guest(g, xml, None) else {
+        return;
+    };
+    Document::parse(&p.new_xml).expect("edited XML parses");
+    let again = plan_guest(g, &p.new_xml, None).expect("edited XML plans");
+    assert!(
+        again.changes.is_empty(),
+        "not idempotent: {:?}",
+        again.changes
+    );
+    assert_eq!(again.new_xml, p.new_xml);
+}
