@@ -169,15 +169,20 @@ pub fn observe(root: &Path, d: &HostDesired, want_meminfo: bool) -> std::io::Res
         obs.numa_online = read_opt(&root.join(NODE_ONLINE))?;
     }
     if want_meminfo {
-        if let Some(m) = read_opt(&root.join(MEMINFO))? {
-            obs.default_hugepage = m
-                .lines()
-                .find_map(|l| l.strip_prefix("Hugepagesize:"))
-                .and_then(|v| crate::units::parse_kib(&v.trim().replace(' ', "")).ok())
-                .and_then(|k| PageSize::from_kib(k).ok());
-        }
+        obs.default_hugepage = default_hugepage(root)?;
     }
     Ok(obs)
+}
+
+/// The kernel's default huge page size (`Hugepagesize` in `<root>/proc/meminfo`); `None` when
+/// the file or the line is missing.
+pub fn default_hugepage(root: &Path) -> std::io::Result<Option<PageSize>> {
+    Ok(read_opt(&root.join(MEMINFO))?.and_then(|m| {
+        m.lines()
+            .find_map(|l| l.strip_prefix("Hugepagesize:"))
+            .and_then(|v| crate::units::parse_kib(&v.trim().replace(' ', "")).ok())
+            .and_then(|k| PageSize::from_kib(k).ok())
+    }))
 }
 
 fn read_opt(p: &Path) -> std::io::Result<Option<String>> {
