@@ -180,7 +180,8 @@ pub fn default_hugepage(root: &Path) -> std::io::Result<Option<PageSize>> {
     Ok(read_opt(&root.join(MEMINFO))?.and_then(|m| {
         m.lines()
             .find_map(|l| l.strip_prefix("Hugepagesize:"))
-            .and_then(|v| crate::units::parse_kib(&v.trim().replace(' ', "")).ok())
+            // meminfo's `kB` means KiB (`Hugepagesize:    2048 kB`).
+            .and_then(|v| v.trim().strip_suffix("kB")?.trim().parse::<u64>().ok())
             .and_then(|k| PageSize::from_kib(k).ok())
     }))
 }
