@@ -4,7 +4,8 @@
 //! - rendering the output again gives the same bytes;
 //! - with the owned elements and attributes stripped from both, input and output are equal node
 //!   by node (names, attributes in order, non-blank text, children);
-//! plus located errors, an unknown guest, the `--root` default page size, and one snapshot.
+//!
+//! Plus: located errors, an unknown guest, the `--root` default page size, and one snapshot.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
