@@ -84,6 +84,20 @@ else
     say "user libvirt-qemu: created"
 fi
 
+# ------------------------------------------------------------- hugetlbfs --
+# Before the daemons: libvirtd looks for hugetlbfs mounts only when it starts;
+# one started earlier cannot start hugepage-backed guests until restarted.
+if awk '$3 == "hugetlbfs" { found = 1 } END { exit !found }' /proc/mounts; then
+    say "hugetlbfs: already mounted at $(awk '$3 == "hugetlbfs" { print $2; exit }' /proc/mounts)"
+else
+    mkdir -p /dev/hugepages
+    if mount -t hugetlbfs hugetlbfs /dev/hugepages; then
+        say "hugetlbfs: mounted at /dev/hugepages"
+    else
+        say "hugetlbfs: mount failed (continuing; only hugepage-backed guests need it)" >&2
+    fi
+fi
+
 # --------------------------------------------------------------- daemons --
 mkdir -p /run/libvirt
 say "mkdir -p /run/libvirt"
@@ -151,17 +165,9 @@ else
     say "tuned: started ($(tuned-adm active 2>&1 | head -n1))"
 fi
 
-# ------------------------------------------------------------- hugetlbfs --
-if awk '$3 == "hugetlbfs" { found = 1 } END { exit !found }' /proc/mounts; then
-    say "hugetlbfs: already mounted at $(awk '$3 == "hugetlbfs" { print $2; exit }' /proc/mounts)"
-else
-    mkdir -p /dev/hugepages
-    if mount -t hugetlbfs hugetlbfs /dev/hugepages; then
-        say "hugetlbfs: mounted at /dev/hugepages"
-    else
-        say "hugetlbfs: mount failed (continuing; only hugepage-backed guests need it)" >&2
-    fi
-fi
+# ------------------------------------------------------------ test guest --
+# Debian's kernel + a busybox initramfs that powers off on ACPI shutdown.
+bash "$(dirname "${BASH_SOURCE[0]}")/build-test-guest.sh"
 
 # ------------------------------------------------------------------ rust --
 if [ -f "$HOME/.cargo/env" ]; then

@@ -75,6 +75,25 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "human")]
         format: Format,
     },
+    /// Print one guest's domain XML file with its declared tuning applied (no hypervisor).
+    Render {
+        /// The guest (a key under `guests:`) whose settings to apply.
+        #[arg(long)]
+        guest: String,
+        /// The domain XML file to tune (e.g. from `virsh dumpxml --inactive`).
+        #[arg(long)]
+        xml: PathBuf,
+        #[command(flatten)]
+        files: Files,
+    },
+    /// Compare what is in effect on running guests with the configuration.
+    /// Exit 0 when everything holds, 2 when anything differs, 1 on error.
+    Verify {
+        #[command(flatten)]
+        files: Files,
+        #[arg(long, value_enum, default_value = "human")]
+        format: Format,
+    },
     /// Print the JSON Schema of the configuration format.
     Schema,
 }

@@ -2,7 +2,8 @@
 //!
 //! Pipeline: [`config`] (YAML → validated [`desired::Desired`]) → [`observe`] (libvirt + host
 //! files → [`plan::Observed`]) → [`plan::plan`] (pure) → [`apply`] (executes the plan) →
-//! [`render`] (text / JSON).
+//! [`render`] (text / JSON). [`offline`] renders one guest's XML file without a hypervisor;
+//! [`verify`] compares running guests with the desired state.
 pub mod apply;
 pub mod cli;
 pub mod config;
@@ -14,8 +15,10 @@ pub mod fuzzing;
 pub mod host;
 pub mod libvirt;
 pub mod observe;
+pub mod offline;
 pub mod plan;
 pub mod render;
 pub mod schema;
 pub mod units;
+pub mod verify;
 pub mod xmltree;

@@ -429,4 +429,34 @@ impl Hypervisor {
                 msg: msg(e),
             })
     }
+
+    /// The named guest's live XML (`virDomainGetXMLDesc` with flags 0: the running
+    /// definition when it runs) and whether it runs; `None` when no such domain exists.
+    pub fn live_guest(&self, name: &str) -> Result<Option<LiveDomain>, LibvirtError> {
+        let dom = match self.conn.lookup_domain_by_name(name) {
+            Ok(d) => d,
+            Err(e) if e.code().is(virt::error::ErrorNumber::NoDomain) => return Ok(None),
+            Err(e) => {
+                return Err(LibvirtError::Read {
+                    name: name.to_string(),
+                    msg: msg(e),
+                })
+            }
+        };
+        let read_err = |e| LibvirtError::Read {
+            name: name.to_string(),
+            msg: msg(e),
+        };
+        let active = dom.is_active().map_err(read_err)?;
+        let xml = dom.xml_desc(0).map_err(read_err)?;
+        Ok(Some(LiveDomain { active, xml }))
+    }
+}
+
+/// A guest as it is now (for `verify`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveDomain {
+    pub active: bool,
+    /// The live XML (flags 0).
+    pub xml: String,
 }

@@ -53,6 +53,43 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
             print!("{}", kvmtune::schema::config_schema_json());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Render { guest, xml, files } => {
+            let d = match load(files) {
+                Ok(d) => d,
+                Err(code) => return Ok(code),
+            };
+            let text = std::fs::read_to_string(xml)
+                .with_context(|| format!("reading {}", xml.display()))?;
+            let page = kvmtune::host::default_hugepage(&cli.root)
+                .with_context(|| format!("reading proc/meminfo under {}", cli.root.display()))?;
+            match kvmtune::offline::render_guest(&d, guest, &text, page) {
+                Ok(out) => {
+                    print!("{out}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+        Command::Verify { files, format } => {
+            let d = match load(files) {
+                Ok(d) => d,
+                Err(code) => return Ok(code),
+            };
+            let hv = Hypervisor::open(&cli.connect, true)?;
+            let report = kvmtune::verify::verify(&d, &cli.root, &hv)?;
+            match format {
+                Format::Json => print!("{}", render::verify_json(&report)),
+                Format::Human => print!("{}", render::verify_text(&report, style())),
+            }
+            Ok(if report.holds() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            })
+        }
         Command::Validate { files } => {
             let d = match load(files) {
                 Ok(d) => d,

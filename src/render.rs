@@ -290,3 +290,82 @@ pub fn report_text(report: &ApplyReport, style: Style) -> String {
     );
     out
 }
+
+/// The human verify report: per running guest a table `SETTING  EXPECTED  ACTUAL  ok|DIFFERS`;
+/// stopped guests get one line; then a summary line.
+pub fn verify_text(report: &crate::verify::Report, style: Style) -> String {
+    use crate::verify::GuestState;
+    let mut out = String::new();
+    for g in &report.guests {
+        if g.state == GuestState::NotRunning {
+            let _ = writeln!(
+                out,
+                "{}: not running, nothing to verify\n",
+                style.paint("1", &format!("guest {}", g.name))
+            );
+            continue;
+        }
+        let pid = g.pid.map(|p| format!(", pid {p}")).unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "{}",
+            style.paint("1", &format!("guest {} (running{pid}):", g.name))
+        );
+        if g.checks.is_empty() {
+            let _ = writeln!(out, "  nothing declared that verify observes\n");
+            continue;
+        }
+        let w = |f: fn(&crate::verify::Check) -> &str, title: &str| {
+            g.checks
+                .iter()
+                .map(|c| f(c).chars().count())
+                .chain([title.len()])
+                .max()
+                .unwrap_or(0)
+        };
+        let (ws, we, wa) = (
+            w(|c| &c.setting, "SETTING"),
+            w(|c| &c.expected, "EXPECTED"),
+            w(|c| &c.actual, "ACTUAL"),
+        );
+        let _ = writeln!(
+            out,
+            "  {:ws$}  {:we$}  {:wa$}  RESULT",
+            "SETTING", "EXPECTED", "ACTUAL"
+        );
+        for c in &g.checks {
+            let result = if c.ok {
+                style.paint("32", "ok")
+            } else {
+                style.paint("31", "DIFFERS")
+            };
+            let _ = writeln!(
+                out,
+                "  {:ws$}  {:we$}  {:wa$}  {result}",
+                c.setting, c.expected, c.actual
+            );
+        }
+        out.push('\n');
+    }
+    let s = &report.summary;
+    let _ = writeln!(
+        out,
+        "Verify: {} setting(s) checked on {} running guest(s), {} differ.",
+        s.checks,
+        report
+            .guests
+            .iter()
+            .filter(|g| g.state == GuestState::Running)
+            .count(),
+        s.differences
+    );
+    out
+}
+
+/// The JSON verify report: `{"format_version": 1, "guests": [{"name", "state", "pid",
+/// "checks": [{"setting", "expected", "actual", "ok"}]}], "summary": {"checks", "differences"}}`.
+pub fn verify_json(report: &crate::verify::Report) -> String {
+    let mut s = serde_json::to_string_pretty(report).unwrap_or_default();
+    s.push('\n');
+    s
+}

@@ -990,7 +990,7 @@ fn catalogue_converges_on_a_defined_guest() {
         "catalogue",
         Spec {
             nic_model: "virtio".into(),
-            devices: "<sound model='ich6'/><input type='tablet' bus='usb'/><watchdog model='i6300esb' action='reset'/>\
+            devices_extra: "<sound model='ich6'/><input type='tablet' bus='usb'/><watchdog model='i6300esb' action='reset'/>\
                       <interface type='ethernet'><mac address='52:54:00:6b:74:02'/><model type='virtio'/></interface>"
                 .into(),
             ..Spec::default()
@@ -1064,7 +1064,7 @@ fn catalogue_live_and_restart_on_a_running_guest() {
         Spec {
             tuning: "<iothreads>1</iothreads>".into(),
             nic_model: "virtio".into(),
-            devices: "<interface type='ethernet'><mac address='52:54:00:6b:74:02'/><model type='virtio'/></interface>".into(),
+            devices_extra: "<interface type='ethernet'><mac address='52:54:00:6b:74:02'/><model type='virtio'/></interface>".into(),
             ..Spec::default()
         },
     );

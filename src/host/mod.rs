@@ -264,13 +264,26 @@ pub fn observe(root: &Path, d: &HostDesired, needs: HostNeeds) -> std::io::Resul
     }
     obs.numa_online = obs.file(NODE_ONLINE).map(str::to_string);
     if needs.meminfo {
-        obs.default_hugepage = obs
-            .file(MEMINFO)
-            .and_then(|m| m.lines().find_map(|l| l.strip_prefix("Hugepagesize:")))
-            .and_then(|v| crate::units::parse_kib(&v.trim().replace(' ', "")).ok())
-            .and_then(|k| PageSize::from_kib(k).ok());
+        obs.default_hugepage = obs.file(MEMINFO).and_then(meminfo_hugepage);
     }
     Ok(obs)
+}
+
+/// `Hugepagesize:    2048 kB` → 2M (meminfo's `kB` means KiB).
+fn meminfo_hugepage(meminfo: &str) -> Option<PageSize> {
+    meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("Hugepagesize:"))
+        .and_then(|v| v.trim().strip_suffix("kB")?.trim().parse::<u64>().ok())
+        .and_then(|k| PageSize::from_kib(k).ok())
+}
+
+/// The kernel's default huge page size (`Hugepagesize` in `<root>/proc/meminfo`); `None` when
+/// the file or the line is missing.
+pub fn default_hugepage(root: &Path) -> std::io::Result<Option<PageSize>> {
+    Ok(files::read_opt(&root.join(MEMINFO))?
+        .as_deref()
+        .and_then(meminfo_hugepage))
 }
 
 /// Collects the host plan while the concerns add to it.
