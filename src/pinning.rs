@@ -138,6 +138,22 @@ impl State<'_> {
         }
     }
 
+    /// Undoes [`State::take`].
+    fn release(&mut self, cpus: &[u32], policy: ThreadPolicy) {
+        for c in cpus {
+            if let Some(l) = self.load.get_mut(c) {
+                *l -= 1;
+            }
+            if policy == ThreadPolicy::Isolate {
+                for s in self.topo.siblings(*c) {
+                    if !cpus.contains(&s) {
+                        self.blocked.remove(&s);
+                    }
+                }
+            }
+        }
+    }
+
     /// Whether `cpus` (a previous assignment) can be kept as they are.
     fn keeps(&self, cpus: &[u32], req: &Request) -> bool {
         let distinct: BTreeSet<u32> = cpus.iter().copied().collect();
@@ -289,13 +305,14 @@ pub fn allocate(input: &AllocInput) -> BTreeMap<String, Result<Assignment, Alloc
             }
         }
     }
-    // Previous dedicated emulator CPUs of kept guests stay too.
+    // Dedicated emulator CPUs of kept guests: the previous one when still free, else a new
+    // one on the guest's node; a kept guest that finds none is placed again from scratch.
     let mut emulators: BTreeMap<&str, u32> = BTreeMap::new();
     for (name, req) in &input.requests {
         if req.emulator != Some(EmulatorAuto::Isolate) {
             continue;
         }
-        let Some(cpus) = vcpus.get(name.as_str()) else {
+        let Some(cpus) = vcpus.get(name.as_str()).cloned() else {
             continue;
         };
         let nodes = input.topology.nodes_of(cpus.iter().copied());
@@ -304,16 +321,23 @@ pub fn allocate(input: &AllocInput) -> BTreeMap<String, Result<Assignment, Alloc
             .get(name)
             .and_then(|p| p.emulator.as_ref())
             .filter(|e| e.len() == 1)
-            .map(|e| e.highest());
-        if let Some(e) = prev.filter(|e| {
-            st.free(*e)
-                && input
-                    .topology
-                    .node_of(*e)
-                    .is_some_and(|n| nodes.contains(&n))
-        }) {
-            st.blocked.insert(e);
-            emulators.insert(name, e);
+            .map(|e| e.highest())
+            .filter(|e| {
+                st.free(*e)
+                    && input
+                        .topology
+                        .node_of(*e)
+                        .is_some_and(|n| nodes.contains(&n))
+            });
+        match prev.or_else(|| emulator_cpu(&st, &nodes)) {
+            Some(e) => {
+                st.blocked.insert(e);
+                emulators.insert(name, e);
+            }
+            None => {
+                st.release(&cpus, req.threads);
+                vcpus.remove(name.as_str());
+            }
         }
     }
     // 2. New guests: node-constrained first, then the largest, then by name.
@@ -330,8 +354,32 @@ pub fn allocate(input: &AllocInput) -> BTreeMap<String, Result<Assignment, Alloc
         )
     });
     for (name, req) in todo {
+        if req.emulator == Some(EmulatorAuto::Reserved)
+            && !input
+                .reserved
+                .iter()
+                .any(|c| input.topology.cpu(*c).is_some())
+        {
+            out.insert(name.clone(), Err(AllocError::NoReserved));
+            continue;
+        }
         match place(&mut st, req, input.allow_overcommit) {
             Ok(cpus) => {
+                if req.emulator == Some(EmulatorAuto::Isolate) {
+                    let nodes = input.topology.nodes_of(cpus.iter().copied());
+                    match emulator_cpu(&st, &nodes) {
+                        Some(e) => {
+                            st.blocked.insert(e);
+                            emulators.insert(name, e);
+                        }
+                        None => {
+                            st.release(&cpus, req.threads);
+                            let first = *nodes.iter().next().expect("a guest has CPUs");
+                            out.insert(name.clone(), Err(AllocError::NoEmulatorCpu(first)));
+                            continue;
+                        }
+                    }
+                }
                 vcpus.insert(name, cpus);
             }
             Err(e) => {
@@ -373,27 +421,9 @@ pub fn allocate(input: &AllocInput) -> BTreeMap<String, Result<Assignment, Alloc
                     }
                 }
             }
-            Some(EmulatorAuto::Isolate) => {
-                let e = match emulators.get(name.as_str()) {
-                    Some(e) => Some(*e),
-                    None => {
-                        let first = *nodes.iter().next().expect("a guest has CPUs");
-                        let e = st.pick_in(first, 1, ThreadPolicy::Prefer).map(|v| v[0]);
-                        if let Some(e) = e {
-                            st.blocked.insert(e);
-                        }
-                        e
-                    }
-                };
-                match e {
-                    Some(e) => CpuSet::from_cpus([e]),
-                    None => {
-                        let first = *nodes.iter().next().expect("a guest has CPUs");
-                        out.insert(name.clone(), Err(AllocError::NoEmulatorCpu(first)));
-                        continue;
-                    }
-                }
-            }
+            Some(EmulatorAuto::Isolate) => emulators
+                .get(name.as_str())
+                .and_then(|e| CpuSet::from_cpus([*e])),
         };
         out.insert(
             name.clone(),
@@ -405,6 +435,12 @@ pub fn allocate(input: &AllocInput) -> BTreeMap<String, Result<Assignment, Alloc
         );
     }
     out
+}
+
+/// A free CPU for dedicated emulator threads on the first of `nodes`.
+fn emulator_cpu(st: &State, nodes: &BTreeSet<u32>) -> Option<u32> {
+    let first = *nodes.iter().next()?;
+    st.pick_in(first, 1, ThreadPolicy::Prefer).map(|v| v[0])
 }
 
 /// Places one new guest.
@@ -486,16 +522,7 @@ fn place(st: &mut State, req: &Request, overcommit: bool) -> Result<Vec<u32>, Al
         }
         // Undo the partial placement.
         for cpus in trial_blocked {
-            for c in &cpus {
-                if let Some(l) = st.load.get_mut(c) {
-                    *l -= 1;
-                }
-                if req.threads == ThreadPolicy::Isolate {
-                    for s in st.topo.siblings(*c) {
-                        st.blocked.remove(&s);
-                    }
-                }
-            }
+            st.release(&cpus, req.threads);
         }
     }
     if overcommit {
