@@ -371,8 +371,8 @@ pub fn lints(d: &Desired, obs: &Observed, facts: Option<&Facts>) -> Vec<Lint> {
     // be raised at boot by other means).
     {
         let default = obs.host.default_hugepage;
-        let mut demand: BTreeMap<(PageSize, Option<u32>), (u64, Vec<&DomainName>)> =
-            BTreeMap::new();
+        type Demand<'a> = BTreeMap<(PageSize, Option<u32>), (u64, Vec<&'a DomainName>)>;
+        let mut demand: Demand = BTreeMap::new();
         for v in &views {
             let size = match v.gd.hugepages {
                 Some(HugepagesBacking::Size(s)) => s,

@@ -210,7 +210,7 @@ impl State<'_> {
             ThreadPolicy::Require => {
                 let full: Vec<_> = whole.iter().filter(|c| c.cpus.len() == self.tpc).collect();
                 let need = n / self.tpc;
-                (n % self.tpc == 0 && full.len() >= need).then(|| {
+                (n.is_multiple_of(self.tpc) && full.len() >= need).then(|| {
                     full.iter()
                         .take(need)
                         .flat_map(|c| c.cpus.iter().copied())
@@ -462,7 +462,7 @@ fn place(st: &mut State, req: &Request, overcommit: bool) -> Result<Vec<u32>, Al
             ));
         }
     }
-    if req.threads == ThreadPolicy::Require && n % st.tpc != 0 {
+    if req.threads == ThreadPolicy::Require && !n.is_multiple_of(st.tpc) {
         return Err(AllocError::NotWholeCores {
             vcpus: req.vcpus,
             tpc: st.tpc,
@@ -526,7 +526,8 @@ fn place(st: &mut State, req: &Request, overcommit: bool) -> Result<Vec<u32>, Al
         }
     }
     if overcommit {
-        // Share: the node asked for, else the one with the most usable CPUs; least loaded first.
+        // Share: the node asked for, else the one with the most usable CPUs; least loaded
+        // first.
         let node = req.numa_node.unwrap_or_else(|| {
             *nodes
                 .iter()
@@ -542,18 +543,25 @@ fn place(st: &mut State, req: &Request, overcommit: bool) -> Result<Vec<u32>, Al
                 })
                 .expect("a topology has nodes")
         });
+        // CPUs pinned by other guests are shared last.
         let usable: Vec<u32> = st
             .topo
             .node_cpus(node)
             .into_iter()
-            .filter(|c| st.usable(*c))
+            .filter(|c| !st.reserved.contains(c) && !st.blocked.contains(c))
             .collect();
         if !usable.is_empty() {
             let mut cpus = Vec::new();
             for _ in 0..n {
                 let c = *usable
                     .iter()
-                    .min_by_key(|c| (st.load.get(c).copied().unwrap_or(0), **c))
+                    .min_by_key(|c| {
+                        (
+                            st.taken.contains(c),
+                            st.load.get(c).copied().unwrap_or(0),
+                            **c,
+                        )
+                    })
                     .expect("non-empty");
                 *st.load.entry(c).or_default() += 1;
                 cpus.push(c);
