@@ -147,7 +147,7 @@ pub fn apply_full(
                     if let Err(e) = hv
                         .define(name.as_str(), new_xml)
                         .map_err(|e| e.to_string())
-                        .and_then(|stored| verify(desired, name, &stored))
+                        .and_then(|stored| verify(desired, &plan.resolved, name, &stored))
                     {
                         defined = false;
                         // Nothing of this guest's definition changed (or it did not stick).
@@ -196,10 +196,11 @@ pub fn apply_full(
 /// Re-plans the guest against what libvirt stored: every owned value must have landed.
 fn verify(
     desired: &Desired,
+    resolved: &std::collections::BTreeMap<crate::desired::DomainName, crate::desired::GuestDesired>,
     name: &crate::desired::DomainName,
     stored: &str,
 ) -> Result<(), String> {
-    let Some(gd) = desired.guests.get(name) else {
+    let Some(gd) = resolved.get(name).or_else(|| desired.guests.get(name)) else {
         return Ok(());
     };
     match plan_guest(gd, stored, None) {

@@ -21,6 +21,10 @@ pub struct Cli {
     /// Directory where /proc, /sys and /etc are read and written.
     #[arg(long, global = true, default_value = "/")]
     pub root: PathBuf,
+    /// Lock file of automatic pinning (`kvmtune.lock.yaml`): read when it exists, so the
+    /// pins it holds are kept; written by `apply`.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub lock_file: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -89,6 +93,14 @@ pub enum Command {
     /// Compare what is in effect on running guests with the configuration.
     /// Exit 0 when everything holds, 2 when anything differs, 1 on error.
     Verify {
+        #[command(flatten)]
+        files: Files,
+        #[arg(long, value_enum, default_value = "human")]
+        format: Format,
+    },
+    /// Lint the configuration and the host against the tuning guide's rules. Exit 0 clean,
+    /// 2 warnings, 1 errors.
+    Check {
         #[command(flatten)]
         files: Files,
         #[arg(long, value_enum, default_value = "human")]

@@ -144,6 +144,34 @@ pub struct HostDesired {
     pub interfaces: BTreeMap<String, NicDesired>,
     /// Module names as /sys/module spells them (`-` → `_`), with their list position.
     pub modules: BTreeMap<String, usize>,
+    /// What automatic pinning may hand out (`host.cpu_pool`).
+    pub cpu_pool: CpuPool,
+}
+
+/// `host.cpu_pool`: no host writes; it constrains automatic pinning.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CpuPool {
+    /// Housekeeping CPUs never given to vCPUs.
+    pub reserved: Option<CpuSet>,
+    pub allow_overcommit: bool,
+}
+
+/// `emulatorpin: auto | isolate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmulatorAuto {
+    /// The reserved CPUs of the guest's NUMA node(s).
+    Reserved,
+    /// One dedicated CPU of the guest's NUMA node.
+    Isolate,
+}
+
+/// Automatic pinning of one guest (`cputune.vcpupin: auto`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AutoPin {
+    pub emulator: Option<EmulatorAuto>,
+    pub nodeset: bool,
+    pub numa_node: Option<u32>,
+    pub threads: crate::config::raw::ThreadPolicy,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -258,6 +286,9 @@ pub struct GuestDesired {
     pub vcpu_cpuset: Option<CpuSet>,
     /// Authoritative when present: pins not listed are removed.
     pub vcpupin: Option<BTreeMap<u32, CpuSet>>,
+    /// `vcpupin: auto`: the planner fills `vcpupin` (and `emulatorpin` / the memory nodeset
+    /// when they are `auto`) before planning the guest.
+    pub auto_pin: Option<AutoPin>,
     pub emulatorpin: Option<CpuSet>,
     pub numa_memory: Option<NumaMemory>,
     pub hugepages: Option<HugepagesBacking>,

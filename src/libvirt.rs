@@ -281,6 +281,48 @@ impl Hypervisor {
         })
     }
 
+    /// libvirt's host capabilities XML (NUMA cells, CPUs, siblings).
+    pub fn capabilities(&self) -> Result<String, LibvirtError> {
+        self.conn.capabilities().map_err(|e| LibvirtError::List {
+            uri: self.uri.clone(),
+            msg: msg(e),
+        })
+    }
+
+    /// The persistent and (for running guests) live XML of every domain not in `except`.
+    /// Only automatic pinning needs this (CPUs pinned by guests kvmtune does not manage).
+    pub fn other_guest_xml(
+        &self,
+        except: &BTreeSet<String>,
+    ) -> Result<BTreeMap<String, Vec<String>>, LibvirtError> {
+        let domains = self
+            .conn
+            .list_all_domains(0)
+            .map_err(|e| LibvirtError::List {
+                uri: self.uri.clone(),
+                msg: msg(e),
+            })?;
+        let mut out = BTreeMap::new();
+        for d in domains {
+            let Ok(name) = d.name() else { continue };
+            if except.contains(&name) {
+                continue;
+            }
+            let mut xmls = Vec::new();
+            // A domain that vanished in between has no XML: skip it.
+            if let Ok(x) = d.xml_desc(sys::VIR_DOMAIN_XML_INACTIVE) {
+                xmls.push(x);
+            }
+            if d.id().is_some() {
+                if let Ok(x) = d.xml_desc(0) {
+                    xmls.push(x);
+                }
+            }
+            out.insert(name, xmls);
+        }
+        Ok(out)
+    }
+
     fn domain(&self, name: &str) -> Result<virt::domain::Domain, LiveError> {
         self.conn
             .lookup_domain_by_name(name)

@@ -43,7 +43,12 @@ fn make_plan(
     opts: plan::PlanOptions,
 ) -> anyhow::Result<(plan::Plan, Option<Hypervisor>)> {
     let hv = connect(cli, d, read_only)?;
-    let obs = observe::observe(d, &cli.root, hv.as_ref()).context("observing the current state")?;
+    let oo = observe::ObserveOptions {
+        lock_file: cli.lock_file.clone(),
+        topology: false,
+    };
+    let obs = observe::observe_with(d, &cli.root, hv.as_ref(), &oo)
+        .context("observing the current state")?;
     Ok((plan::plan_with(d, &obs, opts), hv))
 }
 
@@ -52,6 +57,26 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         Command::Schema => {
             print!("{}", kvmtune::schema::config_schema_json());
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Check { files, format } => {
+            let d = match load(files) {
+                Ok(d) => d,
+                Err(code) => return Ok(code),
+            };
+            let hv = connect(cli, &d, true)?;
+            let oo = observe::ObserveOptions {
+                lock_file: cli.lock_file.clone(),
+                topology: true,
+            };
+            let obs = observe::observe_with(&d, &cli.root, hv.as_ref(), &oo)
+                .context("observing the current state")?;
+            let facts = kvmtune::lint::read_facts(&cli.root).context("reading host facts")?;
+            let lints = kvmtune::lint::check(&d, &obs, &facts);
+            match format {
+                Format::Json => print!("{}", kvmtune::lint::render_json(&lints)),
+                Format::Human => print!("{}", kvmtune::lint::render_text(&lints)),
+            }
+            Ok(ExitCode::from(kvmtune::lint::exit_code(&lints)))
         }
         Command::Render { guest, xml, files } => {
             let d = match load(files) {
@@ -164,6 +189,10 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::from(1));
             }
             if plan.actions.is_empty() {
+                if let (Some(path), Some(lock)) = (&cli.lock_file, &plan.lock) {
+                    kvmtune::host::files::atomic_replace(path, &lock.render())
+                        .with_context(|| format!("writing the lock file {}", path.display()))?;
+                }
                 if !human {
                     let report = apply::ApplyReport::default();
                     println!("{}", serde_json::to_string_pretty(&report)?);
@@ -187,6 +216,10 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
                 }
             }
             let report = apply::apply(&plan, &d, &cli.root, hv.as_ref());
+            if let (Some(path), Some(lock), true) = (&cli.lock_file, &plan.lock, report.ok()) {
+                kvmtune::host::files::atomic_replace(path, &lock.render())
+                    .with_context(|| format!("writing the lock file {}", path.display()))?;
+            }
             match format {
                 Format::Human => print!("\n{}", render::report_text(&report, style())),
                 Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),

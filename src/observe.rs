@@ -23,12 +23,35 @@ pub enum ObserveError {
     Libvirt(#[from] LibvirtError),
     #[error("guests are declared but no libvirt connection is open")]
     NoConnection,
+    #[error("lock file {path}: {msg}")]
+    Lock { path: String, msg: String },
+}
+
+/// What observation reads beyond what the desired state needs for planning.
+#[derive(Debug, Clone, Default)]
+pub struct ObserveOptions {
+    /// `--lock-file`: read when it exists.
+    pub lock_file: Option<std::path::PathBuf>,
+    /// Read the host topology even without automatic pinning (`check`).
+    pub topology: bool,
 }
 
 pub fn observe(
     d: &Desired,
     root: &Path,
     hv: Option<&Hypervisor>,
+) -> Result<Observed, ObserveError> {
+    observe_with(d, root, hv, &ObserveOptions::default())
+}
+
+/// [`observe`], plus the lock file and the host topology when asked for. The XML of guests
+/// not declared and the topology are read only when a guest uses `vcpupin: auto` (or
+/// `opts.topology`), so plans without automatic pinning cost what they did before.
+pub fn observe_with(
+    d: &Desired,
+    root: &Path,
+    hv: Option<&Hypervisor>,
+    opts: &ObserveOptions,
 ) -> Result<Observed, ObserveError> {
     let needs_page_size = d.guests.values().any(|g| {
         matches!(
@@ -44,12 +67,44 @@ pub fn observe(
         root: root.display().to_string(),
         source,
     })?;
-    let (guests, node) = if d.guests.is_empty() {
-        Default::default()
-    } else {
+    let host_err = |source| ObserveError::Host {
+        root: root.display().to_string(),
+        source,
+    };
+    let auto = d.guests.values().any(|g| g.auto_pin.is_some());
+    let mut obs = Observed {
+        host,
+        ..Default::default()
+    };
+    if !d.guests.is_empty() {
         let hv = hv.ok_or(ObserveError::NoConnection)?;
         let names: BTreeSet<String> = d.guests.keys().map(|n| n.as_str().to_string()).collect();
-        (hv.guests(&names)?, Some(hv.node_info()?))
-    };
-    Ok(Observed { host, guests, node })
+        obs.guests = hv.guests(&names)?;
+        obs.node = Some(hv.node_info()?);
+        if auto {
+            for (name, xmls) in hv.other_guest_xml(&names)? {
+                let pins = xmls
+                    .iter()
+                    .flat_map(|x| crate::pinning::XmlPins::read(x).vcpupin.into_values())
+                    .collect();
+                obs.other_pins.insert(name, pins);
+            }
+        }
+        if auto || opts.topology {
+            obs.topology = crate::topology::HostTopology::from_capabilities(&hv.capabilities()?);
+        }
+    }
+    if (auto || opts.topology) && obs.topology.is_none() {
+        obs.topology = crate::topology::HostTopology::from_sysfs(root).map_err(host_err)?;
+    }
+    if let Some(path) = &opts.lock_file {
+        let lock_err = |msg: String| ObserveError::Lock {
+            path: path.display().to_string(),
+            msg,
+        };
+        if let Some(text) = host::files::read_opt(path).map_err(|e| lock_err(e.to_string()))? {
+            obs.lock = Some(crate::pinning::Lock::parse(&text).map_err(lock_err)?);
+        }
+    }
+    Ok(obs)
 }

@@ -23,6 +23,13 @@ pub struct Observed {
     pub guests: BTreeMap<String, Option<GuestObserved>>,
     /// Host CPU and NUMA node counts from libvirt (read when guests are declared).
     pub node: Option<NodeInfo>,
+    /// Host CPU topology (read when automatic pinning is used, and by `check`).
+    pub topology: Option<crate::topology::HostTopology>,
+    /// Pins of the guests not declared (domain name → its vcpupin sets), read only when
+    /// automatic pinning is used.
+    pub other_pins: BTreeMap<String, Vec<CpuSet>>,
+    /// The lock file's contents (`--lock-file`), when it exists.
+    pub lock: Option<crate::pinning::Lock>,
 }
 
 /// Choices the user makes on the command line that change what the plan does.
@@ -145,7 +152,7 @@ pub fn guest_target(name: &DomainName) -> String {
     format!("guest/{name}")
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Plan {
     pub format_version: u32,
     pub changes: Vec<Change>,
@@ -163,6 +170,12 @@ pub struct Plan {
     pub summary: Summary,
     #[serde(skip)]
     pub actions: Vec<Action>,
+    /// Guests with automatic pinning as planned (concrete pins), for apply's verification.
+    #[serde(skip)]
+    pub resolved: BTreeMap<DomainName, crate::desired::GuestDesired>,
+    /// What `--lock-file` gets: the automatic pins of this plan (`None` without `auto`).
+    #[serde(skip)]
+    pub lock: Option<crate::pinning::Lock>,
 }
 
 impl Plan {
@@ -215,10 +228,53 @@ pub fn plan_with(d: &Desired, obs: &Observed, opts: PlanOptions) -> Plan {
     }
     let notes = host.notes;
 
+    // Automatic pinning: concrete pins for `auto` guests, chosen before any guest is planned.
+    let auto = d
+        .guests
+        .values()
+        .any(|g| g.auto_pin.is_some())
+        .then(|| crate::pinning::resolve(d, obs));
+    let resolved_desired;
+    let lint_view: &Desired = match &auto {
+        Some(a) => {
+            let mut r = d.clone();
+            for (n, g) in &a.guests {
+                r.guests.insert(n.clone(), g.clone());
+            }
+            resolved_desired = r;
+            &resolved_desired
+        }
+        None => d,
+    };
+    // The guide's rules that reject a configuration (`kvmtune check` shows all of them).
+    for l in crate::lint::lints(lint_view, obs, None)
+        .into_iter()
+        .filter(|l| l.severity == crate::lint::Severity::Error)
+    {
+        errors.push(PlanError {
+            target: l.target.clone(),
+            location: l.key.as_ref().and_then(|k| locate(d, k)),
+            key: l.key.as_ref().map(|k| dotted(k)).unwrap_or_default(),
+            message: format!("[{}] {} (guide {})", l.id, l.message, l.section),
+        });
+    }
+
     let mut pending = Vec::new();
     let mut restarts = Vec::new();
     for (name, gd) in &d.guests {
         let target = guest_target(name);
+        if let Some(e) = auto.as_ref().and_then(|a| a.errors.get(name)) {
+            let mut key = gd.key_path.clone();
+            key.extend(["cputune", "vcpupin"].map(String::from));
+            errors.push(PlanError {
+                target,
+                location: locate(d, &key),
+                key: dotted(&key),
+                message: format!("guest {name}: automatic pinning: {e}"),
+            });
+            continue;
+        }
+        let gd = auto.as_ref().and_then(|a| a.guests.get(name)).unwrap_or(gd);
         let Some(Some(g)) = obs.guests.get(name.as_str()) else {
             errors.push(PlanError {
                 target,
@@ -291,6 +347,8 @@ pub fn plan_with(d: &Desired, obs: &Observed, opts: PlanOptions) -> Plan {
         restarts,
         notes,
         actions,
+        resolved: auto.as_ref().map(|a| a.guests.clone()).unwrap_or_default(),
+        lock: auto.map(|a| a.lock),
     }
 }
 

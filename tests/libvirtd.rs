@@ -1130,3 +1130,38 @@ fn catalogue_live_and_restart_on_a_running_guest() {
         p.errors[0].message
     );
 }
+
+// --------------------------------------------------------------- automatic pinning --
+
+/// `vcpupin: auto` on the real host (2 CPUs, 1 node): the guest gets the non-reserved CPU,
+/// the emulator the reserved one, memory node 0; apply converges. Overcommit is allowed so
+/// that guests of concurrent test runs pinned to CPU 1 do not make this flaky.
+#[test]
+fn automatic_pinning_converges_on_the_real_host() {
+    let g = Guest::define(
+        "autopin",
+        Spec {
+            vcpus: 1,
+            ..Spec::default()
+        },
+    );
+    let yaml = format!(
+        "host:\n  cpu_pool: {{ reserved: \"0\", allow_overcommit: true }}\nguests:\n  {}:\n    cputune: {{ vcpupin: auto, emulatorpin: auto }}\n    numatune: {{ memory: {{ mode: strict, nodeset: auto }} }}\n",
+        g.name()
+    );
+    let (p, report) = assert_converges(&yaml);
+    assert_eq!(report.defines, 1);
+    let pin = p
+        .changes
+        .iter()
+        .find(|c| c.path == "cputune.vcpupin.0")
+        .and_then(|c| c.after.clone());
+    assert_eq!(pin.as_deref(), Some("1"), "{:?}", p.changes);
+    let xml = g.inactive_xml();
+    assert_eq!(vcpupins(&xml), vec![("0".to_string(), "1".to_string())]);
+    assert_eq!(
+        first_attr(&xml, "emulatorpin", "cpuset").as_deref(),
+        Some("0")
+    );
+    assert_eq!(first_attr(&xml, "memory", "nodeset").as_deref(), Some("0"));
+}

@@ -59,6 +59,23 @@ pub struct RawHost {
     /// Kernel modules that must be loaded (`vhost_net`); loaded with modprobe.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub modules: Option<Vec<String>>,
+    /// CPUs for automatic pinning (`cputune.vcpupin: auto`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_pool: Option<RawCpuPool>,
+}
+
+/// The host CPUs automatic pinning hands out.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawCpuPool {
+    /// Housekeeping CPUs never given to guest vCPUs (emulator threads of `emulatorpin: auto`
+    /// run there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reserved: Option<RawCpuSet>,
+    /// Let automatic pinning share host CPUs between vCPUs when the guests do not fit
+    /// (default false: the guests that do not fit are plan errors).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_overcommit: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
@@ -191,6 +208,88 @@ pub struct RawGuest {
     /// libosinfo short id (`rhel9.0`, `debian12`, `win2k22`), written as libosinfo metadata.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub os_variant: Option<String>,
+    /// Constraints for automatic pinning (`cputune.vcpupin: auto`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<RawAutoPlacement>,
+}
+
+/// How automatic pinning treats SMT siblings.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ThreadPolicy {
+    /// Whole cores first (sibling threads together), then single CPUs.
+    #[default]
+    Prefer,
+    /// Only whole cores: the guest's CPUs are a union of complete host cores.
+    Require,
+    /// One vCPU per physical core; the core's other threads stay idle.
+    Isolate,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawAutoPlacement {
+    /// Host NUMA node the guest must be placed on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub numa_node: Option<u32>,
+    /// SMT siblings: `prefer` (default), `require` or `isolate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threads: Option<ThreadPolicy>,
+}
+
+/// `vcpupin`: a map of vCPU index → host CPU set, or `auto`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum RawVcpupin {
+    Auto(AutoKeyword),
+    Map(BTreeMap<u32, RawCpuSet>),
+}
+
+/// The word `auto`.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename = "auto")]
+pub enum AutoKeyword {
+    #[serde(rename = "auto")]
+    Auto,
+}
+
+impl<'de> Deserialize<'de> for RawVcpupin {
+    // By hand rather than `untagged`, so that errors inside the map keep their location and
+    // key path exactly as before `auto` existed.
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RawVcpupin;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a map of vCPU index to host CPU set, or `auto`")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawVcpupin, E> {
+                if v == "auto" {
+                    Ok(RawVcpupin::Auto(AutoKeyword::Auto))
+                } else {
+                    Err(E::invalid_value(serde::de::Unexpected::Str(v), &self))
+                }
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, m: A) -> Result<RawVcpupin, A::Error> {
+                BTreeMap::deserialize(serde::de::value::MapAccessDeserializer::new(m))
+                    .map(RawVcpupin::Map)
+            }
+        }
+        de.deserialize_any(V)
+    }
+}
+
+impl JsonSchema for RawVcpupin {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "RawVcpupin".into()
+    }
+    fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let map = g.subschema_for::<BTreeMap<u32, RawCpuSet>>();
+        schemars::json_schema!({
+            "description": "vCPU index → host CPU set (authoritative: pins not listed are removed), or `auto`: 1:1 vCPU → dedicated host CPU, chosen NUMA-aware from host.cpu_pool.",
+            "anyOf": [ { "const": "auto" }, map ]
+        })
+    }
 }
 
 /// A size: a number of KiB, or a number with a unit (`8G`, `512M`, `1048576K`).
@@ -325,10 +424,11 @@ pub struct RawVcpu {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RawCputune {
-    /// vCPU index → host CPU set. Authoritative: pins not listed are removed.
+    /// vCPU index → host CPU set. Authoritative: pins not listed are removed. Or `auto`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vcpupin: Option<BTreeMap<u32, RawCpuSet>>,
-    /// Host CPUs for the emulator threads.
+    pub vcpupin: Option<RawVcpupin>,
+    /// Host CPUs for the emulator threads; with `vcpupin: auto` also `auto` (the reserved
+    /// CPUs of the guest's NUMA node) or `isolate` (one dedicated CPU of that node).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub emulatorpin: Option<RawCpuSet>,
     /// I/O thread id (from 1) → host CPU set. Authoritative like vcpupin.
@@ -357,7 +457,8 @@ pub struct RawNumatune {
 pub struct RawNumaMemory {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<NumaMode>,
-    /// Host NUMA nodes (`"0"`, `"0-1"`).
+    /// Host NUMA nodes (`"0"`, `"0-1"`); with `vcpupin: auto` also `auto` (the nodes the
+    /// vCPUs landed on).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nodeset: Option<RawCpuSet>,
     /// `auto` asks numad for the placement (no nodeset).
@@ -508,5 +609,6 @@ as_str_impl!(CpuMode { HostPassthrough => "host-passthrough", HostModel => "host
 as_str_impl!(CacheMode { None => "none", Writethrough => "writethrough", Writeback => "writeback", Directsync => "directsync", Unsafe => "unsafe" });
 as_str_impl!(IoMode { Native => "native", Threads => "threads", IoUring => "io_uring" });
 as_str_impl!(NetDriver { Vhost => "vhost", Qemu => "qemu" });
+as_str_impl!(ThreadPolicy { Prefer => "prefer", Require => "require", Isolate => "isolate" });
 
 as_str_impl!(DeviceClass { Sound => "sound", Tablet => "tablet", UsbRedirect => "usb-redirect", Smartcard => "smartcard", Parallel => "parallel", Watchdog => "watchdog", SpiceChannel => "spice-channel", Memballoon => "memballoon" });

@@ -65,7 +65,7 @@ pub(super) fn validate(raw: &RawConfig, map: SourceMap) -> Result<Desired, Confi
         let path = p(&[], &["guests", name]);
         match DomainName::new(name) {
             Ok(n) => {
-                let gd = guest(&mut cx, &path, g);
+                let gd = guest(&mut cx, &path, g, desired.host.cpu_pool.reserved.as_ref());
                 desired.guests.insert(n, gd);
             }
             Err(e) => cx.err(&path, e),
@@ -177,6 +177,12 @@ fn host(cx: &mut Ctx, h: &RawHost) -> HostDesired {
         }
     }
     out.runtime_only = h.persist == Some(false);
+    if let Some(cp) = &h.cpu_pool {
+        if let Some(r) = &cp.reserved {
+            out.cpu_pool.reserved = cx.cpuset(&p(&[], &["host", "cpu_pool", "reserved"]), r);
+        }
+        out.cpu_pool.allow_overcommit = cp.allow_overcommit.unwrap_or(false);
+    }
     if let Some(t) = &h.tuned {
         let ok = !t.profile.is_empty()
             && t.profile.len() <= 64
@@ -292,7 +298,7 @@ fn host(cx: &mut Ctx, h: &RawHost) -> HostDesired {
     out
 }
 
-fn guest(cx: &mut Ctx, gp: &[String], g: &RawGuest) -> GuestDesired {
+fn guest(cx: &mut Ctx, gp: &[String], g: &RawGuest, reserved: Option<&CpuSet>) -> GuestDesired {
     let mut out = GuestDesired {
         key_path: gp.to_vec(),
         ..Default::default()
@@ -322,28 +328,53 @@ fn guest(cx: &mut Ctx, gp: &[String], g: &RawGuest) -> GuestDesired {
         }
     }
     if let Some(ct) = &g.cputune {
-        if let Some(pins) = &ct.vcpupin {
-            let mut m = BTreeMap::new();
-            for (idx, cs) in pins {
-                let path = p(gp, &["cputune", "vcpupin", &idx.to_string()]);
-                if let Some(c) = out.vcpu_count.filter(|c| idx >= c) {
-                    cx.err(
-                        &path,
-                        format!(
-                            "vCPU index {idx} is out of range: the guest has {c} vCPUs (0-{})",
-                            c - 1
-                        ),
-                    );
-                    continue;
+        match &ct.vcpupin {
+            Some(RawVcpupin::Map(pins)) => {
+                let mut m = BTreeMap::new();
+                for (idx, cs) in pins {
+                    let path = p(gp, &["cputune", "vcpupin", &idx.to_string()]);
+                    if let Some(c) = out.vcpu_count.filter(|c| idx >= c) {
+                        cx.err(
+                            &path,
+                            format!(
+                                "vCPU index {idx} is out of range: the guest has {c} vCPUs (0-{})",
+                                c - 1
+                            ),
+                        );
+                        continue;
+                    }
+                    if let Some(c) = cx.cpuset(&path, cs) {
+                        m.insert(*idx, c);
+                    }
                 }
-                if let Some(c) = cx.cpuset(&path, cs) {
-                    m.insert(*idx, c);
+                out.vcpupin = Some(m);
+            }
+            Some(RawVcpupin::Auto(_)) => {
+                out.auto_pin = Some(AutoPin::default());
+            }
+            None => {}
+        }
+        let ep = p(gp, &["cputune", "emulatorpin"]);
+        match &ct.emulatorpin {
+            Some(RawCpuSet::Set(s)) if s == "auto" || s == "isolate" => {
+                let mode = if s == "auto" {
+                    EmulatorAuto::Reserved
+                } else {
+                    EmulatorAuto::Isolate
+                };
+                match out.auto_pin.as_mut() {
+                    Some(a) => a.emulator = Some(mode),
+                    None => cx.err(&ep, format!("`emulatorpin: {s}` needs `vcpupin: auto`")),
+                }
+                if mode == EmulatorAuto::Reserved && reserved.is_none() {
+                    cx.err(
+                        &ep,
+                        "`emulatorpin: auto` runs the emulator on reserved CPUs: declare host.cpu_pool.reserved",
+                    );
                 }
             }
-            out.vcpupin = Some(m);
-        }
-        if let Some(e) = &ct.emulatorpin {
-            out.emulatorpin = cx.cpuset(&p(gp, &["cputune", "emulatorpin"]), e);
+            Some(e) => out.emulatorpin = cx.cpuset(&ep, e),
+            None => {}
         }
         if let Some(pins) = &ct.iothreadpin {
             let mut m = BTreeMap::new();
@@ -361,6 +392,18 @@ fn guest(cx: &mut Ctx, gp: &[String], g: &RawGuest) -> GuestDesired {
         }
     }
     out.iothreads = g.iothreads;
+    if let Some(pl) = &g.placement {
+        match out.auto_pin.as_mut() {
+            Some(a) => {
+                a.numa_node = pl.numa_node;
+                a.threads = pl.threads.unwrap_or_default();
+            }
+            None => cx.err(
+                &p(gp, &["placement"]),
+                "`placement` constrains automatic pinning: it needs `cputune.vcpupin: auto`",
+            ),
+        }
+    }
     if let Some(bt) = &g.blkiotune {
         let path = p(gp, &["blkiotune"]);
         if let Some(w) = bt.weight {
@@ -468,10 +511,21 @@ fn guest(cx: &mut Ctx, gp: &[String], g: &RawGuest) -> GuestDesired {
     }
     if let Some(nm) = g.numatune.as_ref().and_then(|n| n.memory.as_ref()) {
         let path = p(gp, &["numatune", "memory"]);
-        let nodeset = nm
-            .nodeset
-            .as_ref()
-            .and_then(|n| cx.cpuset(&p(&path, &["nodeset"]), n));
+        let nodeset = match &nm.nodeset {
+            Some(RawCpuSet::Set(s)) if s == "auto" => {
+                match out.auto_pin.as_mut() {
+                    Some(a) => a.nodeset = true,
+                    None => cx.err(
+                        &p(&path, &["nodeset"]),
+                        "`nodeset: auto` follows the vCPUs: it needs `cputune.vcpupin: auto`",
+                    ),
+                }
+                None
+            }
+            n => n
+                .as_ref()
+                .and_then(|n| cx.cpuset(&p(&path, &["nodeset"]), n)),
+        };
         if nm.placement == Some(Placement::Auto) && nm.nodeset.is_some() {
             cx.err(
                 &path,
