@@ -27,7 +27,9 @@ impl fmt::Display for ConfigErrors {
             if i > 0 {
                 writeln!(f)?;
             }
-            write!(f, "{e}")?;
+            // Exactly one line per error, whatever the input quoted into the message.
+            let line = e.to_string().replace('\n', "\\n").replace('\r', "\\r");
+            write!(f, "{line}")?;
         }
         Ok(())
     }

@@ -303,7 +303,17 @@ impl SourceFile {
 
 /// Turns a serde_yaml error into a located one-line error.
 pub fn serde_error(file: &Path, e: &serde_yaml::Error) -> ConfigError {
-    let msg = e.to_string();
+    // One line per error, whatever the input held (serde quotes offending values verbatim).
+    let msg: String = e
+        .to_string()
+        .chars()
+        .flat_map(|c| match c {
+            '\n' => vec!['\\', 'n'],
+            '\r' => vec!['\\', 'r'],
+            c if c.is_control() => vec!['?'],
+            c => vec![c],
+        })
+        .collect();
     // serde_yaml appends " at line L column C"; we print the location first instead.
     let msg = match msg.rfind(" at line ") {
         Some(i) => msg[..i].to_string(),
