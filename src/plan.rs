@@ -6,7 +6,8 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 use crate::config::source::{dotted, KeyPath};
 use crate::cpuset::CpuSet;
@@ -35,7 +36,7 @@ pub struct PlanOptions {
 }
 
 /// When a change takes effect.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Effect {
     /// In effect once applied.
@@ -57,7 +58,7 @@ impl Effect {
 }
 
 /// One setting that differs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Change {
     /// `host` or `guest/<name>`.
     pub target: String,
@@ -69,7 +70,7 @@ pub struct Change {
 }
 
 /// A declared setting that cannot be planned (missing guest, missing sysctl, ...).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct PlanError {
     pub target: String,
     /// Dotted YAML key path.
@@ -88,7 +89,7 @@ impl std::fmt::Display for PlanError {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Summary {
     pub changes: usize,
     pub targets: usize,
@@ -96,7 +97,7 @@ pub struct Summary {
 }
 
 /// A setting written to a running guest's persistent definition that is not in effect yet.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Pending {
     pub target: String,
     pub path: String,
@@ -107,14 +108,15 @@ pub struct Pending {
 }
 
 /// One live operation and the change path it serves.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct LiveStep {
     pub path: String,
     pub op: LiveOp,
 }
 
 /// What the executor does for one target.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", content = "action", rename_all = "snake_case")]
 pub enum Action {
     /// Host steps (writes, owned-file replacements, commands), in order.
     Host(Vec<HostOp>),
@@ -145,7 +147,7 @@ pub fn guest_target(name: &DomainName) -> String {
     format!("guest/{name}")
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Plan {
     pub format_version: u32,
     pub changes: Vec<Change>,
@@ -161,6 +163,8 @@ pub struct Plan {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
     pub summary: Summary,
+    /// What the executor does; not part of the printed plan (`--format json`), saved with
+    /// `plan --out` (see [`crate::saved`]).
     #[serde(skip)]
     pub actions: Vec<Action>,
 }
