@@ -15,7 +15,9 @@ use crate::cpuset::CpuSet;
 use crate::units::PageSize;
 
 /// A libvirt domain name: non-empty, no `/`, no control characters.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, serde::Serialize, serde::Deserialize,
+)]
 #[serde(try_from = "String", into = "String")]
 pub struct DomainName(String);
 

@@ -55,13 +55,15 @@ pub fn import(
         req.guests.iter().cloned().collect()
     };
     if !names.is_empty() {
-        let hv = hv.ok_or_else(|| ImportError::NoGuest(names.iter().next().cloned().unwrap_or_default()))?;
+        let hv = hv.ok_or_else(|| {
+            ImportError::NoGuest(names.iter().next().cloned().unwrap_or_default())
+        })?;
         let found = hv.guests(&names)?;
         let mut guests = BTreeMap::new();
         for (name, g) in found {
             let g = g.ok_or_else(|| ImportError::NoGuest(name.clone()))?;
-            let raw = crate::domain::import::import_guest(&g.xml)
-                .map_err(|msg| ImportError::Guest {
+            let raw =
+                crate::domain::import::import_guest(&g.xml).map_err(|msg| ImportError::Guest {
                     name: name.clone(),
                     msg,
                 })?;
@@ -81,7 +83,7 @@ fn import_host(root: &Path) -> Result<RawHost, ImportError> {
     let mut raw = crate::host::import::import_host(root).map_err(host_err)?;
     let cfg = RawConfig {
         host: Some(raw.clone()),
-        guests: BTreeMap::new(),
+        ..Default::default()
     };
     let d = crate::config::load_str("import.yaml", &to_yaml(&cfg, None))
         .map_err(|e| ImportError::Invalid(e.to_string()))?;
@@ -102,7 +104,10 @@ pub fn to_yaml(cfg: &RawConfig, origin: Option<&str>) -> String {
         body
     };
     match origin {
-        Some(o) => format!("# Imported by kvmtune {} {o}\n{body}", env!("CARGO_PKG_VERSION")),
+        Some(o) => format!(
+            "# Imported by kvmtune {} {o}\n{body}",
+            env!("CARGO_PKG_VERSION")
+        ),
         None => body,
     }
 }

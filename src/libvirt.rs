@@ -34,7 +34,9 @@ pub struct GuestObserved {
 }
 
 /// A change made on a running guest only (`VIR_DOMAIN_AFFECT_LIVE`).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum LiveOp {
     PinVcpu {

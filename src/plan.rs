@@ -36,7 +36,9 @@ pub struct PlanOptions {
 }
 
 /// When a change takes effect.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Effect {
     /// In effect once applied.
@@ -151,16 +153,16 @@ pub fn guest_target(name: &DomainName) -> String {
 pub struct Plan {
     pub format_version: u32,
     pub changes: Vec<Change>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<PlanError>,
     /// Written to the persistent definition of a running guest, in effect after its restart.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pending_restart: Vec<Pending>,
     /// Guests `--restart-guests` will restart.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub restarts: Vec<String>,
     /// Facts that are not changes (where guests find hugetlbfs).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
     pub summary: Summary,
     /// What the executor does; not part of the printed plan (`--format json`), saved with

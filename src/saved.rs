@@ -69,7 +69,9 @@ pub enum SavedPlanError {
     Parse(String),
     #[error("saved plan format {found} is not supported by this kvmtune (it reads format {FORMAT_VERSION}); plan again")]
     Version { found: u32 },
-    #[error("saved plan was made on host `{planned}`, this is `{here}`: refusing to apply it here")]
+    #[error(
+        "saved plan was made on host `{planned}`, this is `{here}`: refusing to apply it here"
+    )]
     OtherHost { planned: String, here: String },
     #[error("saved plan was made against libvirt `{planned}`, this run uses `{here}`: refusing")]
     OtherUri { planned: String, here: String },
@@ -107,7 +109,12 @@ impl SavedPlan {
     }
 
     /// Refuses a plan made on another host, against another URI or root.
-    pub fn check_origin(&self, hostname: &str, uri: &str, root: &str) -> Result<(), SavedPlanError> {
+    pub fn check_origin(
+        &self,
+        hostname: &str,
+        uri: &str,
+        root: &str,
+    ) -> Result<(), SavedPlanError> {
         if self.hostname != hostname {
             return Err(SavedPlanError::OtherHost {
                 planned: self.hostname.clone(),
@@ -171,9 +178,10 @@ fn host_relevant(file: &str, content: &str) -> String {
             .filter(|l| l.contains("hugetlbfs"))
             .collect::<Vec<_>>()
             .join("\n"),
-        f if f.ends_with("ksm/pages_shared") => {
-            (content.trim() != "0").then_some("shared").unwrap_or("0").into()
-        }
+        f if f.ends_with("ksm/pages_shared") => (content.trim() != "0")
+            .then_some("shared")
+            .unwrap_or("0")
+            .into(),
         _ => content.to_string(),
     }
 }

@@ -83,7 +83,11 @@ pub struct Lock {
 
 /// Takes the apply lock, waiting up to `timeout`; `waiting` is called once with the holder's
 /// description when the lock is busy.
-pub fn lock(root: &Path, timeout: Duration, waiting: impl FnOnce(&str)) -> Result<Lock, StateError> {
+pub fn lock(
+    root: &Path,
+    timeout: Duration,
+    waiting: impl FnOnce(&str),
+) -> Result<Lock, StateError> {
     let dir = state_dir(root);
     ensure_dir(&dir)?;
     let path = dir.join("lock");
@@ -232,8 +236,8 @@ pub fn backup(
             }
             Action::Host(ops) => {
                 for f in host_files_touched(ops) {
-                    let content = crate::host::files::read_opt(&root.join(&f))
-                        .map_err(io(&root.join(&f)))?;
+                    let content =
+                        crate::host::files::read_opt(&root.join(&f)).map_err(io(&root.join(&f)))?;
                     host_files.insert(f, content);
                 }
             }
@@ -322,7 +326,8 @@ pub fn load(root: &Path, to: Option<&str>) -> Result<Record, StateError> {
         id: id.clone(),
         msg,
     };
-    let text = std::fs::read_to_string(dir.join("manifest.json")).map_err(|e| bad(e.to_string()))?;
+    let text =
+        std::fs::read_to_string(dir.join("manifest.json")).map_err(|e| bad(e.to_string()))?;
     let manifest: Manifest = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
     let mut xml = BTreeMap::new();
     for g in &manifest.guests {

@@ -38,8 +38,8 @@ fn import_then_plan_is_zero_changes_on_every_corpus_domain() {
     for (file, xml) in corpus() {
         let raw = import_guest(&xml).unwrap_or_else(|e| panic!("{file}: {e}"));
         let cfg = RawConfig {
-            host: None,
             guests: BTreeMap::from([("g".to_string(), raw)]),
+            ..Default::default()
         };
         let yaml = kvmtune::import::to_yaml(&cfg, None);
         imported_keys += yaml.lines().count();
@@ -51,7 +51,10 @@ fn import_then_plan_is_zero_changes_on_every_corpus_domain() {
             }
         };
         let gd = d.guests.values().next().unwrap();
-        for page in [PageSize::from_kib(2048).unwrap(), PageSize::from_kib(1048576).unwrap()] {
+        for page in [
+            PageSize::from_kib(2048).unwrap(),
+            PageSize::from_kib(1048576).unwrap(),
+        ] {
             match plan_guest(gd, &xml, Some(page)) {
                 Ok(p) if p.changes.is_empty() => {}
                 Ok(p) => failures.push(format!("{file}: changes {:?}\n{yaml}", p.changes)),
@@ -60,7 +63,10 @@ fn import_then_plan_is_zero_changes_on_every_corpus_domain() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
-    assert!(imported_keys > 300, "suspiciously little imported: {imported_keys} lines");
+    assert!(
+        imported_keys > 300,
+        "suspiciously little imported: {imported_keys} lines"
+    );
 }
 
 #[test]
@@ -73,9 +79,21 @@ fn import_covers_the_owned_settings_present_in_the_corpus() {
         })
         .collect();
     for key in [
-        "vcpupin:", "emulatorpin:", "iothreadpin:", "numatune:", "hugepages:", "mode: host-passthrough",
-        "topology:", "require:", "cache:", "iotune:", "blkiotune:", "memtune:", "iothreads:",
-        "model: virtio", "queues:",
+        "vcpupin:",
+        "emulatorpin:",
+        "iothreadpin:",
+        "numatune:",
+        "hugepages:",
+        "mode: host-passthrough",
+        "topology:",
+        "require:",
+        "cache:",
+        "iotune:",
+        "blkiotune:",
+        "memtune:",
+        "iothreads:",
+        "model: virtio",
+        "queues:",
     ] {
         assert!(all.contains(key), "no corpus domain imported `{key}`");
     }

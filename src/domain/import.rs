@@ -181,10 +181,12 @@ fn import_cpu(doc: &Document, count: Option<u32>) -> (Option<RawCpu>, bool) {
         };
         (count.is_none_or(|c| c as u64 == product)).then_some(topo)
     });
-    let count_ok = topo_el.is_none() || topology.is_some() || count.map(|c| c as u64) == Some(product);
-    let model = doc.child(el, "model").map(|m| doc.text(m)).filter(|m| {
-        !m.trim().is_empty() && !m.contains(['<', '>', '&', '\'', '"'])
-    });
+    let count_ok =
+        topo_el.is_none() || topology.is_some() || count.map(|c| c as u64) == Some(product);
+    let model = doc
+        .child(el, "model")
+        .map(|m| doc.text(m))
+        .filter(|m| !m.trim().is_empty() && !m.contains(['<', '>', '&', '\'', '"']));
     let (mode, model) = match doc.attr(el, "mode").as_deref() {
         Some("host-passthrough") => (Some(CpuMode::HostPassthrough), None),
         Some("host-model") => (Some(CpuMode::HostModel), None),
@@ -215,8 +217,8 @@ fn import_cpu(doc: &Document, count: Option<u32>) -> (Option<RawCpu>, bool) {
             _ => {}
         }
     }
-    let features = (!require.is_empty() || !disable.is_empty())
-        .then_some(RawCpuFeatures { require, disable });
+    let features =
+        (!require.is_empty() || !disable.is_empty()).then_some(RawCpuFeatures { require, disable });
     let cpu = RawCpu {
         mode,
         model,
@@ -241,7 +243,9 @@ fn import_blkiotune(doc: &Document) -> Option<RawBlkiotune> {
         let Some(path) = doc.child(d, "path").map(|p| doc.text(p)) else {
             continue;
         };
-        if !path.starts_with("/dev/") || path.contains(['<', '>', '&', ',']) || path.contains("/../")
+        if !path.starts_with("/dev/")
+            || path.contains(['<', '>', '&', ','])
+            || path.contains("/../")
         {
             continue;
         }
@@ -324,13 +328,10 @@ fn import_disks(doc: &Document, iothreads: Option<u32>) -> Option<BTreeMap<Strin
         let drv = doc.child(disk, "driver");
         let attr = |a: &str| drv.and_then(|d| doc.attr(d, a));
         let cache = attr("cache").as_deref().and_then(cache_mode);
-        let io = attr("io")
-            .as_deref()
-            .and_then(io_mode)
-            .filter(|io| {
-                *io != IoMode::Native
-                    || matches!(cache, None | Some(CacheMode::None | CacheMode::Directsync))
-            });
+        let io = attr("io").as_deref().and_then(io_mode).filter(|io| {
+            *io != IoMode::Native
+                || matches!(cache, None | Some(CacheMode::None | CacheMode::Directsync))
+        });
         let iothread =
             parse_u32(attr("iothread")).filter(|t| *t > 0 && iothreads.is_none_or(|n| *t <= n));
         let iotune = doc.child(disk, "iotune").and_then(|t| {
@@ -471,7 +472,17 @@ mod tests {
 
     #[test]
     fn os_short_ids_invert_osinfo_ids() {
-        for short in ["rhel9.0", "centos-stream9", "fedora40", "debian12", "ubuntu24.04", "sles15sp5", "win2k22", "almalinux9", "rocky9"] {
+        for short in [
+            "rhel9.0",
+            "centos-stream9",
+            "fedora40",
+            "debian12",
+            "ubuntu24.04",
+            "sles15sp5",
+            "win2k22",
+            "almalinux9",
+            "rocky9",
+        ] {
             let id = crate::desired::osinfo_id(short).unwrap();
             assert_eq!(osinfo_short(&id).as_deref(), Some(short), "{id}");
         }
