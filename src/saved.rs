@@ -178,10 +178,13 @@ fn host_relevant(file: &str, content: &str) -> String {
             .filter(|l| l.contains("hugetlbfs"))
             .collect::<Vec<_>>()
             .join("\n"),
-        f if f.ends_with("ksm/pages_shared") => (content.trim() != "0")
-            .then_some("shared")
-            .unwrap_or("0")
-            .into(),
+        f if f.ends_with("ksm/pages_shared") => {
+            if content.trim() == "0" {
+                "0".into()
+            } else {
+                "shared".into()
+            }
+        }
         _ => content.to_string(),
     }
 }

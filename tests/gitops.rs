@@ -271,7 +271,7 @@ fn apply_backs_up_host_values_and_rollback_restores_them() {
     // rollback --list, then rollback (shown first).
     let o = kt(root.path(), &["rollback", "--list", "--format", "json"]);
     let list: Vec<String> = serde_json::from_str(&out(&o)).unwrap();
-    assert_eq!(list, [name.clone()]);
+    assert_eq!(list, std::slice::from_ref(&name));
     let o = kt(root.path(), &["rollback", "--auto-approve"]);
     assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
     assert!(
