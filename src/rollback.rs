@@ -5,7 +5,8 @@
 //! and planned normally (so running guests get the same live changes and pending-restart
 //! report), and the define writes the backed-up XML itself, so what `import` cannot express
 //! (removed devices) comes back too. Host: each kernel file gets its previous value, each
-//! owned file under /etc its previous content, tuned its previous profile. A guest whose UUID
+//! owned file under /etc its previous content (one that did not exist is emptied, never
+//! deleted), tuned its previous profile. A guest whose UUID
 //! changed since (another domain with the same name) is a plan error, never overwritten.
 
 use std::collections::BTreeMap;
@@ -149,6 +150,9 @@ pub fn plan_rollback(
     Ok(RollbackPlan { plan, desired })
 }
 
+/// First words of an owned file emptied by a rollback.
+const EMPTIED: &str = "# kvmtune: emptied by rollback to before apply";
+
 type HostRollback = (Vec<Change>, Vec<HostOp>, Vec<String>);
 
 fn host_rollback(rec: &Record, root: &Path) -> Result<HostRollback, RollbackError> {
@@ -208,10 +212,29 @@ fn host_rollback(rec: &Record, root: &Path) -> Result<HostRollback, RollbackErro
                         content: c.clone(),
                     }));
                 }
-                None if now.is_some() => notes.push(format!(
-                    "/{file} did not exist before {}: left in place (kvmtune never deletes files; remove it by hand)",
-                    rec.manifest.id
-                )),
+                // kvmtune never deletes files: it empties the one it created, so nothing the
+                // rolled-back apply persisted comes back at boot.
+                None if now.as_deref().is_some_and(|n| !n.starts_with(EMPTIED)) => {
+                    let path = format!("/{file} (persisted)");
+                    let content = format!(
+                        "{EMPTIED} {}: this file did not exist before that apply and declares nothing.\n",
+                        rec.manifest.id
+                    );
+                    changes.push(change(
+                        path.clone(),
+                        now.as_deref().map(|n| format!("{} lines", n.lines().count())),
+                        Some("(emptied)".into()),
+                    ));
+                    files.push(HostOp::File(FileWrite {
+                        paths: vec![path],
+                        file: file.clone(),
+                        content,
+                    }));
+                    notes.push(format!(
+                        "/{file} did not exist before {}: it is emptied, not deleted (remove it by hand if you like)",
+                        rec.manifest.id
+                    ));
+                }
                 _ => {}
             }
         } else if let Some(c) = prev {

@@ -544,3 +544,35 @@ fn validate_prints_json() {
     let v: serde_json::Value = serde_json::from_str(&out(&o)).unwrap();
     assert_eq!(v["valid"], true);
 }
+
+/// Drops the first line (`# Imported by kvmtune ... at <time>`).
+fn without_header(s: &str) -> String {
+    s.split_once('\n').map(|(_, b)| b.to_string()).unwrap_or_default()
+}
+
+#[test]
+fn snapshots_of_import_rollback_and_refusals() {
+    let root = demo_root();
+    let dir = tempfile::tempdir().unwrap();
+    let o = kt(root.path(), &["import"]);
+    assert!(out(&o).starts_with("# Imported by kvmtune "), "{}", out(&o));
+    insta::assert_snapshot!("import_demo", without_header(&out(&o)));
+
+    let cfg = write(
+        dir.path(),
+        "t.yaml",
+        "host:\n  sysctl: { vm.swappiness: 7 }\n  ksm: { run: true }\n",
+    );
+    let o = kt(root.path(), &["apply", &cfg, "--auto-approve"]);
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    let o = kt(root.path(), &["rollback", "--auto-approve"]);
+    let id = kvmtune::state::records(root.path()).unwrap()[0].clone();
+    let text = out(&o).replace(&id, "<ID>");
+    insta::assert_snapshot!("rollback_host", text);
+
+    let plan = dir.path().join("plan.json").display().to_string();
+    assert_eq!(kt(root.path(), &["plan", &cfg, "--out", &plan]).status.code(), Some(0));
+    std::fs::write(root.path().join("proc/sys/vm/swappiness"), "1\n").unwrap();
+    let o = kt(root.path(), &["apply", &plan]);
+    insta::assert_snapshot!("stale_plan", err(&o).replace(&plan, "<PLAN>"));
+}
