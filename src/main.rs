@@ -25,6 +25,14 @@ fn hostname(cli: &Cli) -> String {
     cli.hostname.clone().unwrap_or_else(saved::hostname)
 }
 
+fn origin(cli: &Cli) -> saved::Origin {
+    saved::Origin {
+        hostname: hostname(cli),
+        uri: cli.connect.clone(),
+        root: cli.root.display().to_string(),
+    }
+}
+
 fn paths(cli: &Cli, files: &Files) -> Result<Vec<std::path::PathBuf>, config::ConfigErrors> {
     let mut p = files.files.clone();
     if let Some(dir) = &files.host_config {
@@ -160,28 +168,18 @@ fn apply_saved(cli: &Cli, file: &Path, l: &Locking, format: Format) -> anyhow::R
         Ok(s) => s,
         Err(e) => return refuse(&e),
     };
-    if let Err(e) = s.check_origin(
-        &hostname(cli),
-        &cli.connect,
-        &cli.root.display().to_string(),
-    ) {
+    if let Err(e) = s.check_origin(&origin(cli)) {
         return refuse(&e);
     }
     let _lock = lock(cli, l)?;
-    let sources: Vec<_> = s
-        .config
-        .iter()
-        .map(|c| config::source::SourceFile::from_text(&c.path, &c.text))
-        .collect();
-    let d = match config::load_sources_for(&sources, Some(&hostname(cli))) {
+    let d = match s.desired(&hostname(cli)) {
         Ok(d) => d,
         Err(e) => return refuse(&e),
     };
     let hv = connect(cli, &d, false)?;
     let obs = observe(cli, &d, hv.as_ref())?;
-    let moved = s.moved(&saved::fingerprints(&obs, !d.host.is_empty()));
-    if !moved.is_empty() {
-        return refuse(&saved::SavedPlanError::Stale(moved));
+    if let Err(e) = s.check_current(&obs, &d) {
+        return refuse(&e);
     }
     show(&s.plan, format);
     if s.plan.actions.is_empty() {
@@ -278,29 +276,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
                     eprintln!("error: the plan has errors; not saved to {}", out.display());
                     return Ok(ExitCode::from(1));
                 }
-                let s = SavedPlan {
-                    kind: saved::KIND.into(),
-                    format_version: saved::FORMAT_VERSION,
-                    kvmtune_version: env!("CARGO_PKG_VERSION").into(),
-                    hostname: hostname(cli),
-                    uri: cli.connect.clone(),
-                    root: cli.root.display().to_string(),
-                    created: saved::utc(saved::now_secs()).0,
-                    fingerprints: saved::fingerprints(&obs, !d.host.is_empty()),
-                    options: saved::SavedOptions {
-                        restart_guests: *restart_guests,
-                        shutdown_timeout_secs: *shutdown_timeout,
-                    },
-                    config: sources
-                        .iter()
-                        .map(|f| saved::ConfigText {
-                            path: f.path.display().to_string(),
-                            text: f.text.clone(),
-                        })
-                        .collect(),
-                    actions: p.actions.clone(),
-                    plan: p.clone(),
-                };
+                let s = SavedPlan::new(&p, &obs, &d, &sources, origin(cli), opts);
                 std::fs::write(out, s.to_json())
                     .with_context(|| format!("writing {}", out.display()))?;
                 if *format == Format::Human {

@@ -222,7 +222,8 @@ fn host_rollback(rec: &Record, root: &Path) -> Result<HostRollback, RollbackErro
                     );
                     changes.push(change(
                         path.clone(),
-                        now.as_deref().map(|n| format!("{} lines", n.lines().count())),
+                        now.as_deref()
+                            .map(|n| format!("{} lines", n.lines().count())),
                         Some("(emptied)".into()),
                     ));
                     files.push(HostOp::File(FileWrite {

@@ -81,7 +81,76 @@ pub enum SavedPlanError {
     Stale(Vec<String>),
 }
 
+/// Where a plan is made (and must be applied).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub hostname: String,
+    pub uri: String,
+    pub root: String,
+}
+
 impl SavedPlan {
+    /// The saved form of `plan`, made from `obs` with the configuration `sources`.
+    pub fn new(
+        plan: &Plan,
+        obs: &Observed,
+        desired: &crate::desired::Desired,
+        sources: &[crate::config::source::SourceFile],
+        origin: Origin,
+        opts: crate::plan::PlanOptions,
+    ) -> SavedPlan {
+        SavedPlan {
+            kind: KIND.into(),
+            format_version: FORMAT_VERSION,
+            kvmtune_version: env!("CARGO_PKG_VERSION").into(),
+            hostname: origin.hostname,
+            uri: origin.uri,
+            root: origin.root,
+            created: utc(now_secs()).0,
+            fingerprints: fingerprints(obs, !desired.host.is_empty()),
+            options: SavedOptions {
+                restart_guests: opts.restart_guests,
+                shutdown_timeout_secs: opts.shutdown_timeout_secs,
+            },
+            config: sources
+                .iter()
+                .map(|f| ConfigText {
+                    path: f.path.display().to_string(),
+                    text: f.text.clone(),
+                })
+                .collect(),
+            actions: plan.actions.clone(),
+            plan: plan.clone(),
+        }
+    }
+
+    /// The desired state the plan was made from (to re-observe the same targets and verify).
+    pub fn desired(
+        &self,
+        hostname: &str,
+    ) -> Result<crate::desired::Desired, crate::config::ConfigErrors> {
+        let sources: Vec<_> = self
+            .config
+            .iter()
+            .map(|c| crate::config::source::SourceFile::from_text(&c.path, &c.text))
+            .collect();
+        crate::config::load_sources_for(&sources, Some(hostname))
+    }
+
+    /// Refuses the plan when any target's state moved since it was made.
+    pub fn check_current(
+        &self,
+        obs: &Observed,
+        desired: &crate::desired::Desired,
+    ) -> Result<(), SavedPlanError> {
+        let moved = self.moved(&fingerprints(obs, !desired.host.is_empty()));
+        if moved.is_empty() {
+            Ok(())
+        } else {
+            Err(SavedPlanError::Stale(moved))
+        }
+    }
+
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("saved plan serializes") + "\n"
     }
@@ -109,12 +178,8 @@ impl SavedPlan {
     }
 
     /// Refuses a plan made on another host, against another URI or root.
-    pub fn check_origin(
-        &self,
-        hostname: &str,
-        uri: &str,
-        root: &str,
-    ) -> Result<(), SavedPlanError> {
+    pub fn check_origin(&self, o: &Origin) -> Result<(), SavedPlanError> {
+        let (hostname, uri, root) = (o.hostname.as_str(), o.uri.as_str(), o.root.as_str());
         if self.hostname != hostname {
             return Err(SavedPlanError::OtherHost {
                 planned: self.hostname.clone(),
@@ -189,11 +254,12 @@ fn host_relevant(file: &str, content: &str) -> String {
     }
 }
 
-/// SHA-256 of every observed target: the host's files and directory listings; each declared
+/// SHA-256 of every observed target: the host's files and directory listings (when the host is
+/// declared or guests needed host files, such as the default huge page size); each declared
 /// guest's persistent XML, live XML and active flag (or its absence).
 pub fn fingerprints(obs: &Observed, host_declared: bool) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
-    if host_declared {
+    if host_declared || !obs.host.files.is_empty() || !obs.host.dirs.is_empty() {
         let mut h = Sha256::new();
         for (f, c) in &obs.host.files {
             field(&mut h, f);
@@ -287,6 +353,70 @@ mod tests {
         assert_eq!(utc(0).0, "1970-01-01T00:00:00Z");
         assert_eq!(utc(1_795_733_167).1, "20261126T224607Z");
         assert_eq!(utc(951_782_400).0, "2000-02-29T00:00:00Z");
+    }
+
+    fn sample() -> SavedPlan {
+        use crate::host::{HostOp, HostWrite, Readback};
+        let d =
+            crate::config::load_str("t.yaml", "host:\n  sysctl: { vm.swappiness: 1 }\n").unwrap();
+        let mut obs = Observed::default();
+        obs.host
+            .files
+            .insert("proc/sys/vm/swappiness".into(), Some("60\n".into()));
+        let mut plan = crate::plan::plan(&d, &obs);
+        plan.actions.push(Action::Host(vec![HostOp::Write {
+            write: HostWrite {
+                path: "sysctl.vm.swappiness".into(),
+                file: "proc/sys/vm/swappiness".into(),
+                value: "1".into(),
+                readback: Readback::Tokens,
+            },
+            reassert: true,
+        }]));
+        let origin = Origin {
+            hostname: "hv-1".into(),
+            uri: "qemu:///system".into(),
+            root: "/".into(),
+        };
+        SavedPlan::new(&plan, &obs, &d, &[], origin, Default::default())
+    }
+
+    #[test]
+    fn a_saved_plan_round_trips_with_its_actions() {
+        let s = sample();
+        assert!(!s.actions.is_empty());
+        let back = SavedPlan::from_json(&s.to_json()).unwrap();
+        assert_eq!(back, s);
+        assert_eq!(back.plan.actions, s.actions);
+    }
+
+    #[test]
+    fn origin_and_staleness_checks() {
+        let s = sample();
+        let o = |h: &str, u: &str| Origin {
+            hostname: h.into(),
+            uri: u.into(),
+            root: "/".into(),
+        };
+        assert!(s.check_origin(&o("hv-1", "qemu:///system")).is_ok());
+        assert!(matches!(
+            s.check_origin(&o("hv-2", "qemu:///system")),
+            Err(SavedPlanError::OtherHost { .. })
+        ));
+        assert!(matches!(
+            s.check_origin(&o("hv-1", "qemu:///session")),
+            Err(SavedPlanError::OtherUri { .. })
+        ));
+        let mut now = s.fingerprints.clone();
+        assert!(s.moved(&now).is_empty());
+        now.insert("host".into(), "x".into());
+        now.insert("guest/new".into(), "y".into());
+        assert_eq!(s.moved(&now), ["guest/new", "host"]);
+        let bad = s.to_json().replace("kvmtune-saved-plan", "other");
+        assert!(matches!(
+            SavedPlan::from_json(&bad),
+            Err(SavedPlanError::Parse(_))
+        ));
     }
 
     #[test]

@@ -61,7 +61,10 @@ fn playbook(venv: &Path, work: &Path, extra: &[&str]) -> Run {
         .arg(work.join("playbook.yml"))
         .args(extra)
         .arg("-e")
-        .arg(format!("ansible_python_interpreter={}", venv.join("bin/python").display()))
+        .arg(format!(
+            "ansible_python_interpreter={}",
+            venv.join("bin/python").display()
+        ))
         .env("ANSIBLE_COLLECTIONS_PATH", work.join("collections"))
         .env("ANSIBLE_HOME", work.join("ansible-home"))
         .env("ANSIBLE_LOCAL_TEMP", work.join("ansible-tmp"))
@@ -102,7 +105,11 @@ fn ansible_module_check_mode_then_changed_once_then_unchanged() {
     std::fs::create_dir_all(&coll).unwrap();
     std::os::unix::fs::symlink(repo().join("ansible"), coll.join("kvmtune")).unwrap();
     let cfg = work.path().join("tuning.yaml");
-    std::fs::write(&cfg, "host:\n  persist: false\n  sysctl: { vm.swappiness: 7 }\n").unwrap();
+    std::fs::write(
+        &cfg,
+        "host:\n  persist: false\n  sysctl: { vm.swappiness: 7 }\n",
+    )
+    .unwrap();
     std::fs::write(
         work.path().join("playbook.yml"),
         format!(
@@ -123,7 +130,11 @@ fn ansible_module_check_mode_then_changed_once_then_unchanged() {
     let check = playbook(&venv, work.path(), &["--check", "--diff"]);
     assert_eq!(check.code, Some(0), "{}", check.stdout);
     assert_eq!(recap_changed(&check), 1, "{}", check.stdout);
-    assert!(check.stdout.contains("host sysctl.vm.swappiness: 7"), "diff:\n{}", check.stdout);
+    assert!(
+        check.stdout.contains("host sysctl.vm.swappiness: 7"),
+        "diff:\n{}",
+        check.stdout
+    );
     assert_eq!(swappiness(), before, "check mode changed something");
 
     let first = playbook(&venv, work.path(), &[]);

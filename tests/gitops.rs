@@ -547,7 +547,9 @@ fn validate_prints_json() {
 
 /// Drops the first line (`# Imported by kvmtune ... at <time>`).
 fn without_header(s: &str) -> String {
-    s.split_once('\n').map(|(_, b)| b.to_string()).unwrap_or_default()
+    s.split_once('\n')
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default()
 }
 
 #[test]
@@ -571,7 +573,12 @@ fn snapshots_of_import_rollback_and_refusals() {
     insta::assert_snapshot!("rollback_host", text);
 
     let plan = dir.path().join("plan.json").display().to_string();
-    assert_eq!(kt(root.path(), &["plan", &cfg, "--out", &plan]).status.code(), Some(0));
+    assert_eq!(
+        kt(root.path(), &["plan", &cfg, "--out", &plan])
+            .status
+            .code(),
+        Some(0)
+    );
     std::fs::write(root.path().join("proc/sys/vm/swappiness"), "1\n").unwrap();
     let o = kt(root.path(), &["apply", &plan]);
     insta::assert_snapshot!("stale_plan", err(&o).replace(&plan, "<PLAN>"));
