@@ -583,3 +583,44 @@ fn snapshots_of_import_rollback_and_refusals() {
     let o = kt(root.path(), &["apply", &plan]);
     insta::assert_snapshot!("stale_plan", err(&o).replace(&plan, "<PLAN>"));
 }
+
+#[test]
+fn a_second_apply_waits_for_the_lock_and_then_proceeds() {
+    let root = demo_root();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(dir.path(), "t.yaml", HOST_ONLY);
+    let lock = kvmtune::state::lock(root.path(), std::time::Duration::from_secs(1), |_| {})
+        .expect("taking the lock");
+    let t = std::time::Instant::now();
+    let child = Command::new(env!("CARGO_BIN_EXE_kvmtune"))
+        .args(["--connect", &demo_uri(), "--hostname", "hv-1", "--root"])
+        .arg(root.path())
+        .args(["apply", &cfg, "--auto-approve", "--lock-timeout", "20"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    drop(lock);
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    assert!(t.elapsed() >= std::time::Duration::from_millis(700));
+    assert!(
+        err(&o).contains("waiting for the apply lock (pid "),
+        "{}",
+        describe(&o)
+    );
+    assert_eq!(swappiness(root.path()), "7");
+}
+
+#[test]
+fn importing_a_missing_guest_is_an_error() {
+    let o = kt(Path::new("/"), &["import", "--guest", "nope"]);
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
+    assert!(
+        err(&o).contains("no guest named `nope`"),
+        "{}",
+        describe(&o)
+    );
+}
