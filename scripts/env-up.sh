@@ -15,7 +15,7 @@ fi
 
 # ---------------------------------------------------------------- packages --
 PACKAGES=(libvirt-daemon-system libvirt-clients libvirt-dev qemu-system-x86
-          pkg-config tuned dbus)
+          pkg-config tuned dbus python3-venv)
 
 installed() {
     [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" = installed ]

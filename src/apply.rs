@@ -84,9 +84,24 @@ pub fn apply_full(
     files: &dyn host::HostFiles,
     cmds: &dyn host::HostCommands,
 ) -> ApplyReport {
+    apply_progress(plan, desired, root, hv, files, cmds, &mut |_, _, _| {})
+}
+
+/// [`apply_full`], calling `progress(done, total, target)` before each action.
+pub fn apply_progress(
+    plan: &Plan,
+    desired: &Desired,
+    root: &Path,
+    hv: Option<&Hypervisor>,
+    files: &dyn host::HostFiles,
+    cmds: &dyn host::HostCommands,
+    progress: &mut dyn FnMut(usize, usize, &str),
+) -> ApplyReport {
     let mut report = ApplyReport::default();
-    for action in &plan.actions {
+    let total = plan.actions.len();
+    for (i, action) in plan.actions.iter().enumerate() {
         let target = action.target();
+        progress(i, total, &target);
         let paths: Vec<String> = plan
             .changes
             .iter()

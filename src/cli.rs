@@ -25,6 +25,10 @@ pub struct Cli {
     /// pins it holds are kept; written by `apply`.
     #[arg(long, global = true, value_name = "PATH")]
     pub lock_file: Option<PathBuf>,
+    /// This machine's name for `hosts:` globs, --host-config and saved plans (default: the
+    /// kernel's hostname).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub hostname: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -35,11 +39,32 @@ pub enum Format {
     Json,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ImportFormat {
+    Yaml,
+    Json,
+}
+
 #[derive(Debug, Args)]
 pub struct Files {
     /// Configuration files, or directories of *.yaml files; they merge.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "host_config")]
     pub files: Vec<PathBuf>,
+    /// A fleet directory: its *.yaml files are shared by every host, and
+    /// `hosts/<hostname>.yaml` adds this host's own settings.
+    #[arg(long, value_name = "DIR")]
+    pub host_config: Option<PathBuf>,
+}
+
+/// Options of the commands that change things.
+#[derive(Debug, Args)]
+pub struct Locking {
+    /// Seconds to wait for another apply's lock before giving up.
+    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    pub lock_timeout: u64,
+    /// Apply records (backups) kept in /var/lib/kvmtune; older ones are removed.
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    pub keep_backups: usize,
 }
 
 #[derive(Debug, Subcommand)]
@@ -48,6 +73,8 @@ pub enum Command {
     Validate {
         #[command(flatten)]
         files: Files,
+        #[arg(long, value_enum, default_value = "human")]
+        format: Format,
     },
     /// Show what would change. Never changes anything (read-only libvirt connection).
     Plan {
@@ -61,11 +88,24 @@ pub enum Command {
         /// Exit 0 with no changes, 2 with changes, 1 on error.
         #[arg(long)]
         detailed_exitcode: bool,
+        /// Save the plan (with a fingerprint of the state it was made from) for
+        /// `kvmtune apply FILE`.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Plan restarts of running guests with pending changes (for a saved plan).
+        #[arg(long)]
+        restart_guests: bool,
+        /// Seconds a guest may take to shut down with --restart-guests.
+        #[arg(long, default_value_t = 120, value_name = "SECS")]
+        shutdown_timeout: u64,
     },
-    /// Make it so: plan, confirm, apply, verify.
+    /// Make it so: plan, confirm, apply, verify. Given one saved plan (`plan --out`, a .json
+    /// file) instead: check it is still current, then apply exactly its actions.
     Apply {
         #[command(flatten)]
         files: Files,
+        #[command(flatten)]
+        locking: Locking,
         /// Apply without asking (required when stdin is not a terminal).
         #[arg(long)]
         auto_approve: bool,
@@ -106,6 +146,43 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "human")]
         format: Format,
     },
-    /// Print the JSON Schema of the configuration format.
-    Schema,
+    /// Print the current state of the owned settings as a kvmtune configuration.
+    Import {
+        /// A guest to import (repeatable). Without --guest and --host: every guest and the host.
+        #[arg(long = "guest", value_name = "NAME")]
+        guests: Vec<String>,
+        /// Import the host settings (documented sysctls, THP, huge page pools, KSM, tuned).
+        #[arg(long)]
+        host: bool,
+        #[arg(long, value_enum, default_value = "yaml")]
+        format: ImportFormat,
+    },
+    /// Restore what the last apply (or the one at --to) changed, through plan and apply.
+    Rollback {
+        /// The apply record to restore (its UTC timestamp, or a prefix of it).
+        #[arg(long, value_name = "TIMESTAMP")]
+        to: Option<String>,
+        /// List the apply records and exit.
+        #[arg(long)]
+        list: bool,
+        #[arg(long)]
+        auto_approve: bool,
+        #[command(flatten)]
+        locking: Locking,
+        #[arg(long, value_enum, default_value = "human")]
+        format: Format,
+    },
+    /// Print the JSON Schema of the configuration format (or of saved plans).
+    Schema {
+        /// The schema of saved plan files (`plan --out`) instead.
+        #[arg(long)]
+        saved_plan: bool,
+    },
+    /// Print a shell completion script.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff).
+    Man,
 }

@@ -15,8 +15,33 @@ use crate::cpuset::CpuSet;
 use crate::units::PageSize;
 
 /// A libvirt domain name: non-empty, no `/`, no control characters.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+#[derive(
+    Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, serde::Serialize, serde::Deserialize,
+)]
+#[serde(try_from = "String", into = "String")]
 pub struct DomainName(String);
+
+impl TryFrom<String> for DomainName {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        DomainName::new(&s)
+    }
+}
+
+impl From<DomainName> for String {
+    fn from(d: DomainName) -> String {
+        d.0
+    }
+}
+
+impl schemars::JsonSchema for DomainName {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "DomainName".into()
+    }
+    fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        String::json_schema(g)
+    }
+}
 
 impl DomainName {
     pub fn new(s: &str) -> Result<DomainName, String> {

@@ -6,6 +6,8 @@
 //! every other byte of the XML is preserved by [`crate::xmltree`]. Applying its output XML and
 //! planning again yields no changes.
 
+pub mod import;
+
 use std::collections::BTreeMap;
 
 use crate::config::raw::{CpuMode, Placement};

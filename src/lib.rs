@@ -13,6 +13,7 @@ pub mod domain;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod host;
+pub mod import;
 pub mod libvirt;
 pub mod lint;
 pub mod observe;
@@ -20,7 +21,10 @@ pub mod offline;
 pub mod pinning;
 pub mod plan;
 pub mod render;
+pub mod rollback;
+pub mod saved;
 pub mod schema;
+pub mod state;
 pub mod topology;
 pub mod units;
 pub mod verify;

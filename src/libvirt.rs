@@ -34,7 +34,9 @@ pub struct GuestObserved {
 }
 
 /// A change made on a running guest only (`VIR_DOMAIN_AFFECT_LIVE`).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum LiveOp {
     PinVcpu {
@@ -267,6 +269,20 @@ impl Hypervisor {
             out.insert(name, Some(g));
         }
         Ok(out)
+    }
+
+    /// Names of every defined domain (running or not), sorted.
+    pub fn domain_names(&self) -> Result<Vec<String>, LibvirtError> {
+        let domains = self
+            .conn
+            .list_all_domains(0)
+            .map_err(|e| LibvirtError::List {
+                uri: self.uri.clone(),
+                msg: msg(e),
+            })?;
+        let mut names: Vec<String> = domains.iter().filter_map(|d| d.name().ok()).collect();
+        names.sort();
+        Ok(names)
     }
 
     /// The host's CPU and NUMA node counts.

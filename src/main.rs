@@ -1,15 +1,19 @@
 //! The kvmtune binary: argument parsing and output; all logic lives in the library.
 
 use std::io::{IsTerminal, Write};
+use std::path::Path;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
-use kvmtune::cli::{Cli, Command, Files, Format};
+use kvmtune::cli::{Cli, Command, Files, Format, ImportFormat, Locking};
+use kvmtune::desired::Desired;
 use kvmtune::libvirt::Hypervisor;
 use kvmtune::render::{self, Style};
-use kvmtune::{apply, config, observe, plan};
+use kvmtune::saved::{self, SavedPlan};
+use kvmtune::{apply, config, observe, plan, state};
 
 fn style() -> Style {
     Style {
@@ -17,59 +21,220 @@ fn style() -> Style {
     }
 }
 
-fn load(files: &Files) -> Result<kvmtune::desired::Desired, ExitCode> {
-    config::load(&files.files).map_err(|e| {
-        eprintln!("{e}");
+fn hostname(cli: &Cli) -> String {
+    cli.hostname.clone().unwrap_or_else(saved::hostname)
+}
+
+fn origin(cli: &Cli) -> saved::Origin {
+    saved::Origin {
+        hostname: hostname(cli),
+        uri: cli.connect.clone(),
+        root: cli.root.display().to_string(),
+    }
+}
+
+fn paths(cli: &Cli, files: &Files) -> Result<Vec<std::path::PathBuf>, config::ConfigErrors> {
+    let mut p = files.files.clone();
+    if let Some(dir) = &files.host_config {
+        p.extend(config::host_config_paths(dir, &hostname(cli))?);
+    }
+    Ok(p)
+}
+
+/// Loads the configuration for this host, with the files as read.
+fn load(cli: &Cli, files: &Files) -> Result<(Desired, Vec<config::source::SourceFile>), ExitCode> {
+    paths(cli, files)
+        .and_then(|p| config::read_for(&p, Some(&hostname(cli))))
+        .map_err(|e| {
+            eprintln!("{e}");
+            ExitCode::from(1)
+        })
+}
+
+fn connect(cli: &Cli, d: &Desired, read_only: bool) -> anyhow::Result<Option<Hypervisor>> {
+    if d.guests.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Hypervisor::open(&cli.connect, read_only)?))
+}
+
+fn observe(cli: &Cli, d: &Desired, hv: Option<&Hypervisor>) -> anyhow::Result<plan::Observed> {
+    observe_opts(cli, d, hv, false)
+}
+
+/// Observation with the pinning lock file; `topology` reads the host topology even when no
+/// guest uses automatic pinning (for `check`).
+fn observe_opts(
+    cli: &Cli,
+    d: &Desired,
+    hv: Option<&Hypervisor>,
+    topology: bool,
+) -> anyhow::Result<plan::Observed> {
+    let oo = observe::ObserveOptions {
+        lock_file: cli.lock_file.clone(),
+        topology,
+    };
+    observe::observe_with(d, &cli.root, hv, &oo).context("observing the current state")
+}
+
+/// Writes the automatic pins to the lock file (`--lock-file`), when there is one to write.
+fn write_pin_lock(cli: &Cli, p: &plan::Plan) -> anyhow::Result<()> {
+    if let (Some(path), Some(lock)) = (&cli.lock_file, &p.lock) {
+        kvmtune::host::files::atomic_replace(path, &lock.render())
+            .with_context(|| format!("writing the lock file {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn json(v: &impl serde::Serialize) -> anyhow::Result<String> {
+    Ok(serde_json::to_string_pretty(v)? + "\n")
+}
+
+/// Asks on the terminal; refuses when stdin is not one.
+fn approve(question: &str) -> anyhow::Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        eprintln!("error: refusing to apply without --auto-approve: stdin is not a terminal");
+        return Ok(false);
+    }
+    print!("\n{question} Only 'yes' is accepted: ");
+    std::io::stdout().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    if answer.trim() != "yes" {
+        eprintln!("Apply cancelled; nothing was changed.");
+        return Ok(false);
+    }
+    Ok(true)
+}
+
+fn lock(cli: &Cli, l: &Locking) -> anyhow::Result<state::Lock> {
+    Ok(state::lock(
+        &cli.root,
+        Duration::from_secs(l.lock_timeout),
+        |holder| eprintln!("waiting for the apply lock ({holder}) ..."),
+    )?)
+}
+
+/// Backs up, applies, prints the report; the exit code.
+fn execute(
+    cli: &Cli,
+    l: &Locking,
+    command: &str,
+    p: &plan::Plan,
+    d: &Desired,
+    hv: Option<&Hypervisor>,
+    format: Format,
+) -> anyhow::Result<ExitCode> {
+    let record = state::backup(
+        &cli.root,
+        p,
+        &hostname(cli),
+        &cli.connect,
+        command,
+        l.keep_backups,
+    )
+    .context("storing the previous state before changing it")?;
+    if let (Some(r), Format::Human) = (&record, format) {
+        eprintln!(
+            "previous state saved as {} (kvmtune rollback --to {})",
+            r.id, r.id
+        );
+    }
+    let tty = std::io::stderr().is_terminal();
+    let guests = p
+        .actions
+        .iter()
+        .filter(|a| matches!(a, plan::Action::Guest { .. }))
+        .count();
+    let mut progress = |done: usize, total: usize, target: &str| {
+        if tty && guests >= 5 {
+            eprint!("\r\x1b[2K[{}/{total}] {target}", done + 1);
+            if done + 1 == total {
+                eprintln!();
+            }
+        }
+    };
+    let report = apply::apply_progress(
+        p,
+        d,
+        &cli.root,
+        hv,
+        &kvmtune::host::RealFiles,
+        &kvmtune::host::RealCommands,
+        &mut progress,
+    );
+    match format {
+        Format::Human => print!("\n{}", render::report_text(&report, style())),
+        Format::Json => print!("{}", json(&report)?),
+    }
+    if report.ok() {
+        write_pin_lock(cli, p)?;
+    }
+    Ok(if report.ok() {
+        ExitCode::SUCCESS
+    } else {
         ExitCode::from(1)
     })
 }
 
-fn connect(
-    cli: &Cli,
-    d: &kvmtune::desired::Desired,
-    read_only: bool,
-) -> anyhow::Result<Option<Hypervisor>> {
-    if d.guests.is_empty() {
-        return Ok(None);
+fn show(p: &plan::Plan, format: Format) {
+    if format == Format::Human {
+        print!("{}", render::plan_text(p, style(), false));
     }
-    let hv = Hypervisor::open(&cli.connect, read_only)?;
-    Ok(Some(hv))
 }
 
-fn make_plan(
-    cli: &Cli,
-    d: &kvmtune::desired::Desired,
-    read_only: bool,
-    opts: plan::PlanOptions,
-) -> anyhow::Result<(plan::Plan, Option<Hypervisor>)> {
-    let hv = connect(cli, d, read_only)?;
-    let oo = observe::ObserveOptions {
-        lock_file: cli.lock_file.clone(),
-        topology: false,
+/// `kvmtune apply plan.json`.
+fn apply_saved(cli: &Cli, file: &Path, l: &Locking, format: Format) -> anyhow::Result<ExitCode> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let refuse = |e: &dyn std::fmt::Display| {
+        eprintln!("error: {}: {e}", file.display());
+        Ok(ExitCode::from(1))
     };
-    let obs = observe::observe_with(d, &cli.root, hv.as_ref(), &oo)
-        .context("observing the current state")?;
-    Ok((plan::plan_with(d, &obs, opts), hv))
+    let s = match SavedPlan::from_json(&text) {
+        Ok(s) => s,
+        Err(e) => return refuse(&e),
+    };
+    if let Err(e) = s.check_origin(&origin(cli)) {
+        return refuse(&e);
+    }
+    let _lock = lock(cli, l)?;
+    let d = match s.desired(&hostname(cli)) {
+        Ok(d) => d,
+        Err(e) => return refuse(&e),
+    };
+    let hv = connect(cli, &d, false)?;
+    let obs = observe(cli, &d, hv.as_ref())?;
+    if let Err(e) = s.check_current(&obs, &d) {
+        return refuse(&e);
+    }
+    show(&s.plan, format);
+    if s.plan.actions.is_empty() {
+        if format == Format::Json {
+            print!("{}", json(&apply::ApplyReport::default())?);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    execute(cli, l, "apply", &s.plan, &d, hv.as_ref(), format)
 }
 
 fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
-        Command::Schema => {
-            print!("{}", kvmtune::schema::config_schema_json());
+        Command::Schema { saved_plan } => {
+            if *saved_plan {
+                print!("{}", saved::schema_json());
+            } else {
+                print!("{}", kvmtune::schema::config_schema_json());
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { files, format } => {
-            let d = match load(files) {
-                Ok(d) => d,
+            let (d, _) = match load(cli, files) {
+                Ok(x) => x,
                 Err(code) => return Ok(code),
             };
             let hv = connect(cli, &d, true)?;
-            let oo = observe::ObserveOptions {
-                lock_file: cli.lock_file.clone(),
-                topology: true,
-            };
-            let obs = observe::observe_with(&d, &cli.root, hv.as_ref(), &oo)
-                .context("observing the current state")?;
+            let obs = observe_opts(cli, &d, hv.as_ref(), true)?;
             let facts = kvmtune::lint::read_facts(&cli.root).context("reading host facts")?;
             let lints = kvmtune::lint::check(&d, &obs, &facts);
             match format {
@@ -79,8 +244,8 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(kvmtune::lint::exit_code(&lints)))
         }
         Command::Render { guest, xml, files } => {
-            let d = match load(files) {
-                Ok(d) => d,
+            let (d, _) = match load(cli, files) {
+                Ok(x) => x,
                 Err(code) => return Ok(code),
             };
             let text = std::fs::read_to_string(xml)
@@ -99,8 +264,8 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Verify { files, format } => {
-            let d = match load(files) {
-                Ok(d) => d,
+            let (d, _) = match load(cli, files) {
+                Ok(x) => x,
                 Err(code) => return Ok(code),
             };
             let hv = Hypervisor::open(&cli.connect, true)?;
@@ -115,9 +280,22 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::from(2)
             })
         }
-        Command::Validate { files } => {
-            let d = match load(files) {
-                Ok(d) => d,
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                *shell,
+                &mut Cli::command(),
+                "kvmtune",
+                &mut std::io::stdout(),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => {
+            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Validate { files, format } => {
+            let d = match load(cli, files) {
+                Ok((d, _)) => d,
                 Err(code) => return Ok(code),
             };
             // Checks that need the host's static files (tuned profiles under --root).
@@ -131,11 +309,21 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
                 }
                 return Ok(ExitCode::from(1));
             }
-            println!(
-                "Valid: {} host setting(s), {} guest(s).",
-                kvmtune::host::setting_count(&d.host),
-                d.guests.len()
-            );
+            let settings = kvmtune::host::setting_count(&d.host);
+            match format {
+                Format::Human => println!(
+                    "Valid: {settings} host setting(s), {} guest(s).",
+                    d.guests.len()
+                ),
+                Format::Json => print!(
+                    "{}",
+                    json(&serde_json::json!({
+                        "valid": true,
+                        "host_settings": settings,
+                        "guests": d.guests.keys().map(|g| g.as_str()).collect::<Vec<_>>(),
+                    }))?
+                ),
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Plan {
@@ -143,19 +331,44 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
             format,
             diff,
             detailed_exitcode,
+            out,
+            restart_guests,
+            shutdown_timeout,
         } => {
-            let d = match load(files) {
-                Ok(d) => d,
+            let (d, sources) = match load(cli, files) {
+                Ok(x) => x,
                 Err(code) => return Ok(code),
             };
-            let (plan, _) = make_plan(cli, &d, true, plan::PlanOptions::default())?;
+            let opts = plan::PlanOptions {
+                restart_guests: *restart_guests,
+                shutdown_timeout_secs: *shutdown_timeout,
+            };
+            let hv = connect(cli, &d, true)?;
+            let obs = observe(cli, &d, hv.as_ref())?;
+            let p = plan::plan_with(&d, &obs, opts);
             match format {
-                Format::Json => print!("{}", render::plan_json(&plan)),
-                Format::Human => print!("{}", render::plan_text(&plan, style(), *diff)),
+                Format::Json => print!("{}", render::plan_json(&p)),
+                Format::Human => print!("{}", render::plan_text(&p, style(), *diff)),
             }
-            Ok(if plan.has_errors() {
+            if let Some(out) = out {
+                if p.has_errors() {
+                    eprintln!("error: the plan has errors; not saved to {}", out.display());
+                    return Ok(ExitCode::from(1));
+                }
+                let s = SavedPlan::new(&p, &obs, &d, &sources, origin(cli), opts);
+                std::fs::write(out, s.to_json())
+                    .with_context(|| format!("writing {}", out.display()))?;
+                if *format == Format::Human {
+                    eprintln!(
+                        "Saved the plan to {}; apply exactly it with: kvmtune apply {}",
+                        out.display(),
+                        out.display()
+                    );
+                }
+            }
+            Ok(if p.has_errors() {
                 ExitCode::from(1)
-            } else if *detailed_exitcode && !plan.is_empty() {
+            } else if *detailed_exitcode && !p.is_empty() {
                 ExitCode::from(2)
             } else {
                 ExitCode::SUCCESS
@@ -163,72 +376,142 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Apply {
             files,
+            locking,
             auto_approve,
             format,
             restart_guests,
             shutdown_timeout,
         } => {
-            let d = match load(files) {
-                Ok(d) => d,
+            if let [one] = files.files.as_slice() {
+                if files.host_config.is_none() && one.extension().is_some_and(|x| x == "json") {
+                    return apply_saved(cli, one, locking, *format);
+                }
+            }
+            let (d, _) = match load(cli, files) {
+                Ok(x) => x,
                 Err(code) => return Ok(code),
             };
             let opts = plan::PlanOptions {
                 restart_guests: *restart_guests,
                 shutdown_timeout_secs: *shutdown_timeout,
             };
-            let (plan, hv) = make_plan(cli, &d, false, opts)?;
-            let human = *format == Format::Human;
-            if human {
-                print!("{}", render::plan_text(&plan, style(), false));
-            }
-            if plan.has_errors() {
-                if !human {
-                    print!("{}", render::plan_json(&plan));
+            // Plan under the lock: a plan made while another apply ran would be stale.
+            let _lock = lock(cli, locking)?;
+            let hv = connect(cli, &d, false)?;
+            let obs = observe(cli, &d, hv.as_ref())?;
+            let p = plan::plan_with(&d, &obs, opts);
+            show(&p, *format);
+            if p.has_errors() {
+                if *format == Format::Json {
+                    print!("{}", render::plan_json(&p));
                 }
                 eprintln!("error: the plan has errors; nothing was applied");
                 return Ok(ExitCode::from(1));
             }
-            if plan.actions.is_empty() {
-                if let (Some(path), Some(lock)) = (&cli.lock_file, &plan.lock) {
-                    kvmtune::host::files::atomic_replace(path, &lock.render())
-                        .with_context(|| format!("writing the lock file {}", path.display()))?;
-                }
-                if !human {
-                    let report = apply::ApplyReport::default();
-                    println!("{}", serde_json::to_string_pretty(&report)?);
+            if p.actions.is_empty() {
+                write_pin_lock(cli, &p)?;
+                if *format == Format::Json {
+                    print!("{}", json(&apply::ApplyReport::default())?);
                 }
                 return Ok(ExitCode::SUCCESS);
             }
-            if !auto_approve {
-                if !std::io::stdin().is_terminal() {
-                    eprintln!(
-                        "error: refusing to apply without --auto-approve: stdin is not a terminal"
-                    );
-                    return Ok(ExitCode::from(1));
-                }
-                print!("\nApply these changes? Only 'yes' is accepted: ");
-                std::io::stdout().flush()?;
-                let mut answer = String::new();
-                std::io::stdin().read_line(&mut answer)?;
-                if answer.trim() != "yes" {
-                    eprintln!("Apply cancelled; nothing was changed.");
-                    return Ok(ExitCode::from(1));
-                }
+            if !auto_approve && !approve("Apply these changes?")? {
+                return Ok(ExitCode::from(1));
             }
-            let report = apply::apply(&plan, &d, &cli.root, hv.as_ref());
-            if let (Some(path), Some(lock), true) = (&cli.lock_file, &plan.lock, report.ok()) {
-                kvmtune::host::files::atomic_replace(path, &lock.render())
-                    .with_context(|| format!("writing the lock file {}", path.display()))?;
-            }
-            match format {
-                Format::Human => print!("\n{}", render::report_text(&report, style())),
-                Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-            }
-            Ok(if report.ok() {
-                ExitCode::SUCCESS
+            execute(cli, locking, "apply", &p, &d, hv.as_ref(), *format)
+        }
+        Command::Import {
+            guests,
+            host,
+            format,
+        } => {
+            let req = kvmtune::import::ImportRequest {
+                all_guests: guests.is_empty() && !host,
+                host: *host || guests.is_empty(),
+                guests: guests.clone(),
+            };
+            let needs_hv = req.all_guests || !req.guests.is_empty();
+            let hv = if needs_hv {
+                Some(Hypervisor::open(&cli.connect, true)?)
             } else {
-                ExitCode::from(1)
-            })
+                None
+            };
+            let cfg = kvmtune::import::import(&cli.root, hv.as_ref(), &req)?;
+            match format {
+                ImportFormat::Yaml => {
+                    let origin = format!(
+                        "from {} ({}) at {}",
+                        hostname(cli),
+                        cli.connect,
+                        saved::utc(saved::now_secs()).0
+                    );
+                    print!("{}", kvmtune::import::to_yaml(&cfg, Some(&origin)));
+                }
+                ImportFormat::Json => print!("{}", json(&cfg)?),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Rollback {
+            to,
+            list,
+            auto_approve,
+            locking,
+            format,
+        } => {
+            if *list {
+                let ids = state::records(&cli.root)?;
+                match format {
+                    Format::Human => ids.iter().for_each(|i| println!("{i}")),
+                    Format::Json => print!("{}", json(&ids)?),
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            let _lock = lock(cli, locking)?;
+            let rec = match state::load(&cli.root, to.as_deref()) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return Ok(ExitCode::from(1));
+                }
+            };
+            let hv = if rec.manifest.guests.is_empty() {
+                None
+            } else {
+                Some(Hypervisor::open(&cli.connect, false)?)
+            };
+            let rb = kvmtune::rollback::plan_rollback(&rec, &cli.root, hv.as_ref())?;
+            if *format == Format::Human {
+                println!(
+                    "Rolling back to the state before apply {}:\n",
+                    rec.manifest.id
+                );
+            }
+            show(&rb.plan, *format);
+            if rb.plan.has_errors() {
+                if *format == Format::Json {
+                    print!("{}", render::plan_json(&rb.plan));
+                }
+                eprintln!("error: the rollback plan has errors; nothing was changed");
+                return Ok(ExitCode::from(1));
+            }
+            if rb.plan.actions.is_empty() {
+                if *format == Format::Json {
+                    print!("{}", json(&apply::ApplyReport::default())?);
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            if !auto_approve && !approve("Roll back these changes?")? {
+                return Ok(ExitCode::from(1));
+            }
+            execute(
+                cli,
+                locking,
+                "rollback",
+                &rb.plan,
+                &rb.desired,
+                hv.as_ref(),
+                *format,
+            )
         }
     }
 }

@@ -14,11 +14,8 @@ use crate::plan::Observed;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ObserveError {
-    #[error("reading host state under {root}: {source}")]
-    Host {
-        root: String,
-        source: std::io::Error,
-    },
+    #[error("reading host state under {root}: {err}")]
+    Host { root: String, err: std::io::Error },
     #[error(transparent)]
     Libvirt(#[from] LibvirtError),
     #[error("guests are declared but no libvirt connection is open")]
@@ -63,13 +60,13 @@ pub fn observe_with(
         meminfo: needs_page_size,
         hugetlbfs: needs_page_size,
     };
-    let host = host::observe(root, &d.host, needs).map_err(|source| ObserveError::Host {
+    let host = host::observe(root, &d.host, needs).map_err(|err| ObserveError::Host {
         root: root.display().to_string(),
-        source,
+        err,
     })?;
-    let host_err = |source| ObserveError::Host {
+    let host_err = |err| ObserveError::Host {
         root: root.display().to_string(),
-        source,
+        err,
     };
     let auto = d.guests.values().any(|g| g.auto_pin.is_some());
     let mut obs = Observed {

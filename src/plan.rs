@@ -6,7 +6,8 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 use crate::config::source::{dotted, KeyPath};
 use crate::cpuset::CpuSet;
@@ -42,7 +43,9 @@ pub struct PlanOptions {
 }
 
 /// When a change takes effect.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Effect {
     /// In effect once applied.
@@ -64,7 +67,7 @@ impl Effect {
 }
 
 /// One setting that differs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Change {
     /// `host` or `guest/<name>`.
     pub target: String,
@@ -76,7 +79,7 @@ pub struct Change {
 }
 
 /// A declared setting that cannot be planned (missing guest, missing sysctl, ...).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct PlanError {
     pub target: String,
     /// Dotted YAML key path.
@@ -95,7 +98,7 @@ impl std::fmt::Display for PlanError {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Summary {
     pub changes: usize,
     pub targets: usize,
@@ -103,7 +106,7 @@ pub struct Summary {
 }
 
 /// A setting written to a running guest's persistent definition that is not in effect yet.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Pending {
     pub target: String,
     pub path: String,
@@ -114,14 +117,15 @@ pub struct Pending {
 }
 
 /// One live operation and the change path it serves.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct LiveStep {
     pub path: String,
     pub op: LiveOp,
 }
 
 /// What the executor does for one target.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", content = "action", rename_all = "snake_case")]
 pub enum Action {
     /// Host steps (writes, owned-file replacements, commands), in order.
     Host(Vec<HostOp>),
@@ -152,22 +156,24 @@ pub fn guest_target(name: &DomainName) -> String {
     format!("guest/{name}")
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Plan {
     pub format_version: u32,
     pub changes: Vec<Change>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<PlanError>,
     /// Written to the persistent definition of a running guest, in effect after its restart.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pending_restart: Vec<Pending>,
     /// Guests `--restart-guests` will restart.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub restarts: Vec<String>,
     /// Facts that are not changes (where guests find hugetlbfs).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
     pub summary: Summary,
+    /// What the executor does; not part of the printed plan (`--format json`), saved with
+    /// `plan --out` (see [`crate::saved`]).
     #[serde(skip)]
     pub actions: Vec<Action>,
     /// Guests with automatic pinning as planned (concrete pins), for apply's verification.

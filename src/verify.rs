@@ -134,11 +134,11 @@ pub enum VerifyError {
     Libvirt(#[from] LibvirtError),
     #[error("guest {0}: no such domain is defined on this hypervisor")]
     NoGuest(String),
-    #[error("guest {name}: reading {path}: {source}")]
+    #[error("guest {name}: reading {path}: {err}")]
     Proc {
         name: String,
         path: String,
-        source: std::io::Error,
+        err: std::io::Error,
     },
 }
 
@@ -426,10 +426,10 @@ pub fn verify(d: &Desired, root: &Path, hv: &Hypervisor) -> Result<Report, Verif
             });
             continue;
         }
-        let proc_err = |path: String, source| VerifyError::Proc {
+        let proc_err = |path: String, err| VerifyError::Proc {
             name: name.to_string(),
             path,
-            source,
+            err,
         };
         let pid = procfs::qemu_pid(root, name).map_err(|(p, e)| proc_err(p, e))?;
         let live = LiveGuest {

@@ -201,21 +201,203 @@ fn copy_locs(into: &mut SourceMap, path: &KeyPath, add: &SourceMap, add_path: &K
 
 /// Loads, merges and validates configuration files (directories expand to their *.yaml).
 pub fn load(paths: &[PathBuf]) -> Result<Desired, ConfigErrors> {
+    load_for(paths, None)
+}
+
+/// [`load`] on the host named `hostname`: files whose `hosts:` globs do not match it are left
+/// out (with `None`, every file applies).
+pub fn load_for(paths: &[PathBuf], hostname: Option<&str>) -> Result<Desired, ConfigErrors> {
+    Ok(read_for(paths, hostname)?.0)
+}
+
+/// [`load_for`], also returning the files as read (for saved plans).
+pub fn read_for(
+    paths: &[PathBuf],
+    hostname: Option<&str>,
+) -> Result<(Desired, Vec<SourceFile>), ConfigErrors> {
     let files = expand_paths(paths)?;
     let mut sources = Vec::new();
     for f in &files {
         sources.push(SourceFile::read(f)?);
     }
-    load_sources(&sources)
+    let d = load_sources_for(&sources, hostname)?;
+    Ok((d, sources))
+}
+
+/// The files of a fleet directory for `hostname`: every *.yaml directly in `dir` (shared) and
+/// `dir/hosts/<hostname>.yaml` (or `.yml`) when it exists.
+pub fn host_config_paths(dir: &Path, hostname: &str) -> Result<Vec<PathBuf>, ConfigErrors> {
+    let mut out = Vec::new();
+    if !dir.is_dir() {
+        return Err(ConfigError::Read {
+            file: dir.to_path_buf(),
+            reason: "not a directory".into(),
+        }
+        .into());
+    }
+    let has_shared = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok()).any(|e| {
+                e.path().is_file()
+                    && matches!(
+                        e.path().extension().and_then(|x| x.to_str()),
+                        Some("yaml" | "yml")
+                    )
+            })
+        })
+        .unwrap_or(false);
+    if has_shared {
+        out.extend(expand_paths(&[dir.to_path_buf()])?);
+    }
+    for ext in ["yaml", "yml"] {
+        let f = dir.join("hosts").join(format!("{hostname}.{ext}"));
+        if !hostname.contains('/') && f.is_file() {
+            out.push(f);
+        }
+    }
+    if out.is_empty() {
+        return Err(ConfigError::Read {
+            file: dir.to_path_buf(),
+            reason: format!("no shared *.yaml and no hosts/{hostname}.yaml"),
+        }
+        .into());
+    }
+    Ok(out)
+}
+
+/// Shell-style glob: `*` any run of characters, `?` one character.
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let n: Vec<char> = name.chars().collect();
+    let (mut pi, mut ni, mut star, mut mark) = (0, 0, None, 0);
+    while ni < n.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
+            pi += 1;
+            ni += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ni;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ni = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
+/// Whether a file's `hosts:` (if it is a list of strings) matches `hostname`.
+fn applies_to(value: &Value, hostname: Option<&str>) -> bool {
+    let (Some(h), Some(Value::Sequence(globs))) = (hostname, value.get("hosts")) else {
+        return true;
+    };
+    let globs: Option<Vec<&str>> = globs.iter().map(|g| g.as_str()).collect();
+    match globs {
+        Some(globs) => globs.iter().any(|g| glob_match(g, h)),
+        None => true, // not a list of strings: the typed check reports it
+    }
+}
+
+/// Deep merge: `over`'s keys win; mappings merge key by key.
+fn overlay(base: Value, over: Value) -> Value {
+    match (base, over) {
+        (Value::Mapping(mut b), Value::Mapping(o)) => {
+            for (k, v) in o {
+                let merged = match b.remove(&k) {
+                    Some(bv) => overlay(bv, v),
+                    None => v,
+                };
+                b.insert(k, merged);
+            }
+            Value::Mapping(b)
+        }
+        (_, o) => o,
+    }
+}
+
+/// Expands `guests.<g>.profile` with `profiles.<p>` (the guest's own keys win); profile keys
+/// keep their locations under the guest for later errors.
+fn expand_profiles(value: &mut Value, map: &mut SourceMap, errors: &mut Vec<ConfigError>) {
+    let profiles = match value.get("profiles") {
+        Some(Value::Mapping(p)) => p.clone(),
+        _ => Default::default(),
+    };
+    let Some(Value::Mapping(guests)) = value.get_mut("guests") else {
+        return;
+    };
+    for (gk, gv) in guests.iter_mut() {
+        let gname = key_str(gk);
+        let Some(pname) = gv
+            .get("profile")
+            .and_then(|p| p.as_str())
+            .map(str::to_string)
+        else {
+            continue;
+        };
+        let key: KeyPath = vec!["guests".into(), gname.clone(), "profile".into()];
+        let Some(profile) = profiles.get(Value::String(pname.clone())) else {
+            let mut names: Vec<String> = profiles.keys().map(key_str).collect();
+            names.sort();
+            errors.push(ConfigError::Invalid {
+                loc: map.find(&key).cloned().unwrap_or(Loc {
+                    file: PathBuf::from("<config>"),
+                    line: 0,
+                    col: 0,
+                }),
+                path: source::dotted(&key),
+                msg: format!(
+                    "no profile named `{pname}` (profiles: {})",
+                    if names.is_empty() {
+                        "none".to_string()
+                    } else {
+                        names.join(", ")
+                    }
+                ),
+            });
+            continue;
+        };
+        let ppath: KeyPath = vec!["profiles".into(), pname.clone()];
+        let gpath: KeyPath = vec!["guests".into(), gname.clone()];
+        let inherited: Vec<(KeyPath, Loc)> = map
+            .subtree(&ppath)
+            .filter(|(k, _)| k.len() > ppath.len())
+            .map(|(k, l)| {
+                let mut p = gpath.clone();
+                p.extend_from_slice(&k[ppath.len()..]);
+                (p, l.clone())
+            })
+            .collect();
+        for (p, l) in inherited {
+            if map.get(&p).is_none() {
+                map.insert(p, l);
+            }
+        }
+        *gv = overlay(profile.clone(), gv.clone());
+        if let Value::Mapping(m) = gv {
+            m.insert(Value::String("profile".into()), Value::String(pname));
+        }
+    }
 }
 
 /// Like [`load`], for files already in memory.
 pub fn load_sources(files: &[SourceFile]) -> Result<Desired, ConfigErrors> {
+    load_sources_for(files, None)
+}
+
+/// [`load_for`], for files already in memory.
+pub fn load_sources_for(
+    files: &[SourceFile],
+    hostname: Option<&str>,
+) -> Result<Desired, ConfigErrors> {
     let mut errors = Vec::new();
     let mut parsed = Vec::new();
     for file in files {
         match parse_file(file) {
-            Ok(p) => parsed.push(p),
+            Ok(p) if applies_to(&p.value, hostname) => parsed.push(p),
+            Ok(_) => {}
             Err(e) => errors.push(e),
         }
     }
@@ -244,6 +426,20 @@ pub fn load_sources(files: &[SourceFile]) -> Result<Desired, ConfigErrors> {
         }
         (merged, merged_map)
     };
+    let (mut merged, mut merged_map) = (merged, merged_map);
+    if hostname.is_some() {
+        if let Value::Mapping(m) = &mut merged {
+            // Only the files for this host were kept; their globs were checked.
+            if matches!(m.get("hosts"), Some(Value::Sequence(s)) if s.iter().all(|g| g.is_string()))
+            {
+                m.remove("hosts");
+            }
+        }
+    }
+    expand_profiles(&mut merged, &mut merged_map, &mut errors);
+    if !errors.is_empty() {
+        return Err(ConfigErrors(errors));
+    }
     let raw: RawConfig = serde_yaml::from_value(merged).map_err(|e| typed_errors(files, &e))?;
     validate::validate(&raw, merged_map)
 }

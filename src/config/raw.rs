@@ -14,6 +14,14 @@ use serde::{Deserialize, Serialize};
 #[serde(deny_unknown_fields)]
 #[schemars(title = "kvmtune configuration")]
 pub struct RawConfig {
+    /// Hostname globs (`hv-*`, `db-host-1`): the file applies only on matching hosts.
+    /// Without it, on every host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hosts: Option<Vec<String>>,
+    /// Named guest settings; a guest uses one with `profile: NAME`, and its own keys override
+    /// the profile's (mappings merge key by key).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub profiles: BTreeMap<String, RawGuest>,
     /// Host tuning: tuned, sysctls, transparent huge pages, huge page pools, KSM, NICs, modules.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<RawHost>,
@@ -177,6 +185,9 @@ pub enum RawCpuSet {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RawGuest {
+    /// A profile from `profiles:` whose settings this guest starts from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vcpu: Option<RawVcpu>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

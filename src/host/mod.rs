@@ -12,6 +12,7 @@
 pub mod commands;
 pub mod files;
 pub mod hugepages;
+pub mod import;
 pub mod ksm;
 pub mod modules;
 pub mod net;
@@ -23,7 +24,8 @@ pub mod tuned;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 pub use commands::{CmdOutput, HostCommands, RealCommands};
 pub use files::{HostFiles, RealFiles};
@@ -35,7 +37,7 @@ use crate::plan::Effect;
 use crate::units::PageSize;
 
 /// How a value file is compared after reading.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Readback {
     /// Whitespace-separated tokens (sysctls: the kernel prints tabs between numbers).
@@ -65,7 +67,7 @@ impl Readback {
 }
 
 /// One in-place kernel file write: the file (relative to the root), the value, how to check it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct HostWrite {
     /// The plan path (`sysctl.vm.swappiness`).
     pub path: String,
@@ -76,7 +78,7 @@ pub struct HostWrite {
 }
 
 /// An atomic whole-file replacement of a file kvmtune owns.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct FileWrite {
     /// The plan paths this write carries out.
     pub paths: Vec<String>,
@@ -86,7 +88,8 @@ pub struct FileWrite {
 }
 
 /// What must hold after a command ran.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Check {
     Nothing,
     /// The file (below the root) reads back this value (tokens).
@@ -105,7 +108,7 @@ pub const ROOT_ARG: &str = "{root}/";
 
 /// A command to run (argv), then a check, then an optional verification command whose
 /// output is reported (`tuned-adm verify`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct CommandRun {
     pub paths: Vec<String>,
     pub argv: Vec<String>,
@@ -114,7 +117,8 @@ pub struct CommandRun {
 }
 
 /// One step of the host action, carried out in order.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum HostOp {
     /// A kernel file write; `reassert` writes re-establish a value that already matched
     /// (after a tuned profile switch, which may change it) and are not plan changes.
@@ -445,11 +449,11 @@ pub fn setting_count(d: &HostDesired) -> usize {
 /// Why a host step failed.
 #[derive(Debug, thiserror::Error)]
 pub enum HostWriteError {
-    #[error("host {path}: writing /{file}: {source}")]
+    #[error("host {path}: writing /{file}: {err}")]
     Write {
         path: String,
         file: String,
-        source: std::io::Error,
+        err: std::io::Error,
     },
     #[error("host {path}: /{file} reads back `{got}` after writing `{wanted}`")]
     Mismatch {
@@ -479,10 +483,10 @@ pub enum HostWriteError {
 /// Writes one value (in place, like `sysctl -w`) and reads it back.
 pub fn write(files: &dyn HostFiles, root: &Path, w: &HostWrite) -> Result<(), HostWriteError> {
     let file: PathBuf = root.join(&w.file);
-    let err = |source| HostWriteError::Write {
+    let err = |err| HostWriteError::Write {
         path: w.path.clone(),
         file: w.file.clone(),
-        source,
+        err,
     };
     files.write(&file, &format!("{}\n", w.value)).map_err(err)?;
     let got = files.read(&file).map_err(err)?;
@@ -520,10 +524,10 @@ pub fn execute(
         HostOp::Write { write: w, .. } => write(files, root, w).map(|_| None),
         HostOp::File(f) => {
             let path = root.join(&f.file);
-            let err = |source| HostWriteError::Write {
+            let err = |err| HostWriteError::Write {
                 path: op.name(),
                 file: f.file.clone(),
-                source,
+                err,
             };
             files.replace(&path, &f.content).map_err(err)?;
             let got = files.read(&path).map_err(err)?;
