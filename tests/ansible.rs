@@ -3,25 +3,11 @@
 //! `connection: local` on a temp `--root`: check mode changes nothing, the first run reports
 //! changed=1, the second changed=0.
 
+mod support;
+use support::*;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_tree(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), &dest).unwrap();
-        }
-    }
-}
 
 /// `target/ansible-venv` with ansible-core installed (from PyPI on first use).
 fn venv() -> PathBuf {

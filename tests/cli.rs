@@ -2,36 +2,11 @@
 //! the committed JSON Schema and the bundled examples. Uses libvirt's in-process `test:///`
 //! driver with the bundled demo host and a copy of the bundled /proc + /sys tree.
 
-use std::path::{Path, PathBuf};
+mod support;
+use support::*;
+
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn demo_uri() -> String {
-    format!("test://{}", repo().join("examples/demo/host.xml").display())
-}
-
-/// Copies a directory tree (the demo root) so tests can write to it.
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_tree(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), &dest).unwrap();
-        }
-    }
-}
-
-fn demo_root() -> tempfile::TempDir {
-    let t = tempfile::tempdir().unwrap();
-    copy_tree(&repo().join("examples/demo/root"), t.path());
-    t
-}
 
 fn kvmtune(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_kvmtune"))

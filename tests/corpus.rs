@@ -3,34 +3,13 @@
 //! XML must plan to zero changes, and once kvmtune's owned elements are stripped from both,
 //! the original and edited documents must be byte-identical.
 
-use std::path::PathBuf;
+mod support;
+use support::corpus;
 
 use kvmtune::config::load_str;
 use kvmtune::domain::plan_guest;
 use kvmtune::units::PageSize;
 use kvmtune::xmltree::Document;
-
-fn corpus() -> Vec<(String, String)> {
-    let dir = std::env::var_os("KVMTUNE_CORPUS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/libvirt-domains")
-        });
-    let mut out: Vec<(String, String)> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("corpus {} missing: {e}", dir.display()))
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "xml"))
-        .map(|p| {
-            (
-                p.file_name().unwrap().to_string_lossy().into_owned(),
-                std::fs::read_to_string(&p).unwrap(),
-            )
-        })
-        .collect();
-    out.sort();
-    assert!(out.len() >= 50, "corpus has only {} files", out.len());
-    out
-}
 
 /// Removes every element kvmtune may own, so what is left must never change.
 fn strip_owned(xml: &str) -> String {

@@ -3,36 +3,12 @@
 //! rollback of host values, the apply lock, import round trip of the host, completions and
 //! man page, fleet files (`hosts:` globs, `--host-config`, profiles), JSON outputs.
 
+mod support;
+use support::*;
+
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn demo_uri() -> String {
-    format!("test://{}", repo().join("examples/demo/host.xml").display())
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_tree(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), &dest).unwrap();
-        }
-    }
-}
-
-fn demo_root() -> tempfile::TempDir {
-    let t = tempfile::tempdir().unwrap();
-    copy_tree(&repo().join("examples/demo/root"), t.path());
-    t
-}
 
 /// Runs kvmtune against the demo driver with `root`, as host `hv-1`.
 fn kt(root: &Path, args: &[&str]) -> Output {

@@ -5,29 +5,15 @@
 //! into the temp root / PATH (tuned-adm records the profile where tuned does); the in-process
 //! tests use the command seam instead.
 
+mod support;
+use support::*;
+
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use kvmtune::host::{CmdOutput, HostCommands};
 use kvmtune::{apply, config, observe, plan};
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_tree(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), &dest).unwrap();
-        }
-    }
-}
 
 fn write_exe(p: &Path, text: &str) {
     use std::os::unix::fs::PermissionsExt;

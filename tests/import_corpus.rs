@@ -2,34 +2,14 @@
 //! for every file, the imported configuration validates and plans zero changes against the
 //! XML it was imported from.
 
+mod support;
+use support::corpus;
+
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use kvmtune::config::raw::RawConfig;
 use kvmtune::domain::{import::import_guest, plan_guest};
 use kvmtune::units::PageSize;
-
-fn corpus() -> Vec<(String, String)> {
-    let dir = std::env::var_os("KVMTUNE_CORPUS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/libvirt-domains")
-        });
-    let mut out: Vec<(String, String)> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("corpus {} missing: {e}", dir.display()))
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "xml"))
-        .map(|p| {
-            (
-                p.file_name().unwrap().to_string_lossy().into_owned(),
-                std::fs::read_to_string(&p).unwrap(),
-            )
-        })
-        .collect();
-    out.sort();
-    assert!(out.len() >= 50, "corpus has only {} files", out.len());
-    out
-}
 
 #[test]
 fn import_then_plan_is_zero_changes_on_every_corpus_domain() {

@@ -2,27 +2,13 @@
 //! apply the demo configuration, plan again (empty), apply again (zero writes).
 //! The test driver keeps its state per connection, so one connection is used throughout.
 
-use std::path::{Path, PathBuf};
+mod support;
+use support::*;
+
+use std::path::Path;
 
 use kvmtune::libvirt::Hypervisor;
 use kvmtune::{apply, config, observe, plan};
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_tree(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), &dest).unwrap();
-        }
-    }
-}
 
 #[test]
 fn demo_apply_converges_and_second_apply_writes_nothing() {

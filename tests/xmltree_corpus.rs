@@ -1,47 +1,11 @@
 //! Corpus-driven tests for `kvmtune::xmltree`: lossless round trips, local
 //! edits, and robustness against malformed input.
 
-use std::path::PathBuf;
+mod support;
+use support::corpus;
 
 use kvmtune::xmltree::{Document, NodeId, XmlError};
 use similar::{ChangeTag, TextDiff};
-
-const MIN_CORPUS_FILES: usize = 50;
-
-/// The corpus directory: `../shared/corpus/libvirt-domains` relative to the
-/// crate, else `$KVMTUNE_CORPUS`. Fails (does not skip) if it is missing or
-/// holds fewer than 50 XML files.
-fn corpus() -> Vec<(String, String)> {
-    let default =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/libvirt-domains");
-    let dir = if default.is_dir() {
-        default
-    } else if let Some(env) = std::env::var_os("KVMTUNE_CORPUS") {
-        PathBuf::from(env)
-    } else {
-        panic!(
-            "corpus directory {} missing and KVMTUNE_CORPUS not set",
-            default.display()
-        );
-    };
-    let mut files: Vec<(String, String)> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("cannot read corpus dir {}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "xml"))
-        .map(|p| {
-            let text = std::fs::read_to_string(&p).unwrap();
-            (p.file_name().unwrap().to_string_lossy().into_owned(), text)
-        })
-        .collect();
-    files.sort();
-    assert!(
-        files.len() >= MIN_CORPUS_FILES,
-        "corpus {} has only {} xml files (need {MIN_CORPUS_FILES})",
-        dir.display(),
-        files.len()
-    );
-    files
-}
 
 fn parse(name: &str, text: &str) -> Document {
     Document::parse(text).unwrap_or_else(|e| panic!("{name}: {e}"))

@@ -1,0 +1,56 @@
+//! Helpers shared by the integration tests that need no libvirtd: the repository, the bundled
+//! demo host (`test:///` driver file and /proc + /sys tree) and libvirt's domain XML corpus.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The demo host: libvirt's in-process test driver with `examples/demo/host.xml`.
+pub fn demo_uri() -> String {
+    format!("test://{}", repo().join("examples/demo/host.xml").display())
+}
+
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), &dest).unwrap();
+        }
+    }
+}
+
+/// A writable copy of the demo host's /proc + /sys tree.
+pub fn demo_root() -> tempfile::TempDir {
+    let t = tempfile::tempdir().unwrap();
+    copy_tree(&repo().join("examples/demo/root"), t.path());
+    t
+}
+
+/// libvirt's own test-suite domain XMLs (`../shared/corpus/libvirt-domains`, or
+/// `$KVMTUNE_CORPUS`): (file name, text), sorted. Fails, never skips, when missing.
+pub fn corpus() -> Vec<(String, String)> {
+    let dir = std::env::var_os("KVMTUNE_CORPUS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("../shared/corpus/libvirt-domains"));
+    let mut out: Vec<(String, String)> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("corpus {} missing: {e}", dir.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "xml"))
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read_to_string(&p).unwrap(),
+            )
+        })
+        .collect();
+    out.sort();
+    assert!(out.len() >= 50, "corpus has only {} files", out.len());
+    out
+}
