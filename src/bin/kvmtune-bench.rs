@@ -1,19 +1,25 @@
-//! kvmtune-bench: times `kvmtune plan` against the libvirt floor on a real libvirtd.
+//! kvmtune-bench: times `kvmtune plan` and `kvmtune apply` against the libvirt floor and
+//! against two peers (a `virsh` script and an Ansible playbook) on a real libvirtd.
 //!
-//! The floor is the least work any tool must do to plan N guests: one read-only connection,
-//! one `virConnectListAllDomains`, one `virDomainGetXMLDesc(INACTIVE)` per guest. kvmtune's
-//! plan is timed in-process (with a per-stage breakdown) and as a subprocess (wall, CPU and
-//! peak RSS from `wait4`); the floor is measured the same two ways in the same run, and every
-//! figure is reported as a ratio against it.
+//! The read floor is the least work any tool must do to plan N guests: one read-only
+//! connection, one `virConnectListAllDomains`, one `virDomainGetXMLDesc(INACTIVE)` per guest.
+//! The write floor is the least work to apply: a read-write connection, the same list and
+//! reads, a string edit, and one `virDomainDefineXML` per guest. kvmtune is timed in-process
+//! (plan only, with a per-stage breakdown) and as a subprocess — `plan` with all changes
+//! pending and with none, `apply` of everything, and a second (no-op) `apply` — with wall, CPU
+//! and peak RSS; the floors and peers are measured in the same run and every figure is
+//! reported as a ratio against them.
 //!
-//! Defines (never starts) domains named `kvmtune-bench-NNNN` and undefines them at the end
-//! (unless `--keep`); it only ever undefines inactive domains with that prefix.
+//! Defines domains named `kvmtune-bench-NNNN`, starts the first `--running` of them (64 MiB,
+//! a 16 MiB empty qcow2 disk), and at the end destroys and undefines every domain with that
+//! prefix (unless `--keep`) and removes the disk images it created.
 //!
 //!   cargo build --release --bins
+//!   python3 -m venv target/bench-venv && target/bench-venv/bin/pip install ansible libvirt-python
 //!   target/release/kvmtune-bench --uri qemu:///system --sizes 10,100,1000 --reps 5
-//!   target/release/kvmtune-bench cleanup      # undefine leftovers of an interrupted run
+//!   target/release/kvmtune-bench cleanup      # remove leftovers of an interrupted run
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::os::raw::{c_int, c_long};
 use std::path::{Path, PathBuf};
@@ -30,7 +36,7 @@ const PREFIX: &str = "kvmtune-bench-";
 #[derive(Debug, Parser)]
 #[command(
     name = "kvmtune-bench",
-    about = "Benchmark kvmtune plan against the libvirt floor"
+    about = "Benchmark kvmtune plan/apply against the libvirt floor, virsh and Ansible"
 )]
 struct Cli {
     /// libvirt URI.
@@ -60,9 +66,34 @@ struct Cli {
     /// drops below 15% (others' builds skew a 2-core box); 0 disables.
     #[arg(long, default_value_t = 60)]
     wait_idle: u64,
+    /// Within a repetition, wait (up to this many seconds) for a quiet host before each
+    /// measured command.
+    #[arg(long, default_value_t = 10)]
+    wait_idle_cmd: u64,
     /// Also print every repetition's figures.
     #[arg(long)]
     verbose: bool,
+    /// How many bench guests to start (the first ones), so that some are running.
+    #[arg(long, default_value_t = 2)]
+    running: usize,
+    /// Skip the virsh and Ansible peers.
+    #[arg(long)]
+    no_peers: bool,
+    /// Largest N at which the virsh script is run (beyond it: extrapolated).
+    #[arg(long, default_value_t = 100)]
+    virsh_max_n: usize,
+    /// Largest N at which the Ansible playbook is run (beyond it: extrapolated).
+    #[arg(long, default_value_t = 100)]
+    ansible_max_n: usize,
+    /// Repetitions of the peers (the first this many of --reps).
+    #[arg(long, default_value_t = 2)]
+    peer_reps: usize,
+    /// Directory with virsh-peer.sh and ansible/playbook.yml.
+    #[arg(long, default_value = "bench")]
+    bench_dir: PathBuf,
+    /// Python venv with ansible and libvirt-python.
+    #[arg(long, default_value = "target/bench-venv")]
+    venv: PathBuf,
     #[command(subcommand)]
     mode: Option<Mode>,
 }
@@ -76,7 +107,22 @@ enum Mode {
         #[arg(long)]
         n: usize,
     },
-    /// Undefine every inactive domain whose name starts with kvmtune-bench-.
+    /// The write floor as a process: list all domains, and for the first N bench domains
+    /// GetXMLDesc, add the tuning by string edits, DefineXML.
+    FloorWrite {
+        #[arg(long)]
+        n: usize,
+        /// Define with VIR_DOMAIN_DEFINE_VALIDATE (libvirtd checks the XML against its RNG
+        /// schema), as kvmtune does.
+        #[arg(long)]
+        validate: bool,
+    },
+    /// Re-define the original (un-tuned) XML of the first N bench domains.
+    Reset {
+        #[arg(long)]
+        n: usize,
+    },
+    /// Destroy and undefine every domain whose name starts with kvmtune-bench-.
     Cleanup,
 }
 
@@ -130,6 +176,7 @@ struct ProcRun {
 /// includes GNU time's own, well under a millisecond).
 fn run_measured(
     argv: &[String],
+    env: &[(String, String)],
     time_bin: Option<&Path>,
     rss_file: &Path,
 ) -> anyhow::Result<(Vec<u8>, ProcRun)> {
@@ -145,7 +192,7 @@ fn run_measured(
             c
         }
     };
-    let cmd = &mut cmd;
+    let cmd = cmd.envs(env.iter().map(|(k, v)| (k, v)));
     let start = Instant::now();
     let mut child = cmd
         .stdout(Stdio::piped())
@@ -281,7 +328,6 @@ struct KvmtuneTimes {
     plan: Duration,
     render: Duration,
     total: Duration,
-    changes: usize,
     targets: usize,
     errors: usize,
 }
@@ -306,7 +352,6 @@ fn kvmtune_once(uri: &str, cfg_name: &str, cfg: &str) -> anyhow::Result<KvmtuneT
         plan: t4 - t3,
         render: t5 - t4,
         total: t5 - t0,
-        changes: plan.summary.changes,
         targets: plan.summary.targets,
         errors: plan.summary.errors,
     };
@@ -315,25 +360,120 @@ fn kvmtune_once(uri: &str, cfg_name: &str, cfg: &str) -> anyhow::Result<KvmtuneT
 }
 
 // ---------------------------------------------------------------------------------------
+// The write floor.
+
+/// The tuning of the bench config, as string edits of libvirt's formatting of a bench guest:
+/// `<cputune>` and `<numatune>` after `</vcpu>`, `cache='none'` on the qcow2 driver.
+fn tune_xml(xml: &str) -> String {
+    xml.replacen(
+        "</vcpu>\n",
+        "</vcpu>\n  <cputune>\n    <vcpupin vcpu='0' cpuset='0'/>\n    <vcpupin vcpu='1' cpuset='1'/>\n    <emulatorpin cpuset='0-1'/>\n  </cputune>\n  <numatune>\n    <memory mode='strict' nodeset='0'/>\n  </numatune>\n",
+        1,
+    )
+    .replace(
+        "<driver name='qemu' type='qcow2'/>",
+        "<driver name='qemu' type='qcow2' cache='none'/>",
+    )
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct WriteTimes {
+    read: Duration,
+    define: Duration,
+    total: Duration,
+    domains: usize,
+}
+
+/// Connect read-write, list all domains, and for bench domains with index < n (≡ k mod m with
+/// `part`): GetXMLDesc(INACTIVE), `tune_xml`, DefineXML.
+fn floor_write_once(
+    uri: &str,
+    n: usize,
+    part: Option<(usize, usize)>,
+    validate: bool,
+) -> anyhow::Result<WriteTimes> {
+    let t0 = Instant::now();
+    let conn = Connect::open(Some(uri)).context("open")?;
+    let doms = conn.list_all_domains(0).context("list_all_domains")?;
+    let mut w = WriteTimes::default();
+    for d in &doms {
+        let name = d.name()?;
+        let Some(i) = bench_index(PREFIX, &name) else {
+            continue;
+        };
+        if i >= n || part.is_some_and(|(k, m)| i % m != k) {
+            continue;
+        }
+        let t = Instant::now();
+        let xml = d.xml_desc(sys::VIR_DOMAIN_XML_INACTIVE)?;
+        let new = tune_xml(&xml);
+        if new == xml {
+            bail!("{name}: nothing to tune (not reset?)");
+        }
+        let t1 = Instant::now();
+        let flags = if validate {
+            sys::VIR_DOMAIN_DEFINE_VALIDATE
+        } else {
+            0
+        };
+        conn.define_domain_xml_flags(&new, flags)
+            .with_context(|| format!("defining {name}"))?;
+        w.read += t1 - t;
+        w.define += t1.elapsed();
+        w.domains += 1;
+    }
+    drop(doms);
+    drop(conn);
+    w.total = t0.elapsed();
+    Ok(w)
+}
+
+/// The write floor split over `threads` connections, one thread each.
+fn floor_write_parallel(uri: &str, n: usize, threads: usize) -> anyhow::Result<(Duration, usize)> {
+    let t0 = Instant::now();
+    let handles: Vec<_> = (0..threads)
+        .map(|k| {
+            let uri = uri.to_string();
+            std::thread::spawn(move || floor_write_once(&uri, n, Some((k, threads)), false))
+        })
+        .collect();
+    let mut count = 0;
+    for h in handles {
+        count += h.join().expect("floor thread panicked")?.domains;
+    }
+    Ok((t0.elapsed(), count))
+}
+
+// ---------------------------------------------------------------------------------------
 // Domains.
 
-fn domain_xml(name: &str) -> String {
+fn image_path(name: &str) -> PathBuf {
+    PathBuf::from(format!("/var/lib/libvirt/images/{name}.qcow2"))
+}
+
+/// The un-tuned bench guest. The UUID is fixed per index so that re-defining this XML resets a
+/// tuned guest to its original definition.
+fn domain_xml(i: usize) -> String {
+    let name = bench_name(i);
+    let image = image_path(&name);
     format!(
         "<domain type='kvm'>
   <name>{name}</name>
+  <uuid>6b766d74-756e-6562-656e-6368{i:08x}</uuid>
   <memory unit='MiB'>64</memory>
   <vcpu placement='static'>2</vcpu>
   <os><type arch='x86_64'>hvm</type></os>
   <devices>
     <disk type='file' device='disk'>
       <driver name='qemu' type='qcow2'/>
-      <source file='/var/lib/libvirt/images/{name}.qcow2'/>
+      <source file='{}'/>
       <target dev='vda' bus='virtio'/>
     </disk>
     <interface type='user'><model type='virtio'/></interface>
   </devices>
 </domain>
-"
+",
+        image.display()
     )
 }
 
@@ -355,13 +495,51 @@ fn ensure_defined(conn: &Connect, n: usize) -> anyhow::Result<usize> {
         if have.contains(&name) {
             continue;
         }
-        conn.define_domain_xml(&domain_xml(&name))
+        conn.define_domain_xml(&domain_xml(i))
             .with_context(|| format!("defining {name}"))?;
         defined += 1;
     }
     Ok(defined)
 }
 
+/// Re-defines the original (un-tuned) XML of kvmtune-bench-0000 .. n-1.
+fn reset(uri: &str, n: usize) -> anyhow::Result<()> {
+    let conn = Connect::open(Some(uri)).context("open")?;
+    for i in 0..n {
+        conn.define_domain_xml(&domain_xml(i))
+            .with_context(|| format!("re-defining {}", bench_name(i)))?;
+    }
+    Ok(())
+}
+
+/// Starts kvmtune-bench-0000 .. k-1 (creating a 16 MiB qcow2 image for each, if missing).
+fn start_running(conn: &Connect, k: usize) -> anyhow::Result<()> {
+    for d in conn.list_all_domains(0)? {
+        let name = d.name()?;
+        let Some(i) = bench_index(PREFIX, &name) else {
+            continue;
+        };
+        if i >= k || d.is_active()? {
+            continue;
+        }
+        let img = image_path(&name);
+        if !img.exists() {
+            let st = Command::new("qemu-img")
+                .args(["create", "-q", "-f", "qcow2"])
+                .arg(&img)
+                .arg("16M")
+                .status()
+                .context("qemu-img")?;
+            if !st.success() {
+                bail!("qemu-img create {} failed", img.display());
+            }
+        }
+        d.create().with_context(|| format!("starting {name}"))?;
+    }
+    Ok(())
+}
+
+/// Destroys (if running) and undefines every kvmtune-bench-* domain, and removes their images.
 fn cleanup(uri: &str) -> anyhow::Result<usize> {
     let conn = Connect::open(Some(uri)).context("open")?;
     let mut n = 0;
@@ -371,10 +549,10 @@ fn cleanup(uri: &str) -> anyhow::Result<usize> {
             continue;
         }
         if d.is_active()? {
-            eprintln!("warning: {name} is running; not undefining it");
-            continue;
+            d.destroy().with_context(|| format!("destroying {name}"))?;
         }
         d.undefine().with_context(|| format!("undefining {name}"))?;
+        let _ = std::fs::remove_file(image_path(&name));
         n += 1;
     }
     Ok(n)
@@ -414,10 +592,6 @@ fn med_by<T>(v: &[T], f: impl Fn(&T) -> Duration) -> Duration {
 
 fn ms(d: Duration) -> String {
     format!("{:.1}", d.as_secs_f64() * 1e3)
-}
-
-fn ratio(a: Duration, b: Duration) -> String {
-    format!("{:.2}×", a.as_secs_f64() / b.as_secs_f64())
 }
 
 fn mib(kib: u64) -> String {
@@ -483,19 +657,372 @@ fn daemon_cpu() -> Option<Duration> {
     None
 }
 
-struct SizeResult {
-    n: usize,
+// ---------------------------------------------------------------------------------------
+// The measured processes.
+
+const FLOOR_READ: &str = "floor read";
+const FLOOR_WRITE: &str = "floor write";
+const PLAN_ALL: &str = "kvmtune plan (all pending)";
+const PLAN_NONE: &str = "kvmtune plan (no changes)";
+const APPLY_ALL: &str = "kvmtune apply (all)";
+const APPLY_NOOP: &str = "kvmtune apply (no-op)";
+const VIRSH_READ: &str = "virsh read";
+const VIRSH_APPLY: &str = "virsh apply";
+const ANSIBLE_CHECK: &str = "ansible check";
+const ANSIBLE_APPLY: &str = "ansible apply";
+
+/// Every process series, in report order.
+const SERIES: [&str; 10] = [
+    FLOOR_READ,
+    PLAN_ALL,
+    PLAN_NONE,
+    APPLY_NOOP,
+    FLOOR_WRITE,
+    APPLY_ALL,
+    VIRSH_READ,
+    VIRSH_APPLY,
+    ANSIBLE_CHECK,
+    ANSIBLE_APPLY,
+];
+
+/// One measured process and the CPU libvirtd spent meanwhile.
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    p: ProcRun,
+    daemon: Option<Duration>,
+}
+
+#[derive(Default)]
+struct RepResult {
     floor_in: Vec<FloorTimes>,
     kvm_in: Vec<KvmtuneTimes>,
     floor_in_cpu: Vec<Duration>,
     kvm_in_cpu: Vec<Duration>,
     floor_par2: Vec<Duration>,
-    floor_proc: Vec<ProcRun>,
-    kvm_proc: Vec<ProcRun>,
-    daemon_cpu_floor: Option<Duration>,
-    daemon_cpu_kvm: Option<Duration>,
+    write_in: Vec<WriteTimes>,
+    write_par2: Vec<Duration>,
+    procs: BTreeMap<&'static str, Vec<Sample>>,
+    daemon_floor: Option<Duration>,
+    daemon_kvm: Option<Duration>,
+    busy_cmds: usize,
+}
+
+struct SizeResult {
+    n: usize,
+    reps: Vec<RepResult>,
     /// Repetitions that started while the host was still busy (wait_idle timed out).
     busy_reps: usize,
+    /// 1-minute load average at the start of each repetition.
+    loads: Vec<f64>,
+    /// Repetitions redone after an error (e.g. libvirtd restarted by someone else).
+    retries: usize,
+}
+
+impl SizeResult {
+    fn all<T: Clone>(&self, f: impl Fn(&RepResult) -> &Vec<T>) -> Vec<T> {
+        self.reps
+            .iter()
+            .flat_map(|r| f(r).iter().cloned())
+            .collect()
+    }
+    fn samples(&self, series: &str) -> Vec<Sample> {
+        self.reps
+            .iter()
+            .flat_map(|r| r.procs.get(series).cloned().unwrap_or_default())
+            .collect()
+    }
+    /// (median wall, median CPU, max peak RSS KiB), if measured.
+    fn stat(&self, series: &str) -> Option<(Duration, Duration, u64)> {
+        let v = self.samples(series);
+        if v.is_empty() {
+            return None;
+        }
+        Some((
+            med_by(&v, |s| s.p.wall),
+            med_by(&v, |s| s.p.cpu),
+            v.iter().map(|s| s.p.maxrss_kib).max().unwrap_or(0),
+        ))
+    }
+}
+
+fn loadavg1() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+struct Ctx<'a> {
+    cli: &'a Cli,
+    n: usize,
+    cfg: String,
+    cfg_name: String,
+    kvmtune_bin: String,
+    self_bin: String,
+    playbook: String,
+    virsh_script: String,
+    venv_bin: PathBuf,
+    time_bin: Option<&'a Path>,
+    rss_file: PathBuf,
+}
+
+impl Ctx<'_> {
+    fn kvmtune(&self, cmd: &str) -> Vec<String> {
+        let mut v: Vec<String> = vec![
+            self.kvmtune_bin.clone(),
+            "--connect".into(),
+            self.cli.uri.clone(),
+            cmd.into(),
+            self.cfg_name.clone(),
+        ];
+        if cmd == "apply" {
+            v.push("--auto-approve".into());
+        }
+        v.extend(["--format".into(), "json".into()]);
+        v
+    }
+    fn floor(&self, mode: &str) -> Vec<String> {
+        let mut v = vec![
+            self.self_bin.clone(),
+            "--uri".into(),
+            self.cli.uri.clone(),
+            mode.into(),
+        ];
+        if mode == "floor" {
+            v.extend(["--prefix".into(), PREFIX.into()]);
+        }
+        v.extend(["--n".into(), self.n.to_string()]);
+        v
+    }
+    fn virsh(&self, mode: &str) -> Vec<String> {
+        vec![
+            self.virsh_script.clone(),
+            mode.into(),
+            self.n.to_string(),
+            self.cli.uri.clone(),
+        ]
+    }
+    fn ansible(&self, check: bool) -> Vec<String> {
+        let mut v: Vec<String> = vec![
+            self.venv_bin.join("ansible-playbook").display().to_string(),
+            "-i".into(),
+            "localhost,".into(),
+            "-c".into(),
+            "local".into(),
+            self.playbook.clone(),
+            "-e".into(),
+            format!("n={}", self.n),
+            "-e".into(),
+            format!("uri={}", self.cli.uri),
+        ];
+        if check {
+            v.push("--check".into());
+        }
+        v
+    }
+    fn ansible_env(&self) -> Vec<(String, String)> {
+        let path = std::env::var("PATH").unwrap_or_default();
+        vec![
+            ("PATH".into(), format!("{}:{path}", self.venv_bin.display())),
+            ("ANSIBLE_NOCOLOR".into(), "1".into()),
+            ("ANSIBLE_LOCALHOST_WARNING".into(), "0".into()),
+            ("ANSIBLE_INVENTORY_UNPARSED_WARNING".into(), "0".into()),
+            (
+                "ANSIBLE_PYTHON_INTERPRETER".into(),
+                self.venv_bin.join("python").display().to_string(),
+            ),
+        ]
+    }
+
+    /// Waits for a quiet host, runs `argv`, records the sample under `series`.
+    fn measure(
+        &self,
+        r: &mut RepResult,
+        series: &'static str,
+        argv: &[String],
+        env: &[(String, String)],
+    ) -> anyhow::Result<Vec<u8>> {
+        if !wait_idle(Duration::from_secs(self.cli.wait_idle_cmd)) {
+            r.busy_cmds += 1;
+        }
+        let d0 = daemon_cpu();
+        let (out, p) = run_measured(argv, env, self.time_bin, &self.rss_file)?;
+        let daemon = match (d0, daemon_cpu()) {
+            (Some(a), Some(b)) => b.checked_sub(a),
+            _ => None,
+        };
+        r.procs
+            .entry(series)
+            .or_default()
+            .push(Sample { p, daemon });
+        if self.cli.verbose {
+            eprintln!(
+                "  N={} {series}: wall {} ms, CPU {} ms, RSS {} MiB",
+                self.n,
+                ms(p.wall),
+                ms(p.cpu),
+                mib(p.maxrss_kib)
+            );
+        }
+        Ok(out)
+    }
+
+    fn floor_read(&self, r: &mut RepResult) -> anyhow::Result<()> {
+        let out = self.measure(r, FLOOR_READ, &self.floor("floor"), &[])?;
+        let s = String::from_utf8_lossy(&out);
+        if !s.starts_with(&format!("{} ", self.n)) {
+            bail!("floor subprocess printed {s:?}");
+        }
+        Ok(())
+    }
+
+    /// Runs kvmtune plan/apply as a process, checks its JSON, returns it.
+    fn kvmtune_proc(
+        &self,
+        r: &mut RepResult,
+        series: &'static str,
+        cmd: &str,
+    ) -> anyhow::Result<serde_json::Value> {
+        let out = self.measure(r, series, &self.kvmtune(cmd), &[])?;
+        let v: serde_json::Value = serde_json::from_slice(&out)?;
+        let n = self.n;
+        let ok = match series {
+            PLAN_ALL => v["summary"]["targets"] == n && v["summary"]["changes"] == 6 * n,
+            PLAN_NONE => v["summary"]["changes"] == 0 && v["summary"]["errors"] == 0,
+            APPLY_ALL => v["defines"] == n,
+            APPLY_NOOP => v["defines"] == 0,
+            _ => true,
+        };
+        if !ok {
+            let short: String = v.to_string().chars().take(400).collect();
+            bail!("{series}: unexpected output {short}");
+        }
+        Ok(v)
+    }
+
+    /// Checks that kvmtune sees nothing left to do (after a floor or peer apply).
+    fn check_tuned(&self, who: &str) -> anyhow::Result<()> {
+        let out = Command::new(&self.kvmtune_bin)
+            .args(["--connect", &self.cli.uri, "plan", &self.cfg_name])
+            .output()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        if !out.status.success() || !text.contains("No changes") {
+            let short: String = text.chars().take(1500).collect();
+            bail!("after {who}, kvmtune still plans changes: not equivalent work:\n{short}");
+        }
+        Ok(())
+    }
+
+    fn ansible_run(&self, r: &mut RepResult, check: bool) -> anyhow::Result<()> {
+        let series = if check { ANSIBLE_CHECK } else { ANSIBLE_APPLY };
+        let out = self.measure(r, series, &self.ansible(check), &self.ansible_env())?;
+        let s = String::from_utf8_lossy(&out);
+        if !s.contains("failed=0") || !s.contains("changed=1") {
+            let tail: String = s
+                .chars()
+                .rev()
+                .take(600)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            bail!("{series}: unexpected result: {tail}");
+        }
+        Ok(())
+    }
+
+    /// One repetition of everything, starting from the un-tuned state.
+    fn rep(&self, rep: usize) -> anyhow::Result<RepResult> {
+        let cli = self.cli;
+        let n = self.n;
+        let uri = cli.uri.as_str();
+        let mut r = RepResult::default();
+        let floor_first = rep.is_multiple_of(2);
+        let virsh = !cli.no_peers && rep < cli.peer_reps && n <= cli.virsh_max_n;
+        let ansible = !cli.no_peers && rep < cli.peer_reps && n <= cli.ansible_max_n;
+
+        // Un-tuned: plan with every change pending.
+        reset(uri, n)?;
+        for side in 0..2 {
+            if (side == 0) == floor_first {
+                self.floor_read(&mut r)?;
+            } else {
+                self.kvmtune_proc(&mut r, PLAN_ALL, "plan")?;
+            }
+        }
+        // In-process, with the per-stage breakdown (alternating order).
+        let (mut dfloor, mut dkvm) = (None, None);
+        for side in 0..2 {
+            if (side == 0) == floor_first {
+                let (c0, d0) = (self_cpu(), daemon_cpu());
+                r.floor_in.push(floor_once(uri, PREFIX, n, None)?);
+                r.floor_in_cpu.push(self_cpu() - c0);
+                dfloor = d0.zip(daemon_cpu()).and_then(|(a, b)| b.checked_sub(a));
+            } else {
+                let (c0, d0) = (self_cpu(), daemon_cpu());
+                r.kvm_in.push(kvmtune_once(uri, &self.cfg_name, &self.cfg)?);
+                r.kvm_in_cpu.push(self_cpu() - c0);
+                dkvm = d0.zip(daemon_cpu()).and_then(|(a, b)| b.checked_sub(a));
+            }
+        }
+        r.daemon_floor = dfloor;
+        r.daemon_kvm = dkvm;
+        let (t, count) = floor_parallel(uri, n, 2)?;
+        if count != n {
+            bail!("parallel floor saw {count} domains, expected {n}");
+        }
+        r.floor_par2.push(t);
+        if virsh {
+            self.measure(&mut r, VIRSH_READ, &self.virsh("read"), &[])?;
+        }
+        if ansible {
+            self.ansible_run(&mut r, true)?;
+        }
+
+        // Apply everything, then nothing is pending.
+        self.kvmtune_proc(&mut r, APPLY_ALL, "apply")?;
+        for side in 0..2 {
+            if (side == 0) == floor_first {
+                self.floor_read(&mut r)?;
+            } else {
+                self.kvmtune_proc(&mut r, PLAN_NONE, "plan")?;
+            }
+        }
+        self.kvmtune_proc(&mut r, APPLY_NOOP, "apply")?;
+
+        // The write floor, as a process, in-process, and over 2 connections.
+        reset(uri, n)?;
+        let out = self.measure(&mut r, FLOOR_WRITE, &self.floor("floor-write"), &[])?;
+        if !String::from_utf8_lossy(&out).starts_with(&format!("{n} ")) {
+            bail!("floor-write printed {:?}", String::from_utf8_lossy(&out));
+        }
+        if rep == 0 {
+            self.check_tuned("the write floor")?;
+        }
+        reset(uri, n)?;
+        wait_idle(Duration::from_secs(cli.wait_idle_cmd));
+        r.write_in.push(floor_write_once(uri, n, None, false)?);
+        reset(uri, n)?;
+        wait_idle(Duration::from_secs(cli.wait_idle_cmd));
+        let (t, count) = floor_write_parallel(uri, n, 2)?;
+        if count != n {
+            bail!("parallel write floor defined {count} domains, expected {n}");
+        }
+        r.write_par2.push(t);
+
+        // The peers' apply, each from the un-tuned state.
+        if virsh {
+            reset(uri, n)?;
+            self.measure(&mut r, VIRSH_APPLY, &self.virsh("apply"), &[])?;
+            self.check_tuned("the virsh script")?;
+        }
+        if ansible {
+            reset(uri, n)?;
+            self.ansible_run(&mut r, false)?;
+            self.check_tuned("the Ansible playbook")?;
+        }
+        Ok(r)
+    }
 }
 
 fn bench_size(
@@ -508,14 +1035,46 @@ fn bench_size(
     let cfg = config_yaml(n);
     let cfg_path = cli.workdir.join(format!("bench-{n}.yaml"));
     std::fs::write(&cfg_path, &cfg)?;
-    let cfg_name = cfg_path.display().to_string();
+    let abs = |p: &Path| -> anyhow::Result<String> {
+        Ok(std::fs::canonicalize(p)
+            .with_context(|| format!("{} not found", p.display()))?
+            .display()
+            .to_string())
+    };
+    let peers = !cli.no_peers;
+    let ctx = Ctx {
+        cli,
+        n,
+        cfg,
+        cfg_name: cfg_path.display().to_string(),
+        kvmtune_bin: kvmtune_bin.display().to_string(),
+        self_bin: self_bin.display().to_string(),
+        playbook: if peers {
+            abs(&cli.bench_dir.join("ansible/playbook.yml"))?
+        } else {
+            String::new()
+        },
+        virsh_script: if peers {
+            abs(&cli.bench_dir.join("virsh-peer.sh"))?
+        } else {
+            String::new()
+        },
+        venv_bin: if peers {
+            PathBuf::from(abs(&cli.venv)?).join("bin")
+        } else {
+            PathBuf::new()
+        },
+        time_bin: cli.time_bin.exists().then_some(cli.time_bin.as_path()),
+        rss_file: cli.workdir.join("rss.txt"),
+    };
 
     // Warm-up (daemon caches, page cache for the binaries) and a sanity check.
+    reset(&cli.uri, n)?;
     let f = floor_once(&cli.uri, PREFIX, n, None)?;
     if f.domains != n {
         bail!("floor saw {} bench domains, expected {n}", f.domains);
     }
-    let k = kvmtune_once(&cli.uri, &cfg_name, &cfg)?;
+    let k = kvmtune_once(&cli.uri, &ctx.cfg_name, &ctx.cfg)?;
     if k.errors != 0 || k.targets != n {
         bail!(
             "kvmtune plan: {} errors, {} targets (expected 0 and {n})",
@@ -524,247 +1083,335 @@ fn bench_size(
         );
     }
 
-    let mut r = SizeResult {
+    let mut res = SizeResult {
         n,
-        floor_in: vec![],
-        kvm_in: vec![],
-        floor_in_cpu: vec![],
-        kvm_in_cpu: vec![],
-        floor_par2: vec![],
-        floor_proc: vec![],
-        kvm_proc: vec![],
-        daemon_cpu_floor: None,
-        daemon_cpu_kvm: None,
+        reps: vec![],
         busy_reps: 0,
+        loads: vec![],
+        retries: 0,
     };
-    let mut dfloor = Duration::ZERO;
-    let mut dkvm = Duration::ZERO;
     for rep in 0..cli.reps {
-        if !wait_idle(Duration::from_secs(cli.wait_idle)) {
-            r.busy_reps += 1;
-        }
-        // Alternate the order so neither side systematically runs on a warmer daemon.
-        let floor_first = rep % 2 == 0;
-        for side in 0..2 {
-            if (side == 0) == floor_first {
-                let (c0, d0) = (self_cpu(), daemon_cpu());
-                r.floor_in.push(floor_once(&cli.uri, PREFIX, n, None)?);
-                r.floor_in_cpu.push(self_cpu() - c0);
-                if let (Some(a), Some(b)) = (d0, daemon_cpu()) {
-                    dfloor += b - a;
+        let mut attempt = 0;
+        loop {
+            if !wait_idle(Duration::from_secs(cli.wait_idle)) {
+                res.busy_reps += 1;
+            }
+            res.loads.push(loadavg1());
+            match ctx.rep(rep) {
+                Ok(r) => {
+                    res.reps.push(r);
+                    break;
                 }
-            } else {
-                let (c0, d0) = (self_cpu(), daemon_cpu());
-                r.kvm_in.push(kvmtune_once(&cli.uri, &cfg_name, &cfg)?);
-                r.kvm_in_cpu.push(self_cpu() - c0);
-                if let (Some(a), Some(b)) = (d0, daemon_cpu()) {
-                    dkvm += b - a;
+                Err(e) if attempt < 2 => {
+                    eprintln!("N={n} rep {rep}: {e:#}; redoing the repetition in 5 s");
+                    res.retries += 1;
+                    attempt += 1;
+                    std::thread::sleep(Duration::from_secs(5));
                 }
+                Err(e) => return Err(e),
             }
         }
-        let (t, count) = floor_parallel(&cli.uri, n, 2)?;
-        if count != n {
-            bail!("parallel floor saw {count} domains, expected {n}");
-        }
-        r.floor_par2.push(t);
-
-        let s = |p: &Path| p.display().to_string();
-        let floor_argv: Vec<String> = vec![
-            s(self_bin),
-            "--uri".into(),
-            cli.uri.clone(),
-            "floor".into(),
-            "--prefix".into(),
-            PREFIX.into(),
-            "--n".into(),
-            n.to_string(),
-        ];
-        let kvm_argv: Vec<String> = vec![
-            s(kvmtune_bin),
-            "--connect".into(),
-            cli.uri.clone(),
-            "plan".into(),
-            s(&cfg_path),
-            "--format".into(),
-            "json".into(),
-        ];
-        let time_bin = cli.time_bin.exists().then_some(cli.time_bin.as_path());
-        let rss_file = cli.workdir.join("rss.txt");
-        for side in 0..2 {
-            if (side == 0) == floor_first {
-                let (out, p) = run_measured(&floor_argv, time_bin, &rss_file)?;
-                let s = String::from_utf8_lossy(&out);
-                if !s.starts_with(&format!("{n} ")) {
-                    bail!("floor subprocess printed {s:?}");
-                }
-                r.floor_proc.push(p);
-            } else {
-                let (out, p) = run_measured(&kvm_argv, time_bin, &rss_file)?;
-                let v: serde_json::Value = serde_json::from_slice(&out)?;
-                if v["summary"]["targets"] != n {
-                    bail!("kvmtune plan summary: {}", v["summary"]);
-                }
-                r.kvm_proc.push(p);
-            }
-        }
+        eprintln!(
+            "N={n}: rep {} done (load {:.2})",
+            rep + 1,
+            res.loads.last().unwrap()
+        );
     }
-    if daemon_cpu().is_some() {
-        r.daemon_cpu_floor = Some(dfloor / cli.reps as u32);
-        r.daemon_cpu_kvm = Some(dkvm / cli.reps as u32);
-    }
-    Ok(r)
+    Ok(res)
 }
 
-fn report_raw(results: &[SizeResult]) {
-    println!("\n### Every repetition (ms; RSS MiB)\n");
-    for r in results {
-        let list = |v: Vec<Duration>| v.into_iter().map(ms).collect::<Vec<_>>().join(" ");
-        println!("N={}:", r.n);
-        println!(
-            "  floor in-process     {}",
-            list(r.floor_in.iter().map(|t| t.total).collect())
-        );
-        println!(
-            "  floor GetXMLDesc×N   {}",
-            list(r.floor_in.iter().map(|t| t.xml).collect())
-        );
-        println!(
-            "  kvmtune in-process   {}",
-            list(r.kvm_in.iter().map(|t| t.total).collect())
-        );
-        println!(
-            "  kvmtune observe      {}",
-            list(r.kvm_in.iter().map(|t| t.observe).collect())
-        );
-        println!("  floor 2 connections  {}", list(r.floor_par2.clone()));
-        println!(
-            "  floor proc wall      {}",
-            list(r.floor_proc.iter().map(|p| p.wall).collect())
-        );
-        println!(
-            "  kvmtune proc wall    {}",
-            list(r.kvm_proc.iter().map(|p| p.wall).collect())
-        );
-        println!(
-            "  floor proc CPU       {}",
-            list(r.floor_proc.iter().map(|p| p.cpu).collect())
-        );
-        println!(
-            "  kvmtune proc CPU     {}",
-            list(r.kvm_proc.iter().map(|p| p.cpu).collect())
-        );
-        let rss = |v: &[ProcRun]| {
-            v.iter()
-                .map(|p| mib(p.maxrss_kib))
-                .collect::<Vec<_>>()
-                .join(" ")
-        };
-        println!("  floor proc RSS       {}", rss(&r.floor_proc));
-        println!("  kvmtune proc RSS     {}", rss(&r.kvm_proc));
+// ---------------------------------------------------------------------------------------
+// Reporting.
+
+/// Least-squares fit y = a + b·x; returns (a, b, R²).
+fn linfit(pts: &[(f64, f64)]) -> Option<(f64, f64, f64)> {
+    if pts.len() < 2 {
+        return None;
     }
+    let k = pts.len() as f64;
+    let mx = pts.iter().map(|p| p.0).sum::<f64>() / k;
+    let my = pts.iter().map(|p| p.1).sum::<f64>() / k;
+    let sxx: f64 = pts.iter().map(|p| (p.0 - mx).powi(2)).sum();
+    let sxy: f64 = pts.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+    let syy: f64 = pts.iter().map(|p| (p.1 - my).powi(2)).sum();
+    if sxx == 0.0 {
+        return None;
+    }
+    let b = sxy / sxx;
+    let a = my - b * mx;
+    let r2 = if syy == 0.0 {
+        1.0
+    } else {
+        sxy * sxy / (sxx * syy)
+    };
+    Some((a, b, r2))
+}
+
+fn x(a: Duration, b: Duration) -> f64 {
+    a.as_secs_f64() / b.as_secs_f64()
+}
+
+/// Wall time of `series` at `n`: measured median, or extrapolated from the linear fit.
+fn wall_or_fit(results: &[SizeResult], series: &str, n: usize) -> Option<(Duration, bool)> {
+    if let Some(r) = results.iter().find(|r| r.n == n) {
+        if let Some((w, _, _)) = r.stat(series) {
+            return Some((w, false));
+        }
+    }
+    let pts: Vec<(f64, f64)> = results
+        .iter()
+        .filter_map(|r| {
+            r.stat(series)
+                .map(|(w, _, _)| (r.n as f64, w.as_secs_f64()))
+        })
+        .collect();
+    let (a, b, _) = linfit(&pts)?;
+    Some((Duration::from_secs_f64((a + b * n as f64).max(0.0)), true))
 }
 
 fn report(results: &[SizeResult], reps: usize) {
-    println!("\n### kvmtune plan vs. floor (median of {reps})\n");
-    println!(
-        "| N | floor wall ms | kvmtune wall ms | ratio | floor proc wall ms | kvmtune proc wall ms | ratio | floor proc CPU ms | kvmtune proc CPU ms | ratio | floor peak RSS MiB | kvmtune peak RSS MiB |"
-    );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    // --- The four kvmtune operations against the floor and the peers.
+    println!("\n### kvmtune against the floor and the peers (medians; ratios from the same run)\n");
+    println!("Floor for `plan` and the no-op `apply`: the read floor; for `apply (all)`: the write floor.");
+    println!("Peer columns: how many times more the peer takes than kvmtune (wall; CPU); `~` = the peer's");
+    println!("time at that N is extrapolated from its linear fit, not measured.\n");
+    println!("| N | operation | wall ms | CPU ms | peak RSS MiB | floor wall ms | ×floor wall | ×floor CPU | virsh wall ms | virsh ÷ kvmtune wall; CPU | Ansible wall ms | Ansible ÷ kvmtune wall; CPU |");
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in results {
-        let fw = med_by(&r.floor_in, |t| t.total);
-        let kw = med_by(&r.kvm_in, |t| t.total);
-        let fpw = med_by(&r.floor_proc, |p| p.wall);
-        let kpw = med_by(&r.kvm_proc, |p| p.wall);
-        let fpc = med_by(&r.floor_proc, |p| p.cpu);
-        let kpc = med_by(&r.kvm_proc, |p| p.cpu);
-        let frss = r.floor_proc.iter().map(|p| p.maxrss_kib).max().unwrap_or(0);
-        let krss = r.kvm_proc.iter().map(|p| p.maxrss_kib).max().unwrap_or(0);
+        for (op, floor, virsh, ansible) in [
+            (PLAN_ALL, FLOOR_READ, VIRSH_READ, ANSIBLE_CHECK),
+            (PLAN_NONE, FLOOR_READ, VIRSH_READ, ANSIBLE_CHECK),
+            (APPLY_ALL, FLOOR_WRITE, VIRSH_APPLY, ANSIBLE_APPLY),
+            (APPLY_NOOP, FLOOR_READ, VIRSH_APPLY, ANSIBLE_APPLY),
+        ] {
+            let Some((w, c, rss)) = r.stat(op) else {
+                continue;
+            };
+            let (fw, fc, _) = r.stat(floor).unwrap_or((w, c, 0));
+            let peer = |p: &str| -> (String, String) {
+                match r.stat(p) {
+                    Some((pw, pc, _)) => (ms(pw), format!("{:.1}×; {:.1}×", x(pw, w), x(pc, c))),
+                    None => match wall_or_fit(results, p, r.n) {
+                        Some((pw, true)) => {
+                            (format!("~{}", ms(pw)), format!("~{:.0}× wall", x(pw, w)))
+                        }
+                        _ => ("–".into(), "–".into()),
+                    },
+                }
+            };
+            let (vw, vr) = peer(virsh);
+            let (aw, ar) = peer(ansible);
+            println!(
+                "| {} | {} | {} | {} | {} | {} | {:.2}× | {:.2}× | {} | {} | {} | {} |",
+                r.n,
+                op.trim_start_matches("kvmtune "),
+                ms(w),
+                ms(c),
+                mib(rss),
+                ms(fw),
+                x(w, fw),
+                x(c, fc),
+                vw,
+                vr,
+                aw,
+                ar
+            );
+        }
+    }
+
+    // --- Every series.
+    println!("\n### Every process series\n");
+    println!("| series | N | runs | wall ms (median) | wall ms (min) | CPU ms (median) | peak RSS MiB (max) | libvirtd CPU ms (median) |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    for s in SERIES {
+        for r in results {
+            let v = r.samples(s);
+            if v.is_empty() {
+                continue;
+            }
+            let d: Vec<Duration> = v.iter().filter_map(|s| s.daemon).collect();
+            println!(
+                "| {s} | {} | {} | {} | {} | {} | {} | {} |",
+                r.n,
+                v.len(),
+                ms(med_by(&v, |s| s.p.wall)),
+                ms(v.iter().map(|s| s.p.wall).min().unwrap()),
+                ms(med_by(&v, |s| s.p.cpu)),
+                mib(v.iter().map(|s| s.p.maxrss_kib).max().unwrap()),
+                if d.is_empty() {
+                    "?".into()
+                } else {
+                    ms(median(d))
+                },
+            );
+        }
+    }
+
+    // --- Linear fits.
+    println!("\n### Cost against N: least-squares fit over the medians (time = a + b·N)\n");
+    println!("| series | N measured | wall a ms | wall b µs/guest | wall R² | CPU a ms | CPU b µs/guest | CPU R² | wall at N=1000 ms |");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
+    for s in SERIES {
+        let pts: Vec<(usize, Duration, Duration)> = results
+            .iter()
+            .filter_map(|r| r.stat(s).map(|(w, c, _)| (r.n, w, c)))
+            .collect();
+        let wall: Vec<(f64, f64)> = pts
+            .iter()
+            .map(|p| (p.0 as f64, p.1.as_secs_f64() * 1e3))
+            .collect();
+        let cpu: Vec<(f64, f64)> = pts
+            .iter()
+            .map(|p| (p.0 as f64, p.2.as_secs_f64() * 1e3))
+            .collect();
+        let (Some((wa, wb, wr)), Some((ca, cb, cr))) = (linfit(&wall), linfit(&cpu)) else {
+            continue;
+        };
+        let at1000 = match wall_or_fit(results, s, 1000) {
+            Some((d, true)) => format!("~{} (extrapolated)", ms(d)),
+            Some((d, false)) => ms(d),
+            None => "–".into(),
+        };
         println!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-            r.n,
-            ms(fw),
-            ms(kw),
-            ratio(kw, fw),
-            ms(fpw),
-            ms(kpw),
-            ratio(kpw, fpw),
-            ms(fpc),
-            ms(kpc),
-            ratio(kpc, fpc),
-            mib(frss),
-            mib(krss),
+            "| {s} | {} | {wa:.1} | {:.0} | {wr:.4} | {ca:.1} | {:.0} | {cr:.4} | {at1000} |",
+            pts.iter()
+                .map(|p| p.0.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            wb * 1e3,
+            cb * 1e3,
         );
     }
 
-    println!("\n### Best of {reps} (min wall ms; less sensitive to a noisy host)\n");
-    println!("| N | floor | kvmtune | ratio | floor proc | kvmtune proc | ratio | floor proc CPU | kvmtune proc CPU | ratio |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for r in results {
-        let min = |v: Vec<Duration>| v.into_iter().min().unwrap_or_default();
-        let fw = min(r.floor_in.iter().map(|t| t.total).collect());
-        let kw = min(r.kvm_in.iter().map(|t| t.total).collect());
-        let fpw = min(r.floor_proc.iter().map(|p| p.wall).collect());
-        let kpw = min(r.kvm_proc.iter().map(|p| p.wall).collect());
-        let fpc = min(r.floor_proc.iter().map(|p| p.cpu).collect());
-        let kpc = min(r.kvm_proc.iter().map(|p| p.cpu).collect());
-        println!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-            r.n,
-            ms(fw),
-            ms(kw),
-            ratio(kw, fw),
-            ms(fpw),
-            ms(kpw),
-            ratio(kpw, fpw),
-            ms(fpc),
-            ms(kpc),
-            ratio(kpc, fpc),
-        );
-    }
-
+    // --- Where the time goes.
     println!("\n### Where the time goes (in-process, median ms)\n");
-    println!(
-        "| N | floor connect | floor list | floor GetXMLDesc ×N | µs/GetXMLDesc | floor 2 conns | 2-conn speed-up | floor CPU | kvmtune load | kvmtune connect | kvmtune observe | kvmtune plan | kvmtune render | kvmtune CPU | daemon CPU floor | daemon CPU kvmtune |"
-    );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| N | floor connect | floor list | floor GetXMLDesc ×N | µs/GetXMLDesc | read floor, 2 conns | 2-conn speed-up | write floor | µs/DefineXML | write floor, 2 conns | 2-conn speed-up | kvmtune load | kvmtune connect | kvmtune observe | kvmtune plan | kvmtune render | kvmtune CPU | libvirtd CPU floor | libvirtd CPU kvmtune |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in results {
-        let fw = med_by(&r.floor_in, |t| t.total);
-        let fx = med_by(&r.floor_in, |t| t.xml);
-        let p2 = median(r.floor_par2.clone());
-        let opt = |d: Option<Duration>| d.map(ms).unwrap_or_else(|| "?".into());
+        let fin = r.all(|x| &x.floor_in);
+        let kin = r.all(|x| &x.kvm_in);
+        let win = r.all(|x| &x.write_in);
+        let fw = med_by(&fin, |t| t.total);
+        let fx = med_by(&fin, |t| t.xml);
+        let p2 = median(r.all(|x| &x.floor_par2));
+        let ww = med_by(&win, |t| t.total);
+        let wd = med_by(&win, |t| t.define);
+        let w2 = median(r.all(|x| &x.write_par2));
+        let dm = |f: fn(&RepResult) -> Option<Duration>| {
+            let v: Vec<Duration> = r.reps.iter().filter_map(f).collect();
+            if v.is_empty() {
+                "?".to_string()
+            } else {
+                ms(median(v))
+            }
+        };
         println!(
-            "| {} | {} | {} | {} | {:.0} | {} | {:.2}× | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {:.0} | {} | {:.2}× | {} | {:.0} | {} | {:.2}× | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.n,
-            ms(med_by(&r.floor_in, |t| t.connect)),
-            ms(med_by(&r.floor_in, |t| t.list)),
+            ms(med_by(&fin, |t| t.connect)),
+            ms(med_by(&fin, |t| t.list)),
             ms(fx),
             fx.as_secs_f64() * 1e6 / r.n as f64,
             ms(p2),
-            fw.as_secs_f64() / p2.as_secs_f64(),
-            ms(median(r.floor_in_cpu.clone())),
-            ms(med_by(&r.kvm_in, |t| t.load)),
-            ms(med_by(&r.kvm_in, |t| t.connect)),
-            ms(med_by(&r.kvm_in, |t| t.observe)),
-            ms(med_by(&r.kvm_in, |t| t.plan)),
-            ms(med_by(&r.kvm_in, |t| t.render)),
-            ms(median(r.kvm_in_cpu.clone())),
-            opt(r.daemon_cpu_floor),
-            opt(r.daemon_cpu_kvm),
+            x(fw, p2),
+            ms(ww),
+            wd.as_secs_f64() * 1e6 / r.n as f64,
+            ms(w2),
+            x(ww, w2),
+            ms(med_by(&kin, |t| t.load)),
+            ms(med_by(&kin, |t| t.connect)),
+            ms(med_by(&kin, |t| t.observe)),
+            ms(med_by(&kin, |t| t.plan)),
+            ms(med_by(&kin, |t| t.render)),
+            ms(median(r.all(|x| &x.kvm_in_cpu))),
+            dm(|x| x.daemon_floor),
+            dm(|x| x.daemon_kvm),
         );
     }
-    for r in results.iter().filter(|r| r.busy_reps > 0) {
+
+    // --- Goals.
+    println!("\n### Goals\n");
+    let yes = |b: bool| if b { "met" } else { "NOT met" };
+    for r in results {
+        let Some((fw, _, _)) = r.stat(FLOOR_READ) else {
+            continue;
+        };
+        for op in [PLAN_NONE, PLAN_ALL, APPLY_NOOP] {
+            if let Some((w, _, _)) = r.stat(op) {
+                println!(
+                    "* N={}: {op} = {:.2}× read floor (goal ≤ 1.5×): {}",
+                    r.n,
+                    x(w, fw),
+                    yes(x(w, fw) <= 1.5)
+                );
+            }
+        }
+    }
+    if let Some(r) = results.iter().find(|r| r.n == 100) {
+        for (op, peer) in [
+            (APPLY_ALL, VIRSH_APPLY),
+            (PLAN_ALL, VIRSH_READ),
+            (APPLY_NOOP, VIRSH_APPLY),
+        ] {
+            if let (Some((w, _, _)), Some((pw, _, _))) = (r.stat(op), r.stat(peer)) {
+                println!(
+                    "* N=100: {peer} takes {:.1}× {op} (goal ≥ 10×): {}",
+                    x(pw, w),
+                    yes(x(pw, w) >= 10.0)
+                );
+            }
+        }
+    }
+    if let Some(r) = results.iter().find(|r| r.n == 1000) {
+        let max = [PLAN_ALL, PLAN_NONE, APPLY_ALL, APPLY_NOOP]
+            .iter()
+            .filter_map(|s| r.stat(s).map(|t| t.2))
+            .max()
+            .unwrap_or(0);
         println!(
-            "\nN={}: {} of the repetitions ran while other processes kept the host busy.",
-            r.n, r.busy_reps
+            "* N=1000: kvmtune peak RSS {} MiB = {:.1} MB (goal < 64 MB): {}",
+            mib(max),
+            max as f64 * 1024.0 / 1e6,
+            yes((max as f64 * 1024.0) < 64e6)
         );
     }
-    if let Some(r) = results.first() {
-        let k = &r.kvm_in[0];
-        let f = &r.floor_in[0];
+
+    for r in results {
+        let busy: usize = r.reps.iter().map(|x| x.busy_cmds).sum();
+        let lo = r.loads.iter().cloned().fold(f64::INFINITY, f64::min);
+        let hi = r.loads.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
         println!(
-            "\n(N={}: plan has {} changes over {} guests; floor read {} bytes of XML)",
-            r.n, k.changes, k.targets, f.bytes
+            "\nN={}: {} reps; load average (1 min) at rep start {lo:.2}–{hi:.2}; {} rep(s) and {busy} command(s) started on a busy host; {} rep(s) redone after an error.",
+            r.n,
+            r.reps.len(),
+            r.busy_reps,
+            r.retries
         );
+    }
+    let _ = reps;
+}
+
+fn report_raw(results: &[SizeResult]) {
+    println!("\n### Every repetition (wall ms / CPU ms / RSS MiB)\n");
+    for r in results {
+        println!("N={}:", r.n);
+        for s in SERIES {
+            let v = r.samples(s);
+            if v.is_empty() {
+                continue;
+            }
+            let l: Vec<String> = v
+                .iter()
+                .map(|s| format!("{}/{}/{}", ms(s.p.wall), ms(s.p.cpu), mib(s.p.maxrss_kib)))
+                .collect();
+            println!("  {s:<28} {}", l.join("  "));
+        }
+        let l: Vec<String> = r.all(|x| &x.floor_in).iter().map(|t| ms(t.total)).collect();
+        println!("  {:<28} {}", "floor read in-process", l.join(" "));
+        let l: Vec<String> = r.all(|x| &x.kvm_in).iter().map(|t| ms(t.total)).collect();
+        println!("  {:<28} {}", "kvmtune plan in-process", l.join(" "));
+        let l: Vec<String> = r.all(|x| &x.write_in).iter().map(|t| ms(t.total)).collect();
+        println!("  {:<28} {}", "floor write in-process", l.join(" "));
     }
 }
 
@@ -777,9 +1424,23 @@ fn main() -> anyhow::Result<()> {
             println!("{} {}", f.domains, f.bytes);
             return Ok(());
         }
+        Some(Mode::FloorWrite { n, validate }) => {
+            let w = floor_write_once(&cli.uri, *n, None, *validate)?;
+            println!(
+                "{} {} {}",
+                w.domains,
+                w.read.as_micros(),
+                w.define.as_micros()
+            );
+            return Ok(());
+        }
+        Some(Mode::Reset { n }) => {
+            reset(&cli.uri, *n)?;
+            return Ok(());
+        }
         Some(Mode::Cleanup) => {
             let n = cleanup(&cli.uri)?;
-            println!("undefined {n} domain(s)");
+            println!("removed {n} domain(s)");
             return Ok(());
         }
         None => {}
@@ -810,44 +1471,53 @@ fn main() -> anyhow::Result<()> {
             .to_string()
     };
     let load_before = loadavg();
+    let started = Instant::now();
     let result = (|| -> anyhow::Result<Vec<SizeResult>> {
+        // Start from a clean slate: leftovers may have other UUIDs.
+        let removed = cleanup(&cli.uri)?;
+        if removed > 0 {
+            eprintln!("removed {removed} leftover bench domain(s)");
+        }
         let admin = Connect::open(Some(&cli.uri)).context("opening a read-write connection")?;
         let mut results = Vec::new();
         for &n in &sizes {
             let t = Instant::now();
             let defined = ensure_defined(&admin, n)?;
+            start_running(&admin, cli.running.min(n))?;
             eprintln!(
-                "N={n}: defined {defined} new domain(s) in {:.1}s; measuring {} reps...",
+                "N={n}: defined {defined} new domain(s) in {:.1}s; {} running; measuring {} reps...",
                 t.elapsed().as_secs_f64(),
+                cli.running.min(n),
                 cli.reps
             );
-            let r = bench_size(&cli, &kvmtune_bin, &self_bin, n)?;
-            eprintln!(
-                "N={n}: floor {} ms, kvmtune {} ms",
-                ms(med_by(&r.floor_in, |t| t.total)),
-                ms(med_by(&r.kvm_in, |t| t.total))
-            );
-            results.push(r);
+            results.push(bench_size(&cli, &kvmtune_bin, &self_bin, n)?);
         }
         Ok(results)
     })();
 
     if !cli.keep {
         match cleanup(&cli.uri) {
-            Ok(n) => eprintln!("undefined {n} bench domain(s)"),
+            Ok(n) => eprintln!("destroyed/undefined {n} bench domain(s)"),
             Err(e) => eprintln!("error: cleanup failed: {e:#}; run `kvmtune-bench cleanup`"),
         }
     }
     let results = result?;
     println!(
-        "kvmtune-bench: uri {}, sizes {:?}, reps {}",
-        cli.uri, sizes, cli.reps
+        "kvmtune-bench: uri {}, sizes {:?}, reps {} (peers: {} reps, virsh up to N={}, Ansible up to N={}), {} guest(s) running, {:.0} s",
+        cli.uri,
+        sizes,
+        cli.reps,
+        if cli.no_peers { 0 } else { cli.peer_reps.min(cli.reps) },
+        cli.virsh_max_n,
+        cli.ansible_max_n,
+        cli.running,
+        started.elapsed().as_secs_f64()
     );
     println!("loadavg before: {load_before}; after: {}", loadavg());
     println!(
         "peak RSS from: {}",
         if cli.time_bin.exists() {
-            "GNU time %M (the command's own)"
+            "GNU time %M (the command's own; for a process tree, its largest process)"
         } else {
             "wait4 ru_maxrss (upper bound: includes this process's RSS at spawn)"
         }
