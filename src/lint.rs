@@ -331,37 +331,50 @@ pub fn lints(d: &Desired, obs: &Observed, facts: Option<&Facts>) -> Vec<Lint> {
     // Emulator threads on CPUs dedicated to vCPUs.
     for v in &views {
         let Some(e) = &v.emulator else { continue };
-        let mut hits: Vec<String> = Vec::new();
-        let mut auto_hit = false;
-        for c in e.iter() {
-            for (g, i, auto) in dedicated.get(&c).into_iter().flatten() {
-                hits.push(if *g == v.name {
-                    format!("its vCPU {i} (CPU {c})")
-                } else {
-                    format!("vCPU {i} of {g} (CPU {c})")
-                });
-                auto_hit |= *auto;
+        let hits = || {
+            e.iter().flat_map(|c| {
+                dedicated
+                    .get(&c)
+                    .into_iter()
+                    .flatten()
+                    .map(move |(g, i, auto)| (c, *g, *i, *auto))
+            })
+        };
+        let Some(_) = hits().next() else { continue };
+        let sev = if hits().any(|(.., auto)| auto) {
+            Severity::Error
+        } else {
+            Severity::Warning
+        };
+        // Only what is reported is formatted (a host full of guests pinned alike would
+        // otherwise cost guests² strings), and at most a few names are listed.
+        if full || sev == Severity::Error {
+            const SHOWN: usize = 6;
+            let total = hits().count();
+            let mut names: Vec<String> = hits()
+                .take(SHOWN)
+                .map(|(c, g, i, _)| {
+                    if g == v.name {
+                        format!("its vCPU {i} (CPU {c})")
+                    } else {
+                        format!("vCPU {i} of {g} (CPU {c})")
+                    }
+                })
+                .collect();
+            if total > SHOWN {
+                names.push(format!("and {} more", total - SHOWN));
             }
-        }
-        if !hits.is_empty() {
-            let sev = if auto_hit {
-                Severity::Error
-            } else {
-                Severity::Warning
-            };
-            if full || sev == Severity::Error {
-                out.add(
-                    "emulator-overlaps-vcpus",
-                    sev,
-                    target(v),
-                    "7.2.4",
-                    Some(key(v.gd, &["cputune", "emulatorpin"])),
-                    format!(
-                        "emulator threads ({e}) share CPUs with dedicated vCPUs: {}",
-                        hits.join(", ")
-                    ),
-                );
-            }
+            out.add(
+                "emulator-overlaps-vcpus",
+                sev,
+                target(v),
+                "7.2.4",
+                Some(key(v.gd, &["cputune", "emulatorpin"])),
+                format!(
+                    "emulator threads ({e}) share CPUs with dedicated vCPUs: {}",
+                    names.join(", ")
+                ),
+            );
         }
     }
     if !full {

@@ -265,75 +265,32 @@ pub fn plan_with(d: &Desired, obs: &Observed, opts: PlanOptions) -> Plan {
         });
     }
 
+    // Guests are independent: plan them on two threads when there are many (the result is
+    // the same, in the same order, as planning them one by one).
+    let guests: Vec<(&DomainName, &crate::desired::GuestDesired)> = d.guests.iter().collect();
+    let one = |(name, gd): &(&DomainName, &crate::desired::GuestDesired)| {
+        plan_one(d, obs, auto.as_ref(), opts, name, gd)
+    };
+    let outcomes: Vec<GuestOutcome> = if guests.len() >= PARALLEL_GUESTS {
+        let half = guests.len().div_ceil(2);
+        std::thread::scope(|s| {
+            let (first, second) = guests.split_at(half);
+            let h = s.spawn(move || second.iter().map(one).collect::<Vec<_>>());
+            let mut out: Vec<GuestOutcome> = first.iter().map(one).collect();
+            out.extend(h.join().expect("planning thread panicked"));
+            out
+        })
+    } else {
+        guests.iter().map(one).collect()
+    };
     let mut pending = Vec::new();
     let mut restarts = Vec::new();
-    for (name, gd) in &d.guests {
-        let target = guest_target(name);
-        if let Some(e) = auto.as_ref().and_then(|a| a.errors.get(name)) {
-            let mut key = gd.key_path.clone();
-            key.extend(["cputune", "vcpupin"].map(String::from));
-            errors.push(PlanError {
-                target,
-                location: locate(d, &key),
-                key: dotted(&key),
-                message: format!("guest {name}: automatic pinning: {e}"),
-            });
-            continue;
-        }
-        let gd = auto.as_ref().and_then(|a| a.guests.get(name)).unwrap_or(gd);
-        let Some(Some(g)) = obs.guests.get(name.as_str()) else {
-            errors.push(PlanError {
-                target,
-                location: locate(d, &gd.key_path),
-                key: dotted(&gd.key_path),
-                message: format!("no guest named `{name}` is defined on this hypervisor"),
-            });
-            continue;
-        };
-        let host_issues = host_fit(gd, obs.node);
-        let result = plan_guest(gd, &g.xml, obs.host.default_hugepage).and_then(|p| {
-            if host_issues.is_empty() {
-                Ok(p)
-            } else {
-                Err(host_issues)
-            }
-        });
-        let persistent = match result {
-            Ok(p) => p,
-            Err(issues) => {
-                for i in issues {
-                    errors.push(PlanError {
-                        target: target.clone(),
-                        location: locate(d, &i.key),
-                        key: dotted(&i.key),
-                        message: format!("guest {name}: {}", i.issue),
-                    });
-                }
-                continue;
-            }
-        };
-        let gp = plan_running(gd, g, &persistent, obs.node, &target);
-        let needs_restart = g.active
-            && (gp.changes.iter().any(|c| c.effect == Effect::Restart) || !gp.pending.is_empty());
-        pending.extend(gp.pending);
-        if !gp.changes.is_empty() {
-            changes.extend(gp.changes);
-            actions.push(Action::Guest {
-                name: name.clone(),
-                uuid: g.uuid.clone(),
-                old_xml: g.xml.clone(),
-                define: !persistent.changes.is_empty(),
-                new_xml: persistent.new_xml,
-                live: gp.live,
-            });
-        }
-        if needs_restart && opts.restart_guests {
-            restarts.push(target.clone());
-            actions.push(Action::Restart {
-                name: name.clone(),
-                timeout_secs: opts.shutdown_timeout_secs,
-            });
-        }
+    for o in outcomes {
+        errors.extend(o.errors);
+        changes.extend(o.changes);
+        pending.extend(o.pending);
+        actions.extend(o.actions);
+        restarts.extend(o.restart);
     }
     let targets = actions
         .iter()
@@ -356,6 +313,97 @@ pub fn plan_with(d: &Desired, obs: &Observed, opts: PlanOptions) -> Plan {
         resolved: auto.as_ref().map(|a| a.guests.clone()).unwrap_or_default(),
         lock: auto.map(|a| a.lock),
     }
+}
+
+/// Guests from which on planning runs on two threads.
+const PARALLEL_GUESTS: usize = 64;
+
+/// What planning one guest adds to the plan.
+#[derive(Default)]
+struct GuestOutcome {
+    errors: Vec<PlanError>,
+    changes: Vec<Change>,
+    pending: Vec<Pending>,
+    actions: Vec<Action>,
+    restart: Option<String>,
+}
+
+fn plan_one(
+    d: &Desired,
+    obs: &Observed,
+    auto: Option<&crate::pinning::Resolution>,
+    opts: PlanOptions,
+    name: &DomainName,
+    gd: &crate::desired::GuestDesired,
+) -> GuestOutcome {
+    let mut out = GuestOutcome::default();
+    let target = guest_target(name);
+    if let Some(e) = auto.and_then(|a| a.errors.get(name)) {
+        let mut key = gd.key_path.clone();
+        key.extend(["cputune", "vcpupin"].map(String::from));
+        out.errors.push(PlanError {
+            target,
+            location: locate(d, &key),
+            key: dotted(&key),
+            message: format!("guest {name}: automatic pinning: {e}"),
+        });
+        return out;
+    }
+    let gd = auto.and_then(|a| a.guests.get(name)).unwrap_or(gd);
+    let Some(Some(g)) = obs.guests.get(name.as_str()) else {
+        out.errors.push(PlanError {
+            target,
+            location: locate(d, &gd.key_path),
+            key: dotted(&gd.key_path),
+            message: format!("no guest named `{name}` is defined on this hypervisor"),
+        });
+        return out;
+    };
+    let host_issues = host_fit(gd, obs.node);
+    let result = plan_guest(gd, &g.xml, obs.host.default_hugepage).and_then(|p| {
+        if host_issues.is_empty() {
+            Ok(p)
+        } else {
+            Err(host_issues)
+        }
+    });
+    let persistent = match result {
+        Ok(p) => p,
+        Err(issues) => {
+            for i in issues {
+                out.errors.push(PlanError {
+                    target: target.clone(),
+                    location: locate(d, &i.key),
+                    key: dotted(&i.key),
+                    message: format!("guest {name}: {}", i.issue),
+                });
+            }
+            return out;
+        }
+    };
+    let gp = plan_running(gd, g, &persistent, obs.node, &target);
+    let needs_restart = g.active
+        && (gp.changes.iter().any(|c| c.effect == Effect::Restart) || !gp.pending.is_empty());
+    out.pending = gp.pending;
+    if !gp.changes.is_empty() {
+        out.changes = gp.changes;
+        out.actions.push(Action::Guest {
+            name: name.clone(),
+            uuid: g.uuid.clone(),
+            old_xml: g.xml.clone(),
+            define: !persistent.changes.is_empty(),
+            new_xml: persistent.new_xml,
+            live: gp.live,
+        });
+    }
+    if needs_restart && opts.restart_guests {
+        out.restart = Some(target);
+        out.actions.push(Action::Restart {
+            name: name.clone(),
+            timeout_secs: opts.shutdown_timeout_secs,
+        });
+    }
+    out
 }
 
 /// Settings libvirt can change on a running guest (`VIR_DOMAIN_AFFECT_LIVE`).
