@@ -462,24 +462,34 @@ pub fn lints(d: &Desired, obs: &Observed, facts: Option<&Facts>) -> Vec<Lint> {
             format!("the declared guests have {total} vCPUs, the host has {h} CPUs"),
         );
     }
+    let by_name: BTreeMap<&DomainName, &View> = views.iter().map(|v| (v.name, v)).collect();
     for (cpu, users) in &dedicated {
+        if users.len() < 2 {
+            continue;
+        }
+        // At most a few sharers are named: a host of guests pinned alike must not cost
+        // guests² text.
+        const SHOWN: usize = 6;
+        let mut sharers: Vec<String> = users
+            .iter()
+            .take(SHOWN)
+            .map(|(n, i, _)| format!("{n} vCPU {i}"))
+            .collect();
+        if users.len() > SHOWN {
+            sharers.push(format!("and {} more", users.len() - SHOWN));
+        }
+        let message = format!("CPU {cpu} is the only CPU of {}", sharers.join(", "));
         let guests: BTreeSet<&DomainName> = users.iter().map(|u| u.0).collect();
-        if users.len() > 1 {
-            for g in guests {
-                let v = views.iter().find(|v| v.name == g).expect("view");
-                let others: Vec<String> = users
-                    .iter()
-                    .map(|(n, i, _)| format!("{n} vCPU {i}"))
-                    .collect();
-                out.add(
-                    "shared-pin",
-                    Severity::Warning,
-                    target(v),
-                    "2.3.1",
-                    Some(key(v.gd, &["cputune", "vcpupin"])),
-                    format!("CPU {cpu} is the only CPU of {}", others.join(", ")),
-                );
-            }
+        for g in guests {
+            let v = by_name[g];
+            out.add(
+                "shared-pin",
+                Severity::Warning,
+                target(v),
+                "2.3.1",
+                Some(key(v.gd, &["cputune", "vcpupin"])),
+                message.clone(),
+            );
         }
     }
     if let Some(t) = &obs.topology {
