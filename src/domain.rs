@@ -325,26 +325,36 @@ fn cputune(ed: &mut Editor, d: &GuestDesired, count: Option<u32>) {
 /// An authoritative map of `<cputune><{elem} {id_attr}='N' cpuset='...'/>` entries.
 fn pin_map(ed: &mut Editor, elem: &str, id_attr: &str, pins: &BTreeMap<u32, CpuSet>) {
     let ct = ed.doc.child(ed.root(), "cputune");
-    let mut observed: BTreeMap<u32, (NodeId, Option<String>)> = BTreeMap::new();
+    // Index → its elements (libvirt writes one; hand-written XML may repeat an index).
+    let mut observed: BTreeMap<u32, Vec<NodeId>> = BTreeMap::new();
     for p in ct
         .map(|c| ed.doc.children_named(c, elem))
         .unwrap_or_default()
     {
         if let Some(i) = parse_u32(ed.doc.attr(p, id_attr)) {
-            observed.insert(i, (p, canon_cpuset(ed.doc.attr(p, "cpuset"))));
+            observed.entry(i).or_default().push(p);
         }
     }
     let all: std::collections::BTreeSet<u32> =
         pins.keys().chain(observed.keys()).copied().collect();
     for idx in all {
-        let before = observed.get(&idx).and_then(|(_, c)| c.clone());
+        let els = observed.get(&idx).cloned().unwrap_or_default();
+        let values: Vec<String> = els
+            .iter()
+            .map(|e| canon_cpuset(ed.doc.attr(*e, "cpuset")).unwrap_or_default())
+            .collect();
+        let before = (!values.is_empty()).then(|| values.join("; "));
         let after = pins.get(&idx).map(|c| c.to_string());
         if !ed.change(format!("cputune.{elem}.{idx}"), before, after.clone()) {
             continue;
         }
-        match (observed.get(&idx), after) {
-            (Some((el, _)), Some(a)) => ed.doc.set_attr(*el, "cpuset", &a),
-            (Some((el, _)), None) => ed.doc.remove(*el),
+        // Duplicates go; the first element carries the value.
+        for extra in els.iter().skip(1) {
+            ed.doc.remove(*extra);
+        }
+        match (els.first(), after) {
+            (Some(el), Some(a)) => ed.doc.set_attr(*el, "cpuset", &a),
+            (Some(el), None) => ed.doc.remove(*el),
             (None, Some(a)) => {
                 let ct = ed.domain_child("cputune");
                 let prev = ed

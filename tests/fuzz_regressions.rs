@@ -10,3 +10,9 @@ fn config_cr_only_lines_with_complex_keys() {
     ];
     kvmtune::fuzzing::config(&data);
 }
+
+#[test]
+fn domain_xml_crash_258fd2dc() {
+    let data = include_bytes!("../fuzz/artifacts-kept/domain_xml-258fd2dc");
+    kvmtune::fuzzing::domain_xml(data);
+}
