@@ -332,7 +332,21 @@ impl Document {
                 }
             };
             match token {
-                Token::ElementStart { span, .. } => {
+                Token::ElementStart {
+                    prefix,
+                    local,
+                    span,
+                } => {
+                    let raw_name = span.as_str().get(1..).unwrap_or("");
+                    if qname(prefix.as_str(), local.as_str()) != raw_name {
+                        // e.g. `<:a>`: an empty prefix, which end tags cannot match.
+                        return Err(XmlError::Syntax {
+                            pos: at(span.start()),
+                            message: format!(
+                                "malformed element name `{raw_name}`; expected NAME or PREFIX:NAME"
+                            ),
+                        });
+                    }
                     if root_closed {
                         return Err(XmlError::Syntax {
                             pos: at(span.start()),

@@ -16,3 +16,9 @@ fn domain_xml_crash_258fd2dc() {
     let data = include_bytes!("../fuzz/artifacts-kept/domain_xml-258fd2dc");
     kvmtune::fuzzing::domain_xml(data);
 }
+
+#[test]
+fn domain_xml_crash_ba4a5ccb() {
+    let data = include_bytes!("../fuzz/artifacts-kept/domain_xml-ba4a5ccb");
+    kvmtune::fuzzing::domain_xml(data);
+}
