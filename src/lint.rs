@@ -182,6 +182,9 @@ struct XmlFacts {
     cpu_mode: Option<String>,
     nic_models: Vec<String>,
     caches: Vec<String>,
+    /// A disk on network storage (`type='network'`) or marked `<shareable/>`: what guests that
+    /// live-migrate between hosts have.
+    shared_storage: bool,
 }
 
 fn xml_facts(xml: &str) -> XmlFacts {
@@ -210,6 +213,8 @@ fn xml_facts(xml: &str) -> XmlFacts {
             if let Some(c) = doc.child(disk, "driver").and_then(|d| doc.attr(d, "cache")) {
                 f.caches.push(c);
             }
+            f.shared_storage |= doc.attr(disk, "type").as_deref() == Some("network")
+                || doc.child(disk, "shareable").is_some();
         }
     }
     f
@@ -699,6 +704,46 @@ pub fn lints(d: &Desired, obs: &Observed, facts: Option<&Facts>) -> Vec<Lint> {
                 format!(
                     "cache: writethrough on {} guests: it slows down as the number of guests grows; prefer cache: none",
                     wt.len()
+                ),
+            );
+        }
+    }
+    // Caches that rule out migration on guests whose storage says they migrate.
+    for v in &views {
+        if !v.xml.as_ref().is_some_and(|x| x.shared_storage) {
+            continue;
+        }
+        let declared = v.gd.disks.values().filter_map(|d| d.cache);
+        let observed =
+            v.xml
+                .iter()
+                .flat_map(|x| x.caches.iter())
+                .filter_map(|c| match c.as_str() {
+                    "writethrough" => Some(CacheMode::Writethrough),
+                    "writeback" => Some(CacheMode::Writeback),
+                    "unsafe" => Some(CacheMode::Unsafe),
+                    _ => None,
+                });
+        let all_declared =
+            v.gd.disks
+                .get(&DeviceKey::All)
+                .and_then(|d| d.cache)
+                .is_some();
+        let bad: BTreeSet<&str> = declared
+            .chain(observed.filter(|_| !all_declared))
+            .filter(|c| !matches!(c, CacheMode::None | CacheMode::Directsync))
+            .map(|c| c.as_str())
+            .collect();
+        if !bad.is_empty() {
+            out.add(
+                "cache-blocks-migration",
+                Severity::Warning,
+                target(v),
+                "6.1",
+                Some(key(v.gd, &["disks"])),
+                format!(
+                    "cache: {} on a guest with shared (network or shareable) storage, which suggests it live-migrates: cache: none is the only mode that supports migration",
+                    bad.into_iter().collect::<Vec<_>>().join(", ")
                 ),
             );
         }

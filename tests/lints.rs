@@ -164,6 +164,14 @@ lint_case!(writethrough_many, "writethrough-many",
     fires: ids("guests:\n  a: { disks: { \"*\": { cache: writethrough } } }\n  b: { disks: { \"*\": { cache: writethrough } } }\n"),
     clean: ids("guests:\n  a: { disks: { \"*\": { cache: writethrough } } }\n  b: { disks: { \"*\": { cache: none } } }\n"));
 
+const NET_XML: &str = "<domain><name>g</name><memory unit='KiB'>1048576</memory><vcpu>2</vcpu>\
+    <cpu mode='host-passthrough'/><devices><interface type='network'><model type='virtio'/></interface>\
+    <disk type='network' device='disk'><driver name='qemu' cache='none'/><source protocol='rbd' name='pool/g'/></disk></devices></domain>";
+
+lint_case!(cache_blocks_migration, "cache-blocks-migration",
+    fires: ids_with("guests:\n  g:\n    vcpu: { count: 2 }\n    cpu: { mode: host-passthrough }\n    disks: { \"*\": { cache: writeback } }\n", &clean_facts(), NET_XML),
+    clean: ids_with("guests:\n  g:\n    vcpu: { count: 2 }\n    cpu: { mode: host-passthrough }\n    disks: { \"*\": { cache: writeback } }\n", &clean_facts(), XML));
+
 lint_case!(ksm_with_pinned_hugepages, "ksm-with-pinned-hugepages",
     fires: ids("host:\n  ksm: { run: true }\nguests:\n  g:\n    cputune: { vcpupin: { 0: \"2\" } }\n    memory_backing: { hugepages: true }\n"),
     clean: ids("host:\n  ksm: { run: false }\nguests:\n  g:\n    cputune: { vcpupin: { 0: \"2\" } }\n    memory_backing: { hugepages: true }\n"));
