@@ -405,26 +405,6 @@ fn hugetlbfs_is_mounted_for_guests_that_need_it() {
     );
 }
 
-/// A "kernel" that keeps at most `cap` huge pages per pool.
-struct CappedPools {
-    cap: u64,
-}
-
-impl kvmtune::host::HostFiles for CappedPools {
-    fn write(&self, file: &Path, content: &str) -> std::io::Result<()> {
-        let content = if file.ends_with("nr_hugepages") {
-            let want: u64 = content.trim().parse().unwrap();
-            format!("{}\n", want.min(self.cap))
-        } else {
-            content.to_string()
-        };
-        kvmtune::host::RealFiles.write(file, &content)
-    }
-    fn read(&self, file: &Path) -> std::io::Result<String> {
-        kvmtune::host::RealFiles.read(file)
-    }
-}
-
 #[test]
 fn one_gig_shortfall_names_numbers_and_the_kernel_command_line() {
     let root = tempfile::tempdir().unwrap();

@@ -5,8 +5,6 @@
 mod support;
 use support::*;
 
-use std::path::Path;
-
 use kvmtune::libvirt::Hypervisor;
 use kvmtune::{apply, config, observe, plan};
 
@@ -66,26 +64,6 @@ fn first_uuid(p: &plan::Plan, name: &str) -> String {
             _ => None,
         })
         .unwrap()
-}
-
-/// A "kernel" that keeps at most `cap` huge pages per pool, like a host short of memory.
-struct CappedPools {
-    cap: u64,
-}
-
-impl kvmtune::host::HostFiles for CappedPools {
-    fn write(&self, file: &Path, content: &str) -> std::io::Result<()> {
-        let content = if file.ends_with("nr_hugepages") {
-            let want: u64 = content.trim().parse().unwrap();
-            format!("{}\n", want.min(self.cap))
-        } else {
-            content.to_string()
-        };
-        kvmtune::host::RealFiles.write(file, &content)
-    }
-    fn read(&self, file: &Path) -> std::io::Result<String> {
-        kvmtune::host::RealFiles.read(file)
-    }
 }
 
 #[test]

@@ -54,3 +54,24 @@ pub fn corpus() -> Vec<(String, String)> {
     assert!(out.len() >= 50, "corpus has only {} files", out.len());
     out
 }
+
+/// A "kernel" that keeps at most `cap` huge pages per pool, like a host short of memory (the
+/// real kernel only falls short after taking all free memory, so tests never ask it to).
+pub struct CappedPools {
+    pub cap: u64,
+}
+
+impl kvmtune::host::HostFiles for CappedPools {
+    fn write(&self, file: &Path, content: &str) -> std::io::Result<()> {
+        let content = if file.ends_with("nr_hugepages") {
+            let want: u64 = content.trim().parse().unwrap();
+            format!("{}\n", want.min(self.cap))
+        } else {
+            content.to_string()
+        };
+        kvmtune::host::RealFiles.write(file, &content)
+    }
+    fn read(&self, file: &Path) -> std::io::Result<String> {
+        kvmtune::host::RealFiles.read(file)
+    }
+}
