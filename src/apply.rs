@@ -59,44 +59,36 @@ impl ApplyReport {
     }
 }
 
-/// Executes `plan`. `desired` is used only to verify that what libvirt stored matches.
-pub fn apply(plan: &Plan, desired: &Desired, root: &Path, hv: Option<&Hypervisor>) -> ApplyReport {
-    apply_with(plan, desired, root, hv, &host::RealFiles)
+/// How apply reaches the host: the file and command seams ([`HostIo::REAL`] outside tests).
+#[derive(Clone, Copy)]
+pub struct HostIo<'a> {
+    pub files: &'a dyn host::HostFiles,
+    pub cmds: &'a dyn host::HostCommands,
 }
 
-/// [`apply`] with host file I/O through `files`.
+impl HostIo<'static> {
+    pub const REAL: HostIo<'static> = HostIo {
+        files: &host::RealFiles,
+        cmds: &host::RealCommands,
+    };
+}
+
+/// Executes `plan`. `desired` is used only to verify that what libvirt stored matches.
+pub fn apply(plan: &Plan, desired: &Desired, root: &Path, hv: Option<&Hypervisor>) -> ApplyReport {
+    apply_with(plan, desired, root, hv, HostIo::REAL, &mut |_, _, _| {})
+}
+
+/// [`apply`] through the given host seams, calling `progress(done, total, target)` before
+/// each action.
 pub fn apply_with(
     plan: &Plan,
     desired: &Desired,
     root: &Path,
     hv: Option<&Hypervisor>,
-    files: &dyn host::HostFiles,
-) -> ApplyReport {
-    apply_full(plan, desired, root, hv, files, &host::RealCommands)
-}
-
-/// [`apply`] with host file I/O through `files` and host commands through `cmds`.
-pub fn apply_full(
-    plan: &Plan,
-    desired: &Desired,
-    root: &Path,
-    hv: Option<&Hypervisor>,
-    files: &dyn host::HostFiles,
-    cmds: &dyn host::HostCommands,
-) -> ApplyReport {
-    apply_progress(plan, desired, root, hv, files, cmds, &mut |_, _, _| {})
-}
-
-/// [`apply_full`], calling `progress(done, total, target)` before each action.
-pub fn apply_progress(
-    plan: &Plan,
-    desired: &Desired,
-    root: &Path,
-    hv: Option<&Hypervisor>,
-    files: &dyn host::HostFiles,
-    cmds: &dyn host::HostCommands,
+    io: HostIo,
     progress: &mut dyn FnMut(usize, usize, &str),
 ) -> ApplyReport {
+    let (files, cmds) = (io.files, io.cmds);
     let mut report = ApplyReport::default();
     let total = plan.actions.len();
     for (i, action) in plan.actions.iter().enumerate() {

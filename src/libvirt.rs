@@ -222,6 +222,16 @@ impl Hypervisor {
         &self.uri
     }
 
+    /// Every defined domain (one `virConnectListAllDomains`).
+    fn list(&self) -> Result<Vec<virt::domain::Domain>, LibvirtError> {
+        self.conn
+            .list_all_domains(0)
+            .map_err(|e| LibvirtError::List {
+                uri: self.uri.clone(),
+                msg: msg(e),
+            })
+    }
+
     /// The named guests' state; a name with no domain maps to `None`.
     pub fn guests(
         &self,
@@ -232,13 +242,7 @@ impl Hypervisor {
         if names.is_empty() {
             return Ok(out);
         }
-        let domains = self
-            .conn
-            .list_all_domains(0)
-            .map_err(|e| LibvirtError::List {
-                uri: self.uri.clone(),
-                msg: msg(e),
-            })?;
+        let domains = self.list()?;
         // name, id and UUID are cached in the handle: no round trip.
         let wanted: Vec<(String, virt::domain::Domain)> = domains
             .into_iter()
@@ -273,14 +277,7 @@ impl Hypervisor {
 
     /// Names of every defined domain (running or not), sorted.
     pub fn domain_names(&self) -> Result<Vec<String>, LibvirtError> {
-        let domains = self
-            .conn
-            .list_all_domains(0)
-            .map_err(|e| LibvirtError::List {
-                uri: self.uri.clone(),
-                msg: msg(e),
-            })?;
-        let mut names: Vec<String> = domains.iter().filter_map(|d| d.name().ok()).collect();
+        let mut names: Vec<String> = self.list()?.iter().filter_map(|d| d.name().ok()).collect();
         names.sort();
         Ok(names)
     }
@@ -311,15 +308,8 @@ impl Hypervisor {
         &self,
         except: &BTreeSet<String>,
     ) -> Result<BTreeMap<String, Vec<String>>, LibvirtError> {
-        let domains = self
-            .conn
-            .list_all_domains(0)
-            .map_err(|e| LibvirtError::List {
-                uri: self.uri.clone(),
-                msg: msg(e),
-            })?;
         let mut out = BTreeMap::new();
-        for d in domains {
+        for d in self.list()? {
             let Ok(name) = d.name() else { continue };
             if except.contains(&name) {
                 continue;

@@ -154,15 +154,7 @@ fn execute(
             }
         }
     };
-    let report = apply::apply_progress(
-        p,
-        d,
-        &cli.root,
-        hv,
-        &kvmtune::host::RealFiles,
-        &kvmtune::host::RealCommands,
-        &mut progress,
-    );
+    let report = apply::apply_with(p, d, &cli.root, hv, apply::HostIo::REAL, &mut progress);
     match format {
         Format::Human => print!("\n{}", render::report_text(&report, style())),
         Format::Json => print!("{}", json(&report)?),

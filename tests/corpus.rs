@@ -4,7 +4,7 @@
 //! the original and edited documents must be byte-identical.
 
 mod support;
-use support::corpus;
+use support::{corpus, Rng};
 
 use kvmtune::config::load_str;
 use kvmtune::domain::plan_guest;
@@ -132,27 +132,6 @@ fn unchanged_settings_leave_the_xml_byte_identical() {
         let p = plan_guest(desired.guests.values().next().unwrap(), &xml, None).unwrap();
         assert!(p.changes.is_empty(), "{name}: {:?}", p.changes);
         assert_eq!(p.new_xml, xml, "{name}");
-    }
-}
-
-/// Deterministic xorshift for the property test.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn pick<'a>(&mut self, v: &[&'a str]) -> &'a str {
-        v[self.below(v.len() as u64) as usize]
-    }
-    fn coin(&mut self) -> bool {
-        self.next() & 1 == 1
     }
 }
 

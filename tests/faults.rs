@@ -303,6 +303,29 @@ fn a_kernel_file_rejecting_a_value_is_reported_and_other_keys_apply() {
         std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").unwrap(),
         before
     );
+    // Planning again: the applied key is settled; only the refused one is still a change.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("t.yaml");
+    std::fs::write(&cfg, "host:\n  persist: false\n  sysctl: { vm.swappiness: 7 }\n  transparent_hugepage: { defrag: defer }\n").unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_kvmtune"))
+        .args([
+            "--root",
+            root.path().to_str().unwrap(),
+            "plan",
+            cfg.to_str().unwrap(),
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let paths: Vec<&str> = v["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, ["transparent_hugepage.defrag"]);
 }
 
 /// A read-only filesystem under --root (a read-only bind mount): apply cannot store the

@@ -335,14 +335,11 @@ fn modprobe_failure_is_clear_and_other_keys_still_apply() {
         root: root.path().into(),
         log: RefCell::new(Vec::new()),
     };
-    let report = apply::apply_full(
-        &p,
-        &desired,
-        root.path(),
-        None,
-        &kvmtune::host::RealFiles,
-        &cmds,
-    );
+    let io = apply::HostIo {
+        files: &kvmtune::host::RealFiles,
+        cmds: &cmds,
+    };
+    let report = apply::apply_with(&p, &desired, root.path(), None, io, &mut |_, _, _| {});
     assert!(!report.ok());
     let host = &report.results[0];
     assert_eq!(host.failed.len(), 1, "{host:?}");
@@ -416,7 +413,17 @@ fn one_gig_shortfall_names_numbers_and_the_kernel_command_line() {
     .unwrap();
     let obs = observe::observe(&desired, root.path(), None).unwrap();
     let p = plan::plan(&desired, &obs);
-    let report = apply::apply_with(&p, &desired, root.path(), None, &CappedPools { cap: 1 });
+    let report = apply::apply_with(
+        &p,
+        &desired,
+        root.path(),
+        None,
+        apply::HostIo {
+            files: &CappedPools { cap: 1 },
+            cmds: &kvmtune::host::RealCommands,
+        },
+        &mut |_, _, _| {},
+    );
     assert!(!report.ok());
     let host = &report.results[0];
     let failed: Vec<&str> = host.failed.iter().map(|(p, _)| p.as_str()).collect();

@@ -2,6 +2,9 @@
 //! 1-64 CPUs per node, SMT on/off) and random guest sets, with a small deterministic xorshift
 //! generator (the seed of a failing case is in the assertion message).
 
+mod support;
+use support::Rng;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use kvmtune::config::raw::ThreadPolicy;
@@ -11,31 +14,6 @@ use kvmtune::topology::HostTopology;
 
 /// Cases per property.
 const CASES: u64 = 400;
-
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.below(hi - lo + 1)
-    }
-    fn chance(&mut self, pct: u64) -> bool {
-        self.below(100) < pct
-    }
-}
 
 fn topology(r: &mut Rng) -> HostTopology {
     let nodes = r.range(1, 8) as u32;

@@ -77,7 +77,17 @@ fn huge_page_shortfall_names_requested_and_allocated_and_other_keys_still_apply(
     .unwrap();
     let obs = observe::observe(&desired, root.path(), None).unwrap();
     let p = plan::plan(&desired, &obs);
-    let report = apply::apply_with(&p, &desired, root.path(), None, &CappedPools { cap: 100 });
+    let report = apply::apply_with(
+        &p,
+        &desired,
+        root.path(),
+        None,
+        apply::HostIo {
+            files: &CappedPools { cap: 100 },
+            cmds: &kvmtune::host::RealCommands,
+        },
+        &mut |_, _, _| {},
+    );
     assert!(!report.ok());
     let host = &report.results[0];
     assert_eq!(

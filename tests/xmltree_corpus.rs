@@ -2,7 +2,7 @@
 //! edits, and robustness against malformed input.
 
 mod support;
-use support::corpus;
+use support::{corpus, Rng};
 
 use kvmtune::xmltree::{Document, NodeId, XmlError};
 use similar::{ChangeTag, TextDiff};
@@ -317,26 +317,6 @@ fn malformed_inputs_are_errors() {
     ));
 }
 
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-    fn below(&mut self, n: usize) -> usize {
-        if n == 0 {
-            0
-        } else {
-            (self.next() % n as u64) as usize
-        }
-    }
-}
-
 fn floor_boundary(s: &str, mut i: usize) -> usize {
     i = i.min(s.len());
     while !s.is_char_boundary(i) {
@@ -345,7 +325,7 @@ fn floor_boundary(s: &str, mut i: usize) -> usize {
     i
 }
 
-fn mutate(rng: &mut XorShift, src: &str) -> String {
+fn mutate(rng: &mut Rng, src: &str) -> String {
     const PIECES: &[&str] = &[
         "<",
         ">",
@@ -377,40 +357,40 @@ fn mutate(rng: &mut XorShift, src: &str) -> String {
         "&#0;",
     ];
     let mut s = src.to_string();
-    match rng.below(6) {
+    match rng.index(6) {
         0 => {
-            let cut = floor_boundary(&s, rng.below(s.len() + 1));
+            let cut = floor_boundary(&s, rng.index(s.len() + 1));
             s.truncate(cut);
         }
         1 => {
-            let a = floor_boundary(&s, rng.below(s.len() + 1));
-            let b = floor_boundary(&s, a + rng.below(40));
+            let a = floor_boundary(&s, rng.index(s.len() + 1));
+            let b = floor_boundary(&s, a + rng.index(40));
             s.replace_range(a..b, "");
         }
         2 => {
-            for _ in 0..1 + rng.below(4) {
-                let a = floor_boundary(&s, rng.below(s.len() + 1));
-                s.insert_str(a, PIECES[rng.below(PIECES.len())]);
+            for _ in 0..1 + rng.index(4) {
+                let a = floor_boundary(&s, rng.index(s.len() + 1));
+                s.insert_str(a, PIECES[rng.index(PIECES.len())]);
             }
         }
         3 => {
-            let a = floor_boundary(&s, rng.below(s.len() + 1));
-            let b = floor_boundary(&s, a + rng.below(200));
+            let a = floor_boundary(&s, rng.index(s.len() + 1));
+            let b = floor_boundary(&s, a + rng.index(200));
             let chunk = s[a..b].to_string();
-            let c = floor_boundary(&s, rng.below(s.len() + 1));
+            let c = floor_boundary(&s, rng.index(s.len() + 1));
             s.insert_str(c, &chunk);
         }
         4 => {
             // random bytes, made UTF-8
-            let n = rng.below(64);
+            let n = rng.index(64);
             let bytes: Vec<u8> = (0..n).map(|_| rng.next() as u8).collect();
             s = String::from_utf8_lossy(&bytes).into_owned();
         }
         _ => {
             // random soup of XML-ish pieces
             s.clear();
-            for _ in 0..rng.below(30) {
-                s.push_str(PIECES[rng.below(PIECES.len())]);
+            for _ in 0..rng.index(30) {
+                s.push_str(PIECES[rng.index(PIECES.len())]);
             }
         }
     }
@@ -420,7 +400,7 @@ fn mutate(rng: &mut XorShift, src: &str) -> String {
 #[test]
 fn fuzz_never_panics_and_round_trips() {
     let files = corpus();
-    let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let mut accepted = 0;
     for i in 0..2000 {
         let (_, src) = &files[i % files.len()];

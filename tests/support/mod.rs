@@ -75,3 +75,42 @@ impl kvmtune::host::HostFiles for CappedPools {
         kvmtune::host::RealFiles.read(file)
     }
 }
+
+/// A deterministic xorshift generator for the property and mutation tests (no dependency,
+/// same sequence on every machine).
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// A generator from any seed (mixed, never zero).
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    /// 0..n (0 when n is 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    /// An index 0..n (0 when n is 0).
+    pub fn index(&mut self, n: usize) -> usize {
+        self.below(n as u64) as usize
+    }
+    /// lo..=hi.
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.below(hi - lo + 1)
+    }
+    /// True with `pct` percent probability.
+    pub fn chance(&mut self, pct: u64) -> bool {
+        self.below(100) < pct
+    }
+    pub fn coin(&mut self) -> bool {
+        self.next() & 1 == 1
+    }
+    pub fn pick<'a>(&mut self, v: &[&'a str]) -> &'a str {
+        v[self.index(v.len())]
+    }
+}
