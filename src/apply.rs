@@ -115,7 +115,12 @@ pub fn apply_with(
                         _ => report.host_writes += 1,
                     }
                     let paths = op.paths();
-                    match host::execute(files, cmds, root, op) {
+                    let result = host::execute(files, cmds, root, op);
+                    crate::faults::point(match op {
+                        host::HostOp::Run(_) => "host-command",
+                        _ => "host-write",
+                    });
+                    match result {
                         Ok(note) => {
                             res.applied.extend(paths);
                             report.notes.extend(note);
@@ -160,11 +165,14 @@ pub fn apply_with(
                         // Nothing of this guest's definition changed (or it did not stick).
                         res.failed = paths.iter().map(|p| (p.clone(), e.clone())).collect();
                     }
+                    crate::faults::point("define");
                 }
                 if defined {
                     for step in live {
                         report.live_changes += 1;
-                        match hv.live(name.as_str(), &step.op) {
+                        let result = hv.live(name.as_str(), &step.op);
+                        crate::faults::point("live");
+                        match result {
                             Ok(()) => {}
                             Err(e) if e.unsupported => res.deferred.push((
                                 step.path.clone(),

@@ -10,6 +10,7 @@ pub mod config;
 pub mod cpuset;
 pub mod desired;
 pub mod domain;
+pub mod faults;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod host;

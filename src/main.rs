@@ -82,6 +82,7 @@ fn write_pin_lock(cli: &Cli, p: &plan::Plan) -> anyhow::Result<()> {
     if let (Some(path), Some(lock)) = (&cli.lock_file, &p.lock) {
         kvmtune::host::files::atomic_replace(path, &lock.render())
             .with_context(|| format!("writing the lock file {}", path.display()))?;
+        kvmtune::faults::point("lock-file");
     }
     Ok(())
 }
@@ -134,6 +135,7 @@ fn execute(
         l.keep_backups,
     )
     .context("storing the previous state before changing it")?;
+    kvmtune::faults::point("backup");
     if let (Some(r), Format::Human) = (&record, format) {
         eprintln!(
             "previous state saved as {} (kvmtune rollback --to {})",
