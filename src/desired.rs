@@ -5,7 +5,6 @@
 //! "not managed": kvmtune never touches what is not declared.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 
 use crate::config::raw::{
     CacheMode, CpuMode, DeviceClass, IoMode, NetDriver, NumaMode, Placement, ThpDefrag, ThpEnabled,
@@ -14,126 +13,7 @@ use crate::config::source::{KeyPath, SourceMap};
 use crate::cpuset::CpuSet;
 use crate::units::PageSize;
 
-/// A libvirt domain name: non-empty, no `/`, no control characters.
-#[derive(
-    Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, serde::Serialize, serde::Deserialize,
-)]
-#[serde(try_from = "String", into = "String")]
-pub struct DomainName(String);
-
-impl TryFrom<String> for DomainName {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
-        DomainName::new(&s)
-    }
-}
-
-impl From<DomainName> for String {
-    fn from(d: DomainName) -> String {
-        d.0
-    }
-}
-
-impl schemars::JsonSchema for DomainName {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "DomainName".into()
-    }
-    fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        String::json_schema(g)
-    }
-}
-
-impl DomainName {
-    pub fn new(s: &str) -> Result<DomainName, String> {
-        if s.is_empty() {
-            return Err("guest name is empty".into());
-        }
-        if s.len() > 255 {
-            return Err("guest name is longer than 255 bytes".into());
-        }
-        if s.contains('/') || s.chars().any(char::is_control) {
-            return Err(format!(
-                "`{}` is not a valid libvirt domain name (no `/` or control characters)",
-                s.escape_debug()
-            ));
-        }
-        Ok(DomainName(s.to_string()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for DomainName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// A sysctl key in dotted form (`net.ipv4.conf.all.arp_filter`), safe to map under /proc/sys.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
-pub struct SysctlKey(String);
-
-impl SysctlKey {
-    pub fn new(s: &str) -> Result<SysctlKey, String> {
-        let ok_part = |p: &str| {
-            !p.is_empty()
-                && p != ".."
-                && p.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | ':' | '@'))
-        };
-        if s.split('.').all(ok_part) {
-            Ok(SysctlKey(s.to_string()))
-        } else {
-            Err(format!(
-                "`{}` is not a sysctl key, expected dotted names like vm.swappiness",
-                s.escape_debug()
-            ))
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// The path below /proc/sys: `vm/swappiness`.
-    pub fn proc_path(&self) -> String {
-        self.0.replace('.', "/")
-    }
-}
-
-impl fmt::Display for SysctlKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// A MAC address, lowercase canonical `52:54:00:aa:bb:cc`.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
-pub struct MacAddr(String);
-
-impl MacAddr {
-    pub fn new(s: &str) -> Result<MacAddr, String> {
-        let parts: Vec<&str> = s.split(':').collect();
-        if parts.len() == 6
-            && parts
-                .iter()
-                .all(|p| p.len() == 2 && p.chars().all(|c| c.is_ascii_hexdigit()))
-        {
-            Ok(MacAddr(s.to_ascii_lowercase()))
-        } else {
-            Err(format!(
-                "`{}` is not a MAC address, expected six hex pairs like 52:54:00:12:34:56 (or \"*\")",
-                s.escape_debug()
-            ))
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
+pub use crate::model::{DomainName, IfName, MacAddr, ModuleName, ProfileName, SysctlKey};
 
 /// The whole desired state after validation.
 #[derive(Debug, Clone, Default)]
@@ -164,11 +44,11 @@ pub struct HostDesired {
     pub hugepages_boot: BTreeSet<(PageSize, Option<u32>)>,
     /// `persist: false`: runtime values only, no files under /etc.
     pub runtime_only: bool,
-    pub tuned_profile: Option<String>,
+    pub tuned_profile: Option<ProfileName>,
     pub ksm: KsmDesired,
-    pub interfaces: BTreeMap<String, NicDesired>,
+    pub interfaces: BTreeMap<IfName, NicDesired>,
     /// Module names as /sys/module spells them (`-` → `_`), with their list position.
-    pub modules: BTreeMap<String, usize>,
+    pub modules: BTreeMap<ModuleName, usize>,
     /// What automatic pinning may hand out (`host.cpu_pool`).
     pub cpu_pool: CpuPool,
 }

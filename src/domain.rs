@@ -7,6 +7,7 @@
 //! planning again yields no changes.
 
 pub mod import;
+pub mod pins;
 
 use std::collections::BTreeMap;
 
@@ -1122,4 +1123,20 @@ fn interfaces(
             }
         }
     }
+}
+
+/// The `<name>` and `<uuid>` of a domain XML (UUID lowercase); `None` when it does not parse
+/// or either is missing.
+pub fn identity(xml: &str) -> Option<(String, String)> {
+    let doc = Document::parse(xml).ok()?;
+    let root = doc.root();
+    if doc.name(root) != "domain" {
+        return None;
+    }
+    let name = doc.text(doc.child(root, "name")?).trim().to_string();
+    let uuid = doc
+        .text(doc.child(root, "uuid")?)
+        .trim()
+        .to_ascii_lowercase();
+    Some((name, uuid))
 }

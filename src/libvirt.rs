@@ -37,7 +37,7 @@ pub struct GuestObserved {
 #[derive(
     Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
 )]
-#[serde(tag = "op", rename_all = "snake_case")]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum LiveOp {
     PinVcpu {
         vcpu: u32,
@@ -136,7 +136,9 @@ fn with_params(
 }
 
 /// The host's CPU count and NUMA node count as libvirt reports them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 pub struct NodeInfo {
     pub cpus: u32,
     pub nodes: u32,
@@ -507,4 +509,29 @@ pub struct LiveDomain {
     pub active: bool,
     /// The live XML (flags 0).
     pub xml: String,
+}
+
+impl Hypervisor {
+    /// The named domain's UUID and persistent XML now; `None` when no such domain exists.
+    pub fn current(&self, name: &str) -> Result<Option<(String, String)>, LibvirtError> {
+        let dom = match self.conn.lookup_domain_by_name(name) {
+            Ok(d) => d,
+            Err(e) if e.code().is(virt::error::ErrorNumber::NoDomain) => return Ok(None),
+            Err(e) => {
+                return Err(LibvirtError::Read {
+                    name: name.to_string(),
+                    msg: msg(e),
+                })
+            }
+        };
+        let read_err = |e| LibvirtError::Read {
+            name: name.to_string(),
+            msg: msg(e),
+        };
+        let uuid = dom.uuid_string().map_err(read_err)?;
+        let xml = dom
+            .xml_desc(sys::VIR_DOMAIN_XML_INACTIVE)
+            .map_err(read_err)?;
+        Ok(Some((uuid, xml)))
+    }
 }

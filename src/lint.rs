@@ -660,7 +660,7 @@ pub fn lints(d: &Desired, obs: &Observed, facts: Option<&Facts>) -> Vec<Lint> {
                 .as_ref()
                 .is_some_and(|x| x.nic_models.iter().any(|m| m.starts_with("virtio")))
     });
-    if virtio_guests && !f.vhost_net && !d.host.modules.contains_key("vhost_net") {
+    if virtio_guests && !f.vhost_net && !d.host.modules.keys().any(|m| m.as_str() == "vhost_net") {
         out.add(
             "vhost-net-missing",
             Severity::Warning,
@@ -802,7 +802,12 @@ pub fn lints(d: &Desired, obs: &Observed, facts: Option<&Facts>) -> Vec<Lint> {
     }
     // tuned.
     if !d.guests.is_empty() {
-        let profile = d.host.tuned_profile.clone().or(f.tuned_profile.clone());
+        let profile = d
+            .host
+            .tuned_profile
+            .as_ref()
+            .map(|p| p.to_string())
+            .or(f.tuned_profile.clone());
         if profile.as_deref() != Some("virtual-host") {
             out.add(
                 "tuned-not-virtual-host",

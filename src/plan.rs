@@ -9,29 +9,16 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use crate::model::{guest_target, Change, Effect, PlanError};
+
 use crate::config::source::{dotted, KeyPath};
 use crate::cpuset::CpuSet;
-use crate::desired::{Desired, DomainName};
+use crate::desired::Desired;
 use crate::domain::{plan_guest, GuestIssue, GuestPlan, LocatedIssue};
-use crate::host::{plan_host, HostObserved, HostOp};
+use crate::host::{plan_host, HostOp};
 use crate::libvirt::{GuestObserved, LiveOp, NodeInfo};
-
-/// Everything observed that the plan depends on.
-#[derive(Debug, Clone, Default)]
-pub struct Observed {
-    pub host: HostObserved,
-    /// Declared guest name → its state, `None` when no such domain exists.
-    pub guests: BTreeMap<String, Option<GuestObserved>>,
-    /// Host CPU and NUMA node counts from libvirt (read when guests are declared).
-    pub node: Option<NodeInfo>,
-    /// Host CPU topology (read when automatic pinning is used, and by `check`).
-    pub topology: Option<crate::topology::HostTopology>,
-    /// Pins of the guests not declared (domain name → its vcpupin sets), read only when
-    /// automatic pinning is used.
-    pub other_pins: BTreeMap<String, Vec<CpuSet>>,
-    /// The lock file's contents (`--lock-file`), when it exists.
-    pub lock: Option<crate::pinning::Lock>,
-}
+use crate::model::{DomainName, Uuid};
+pub use crate::observe::Observed;
 
 /// Choices the user makes on the command line that change what the plan does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -42,63 +29,8 @@ pub struct PlanOptions {
     pub shutdown_timeout_secs: u64,
 }
 
-/// When a change takes effect.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Effect {
-    /// In effect once applied.
-    Live,
-    /// Written to the persistent definition; in effect at the guest's next start.
-    Restart,
-    /// Needs a host reboot.
-    Reboot,
-}
-
-impl Effect {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Effect::Live => "live",
-            Effect::Restart => "restart",
-            Effect::Reboot => "reboot",
-        }
-    }
-}
-
-/// One setting that differs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub struct Change {
-    /// `host` or `guest/<name>`.
-    pub target: String,
-    /// YAML key names: `cputune.vcpupin.0`, `sysctl.vm.swappiness`.
-    pub path: String,
-    pub before: Option<String>,
-    pub after: Option<String>,
-    pub effect: Effect,
-}
-
-/// A declared setting that cannot be planned (missing guest, missing sysctl, ...).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub struct PlanError {
-    pub target: String,
-    /// Dotted YAML key path.
-    pub key: String,
-    /// `file:line:column` of the key, when known.
-    pub location: Option<String>,
-    pub message: String,
-}
-
-impl std::fmt::Display for PlanError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.location {
-            Some(l) => write!(f, "{l}: {}: {}", self.key, self.message),
-            None => write!(f, "{}: {}", self.key, self.message),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Summary {
     pub changes: usize,
     pub targets: usize,
@@ -107,6 +39,7 @@ pub struct Summary {
 
 /// A setting written to a running guest's persistent definition that is not in effect yet.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Pending {
     pub target: String,
     pub path: String,
@@ -118,6 +51,7 @@ pub struct Pending {
 
 /// One live operation and the change path it serves.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct LiveStep {
     pub path: String,
     pub op: LiveOp,
@@ -127,36 +61,137 @@ pub struct LiveStep {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "kind", content = "action", rename_all = "snake_case")]
 pub enum Action {
-    /// Host steps (writes, owned-file replacements, commands), in order.
+    /// Host steps (typed writes, owned-file replacements, commands), in order.
     Host(Vec<HostOp>),
     /// Define `new_xml` for the guest (when `define`), then make `live` changes on the running
-    /// guest.
+    /// guest. `old_xml` is its persistent definition when planned (the stale check);
+    /// `new_xml` is exactly what the typed settings give when applied to it
+    /// ([`check_guest_action`]), with the same name and UUID.
     Guest {
         name: DomainName,
-        uuid: String,
+        uuid: Uuid,
         old_xml: String,
         new_xml: String,
         define: bool,
         live: Vec<LiveStep>,
     },
+    /// Rollback only (never in a saved plan): define a recorded definition of the same domain
+    /// (same name and UUID) over `old_xml`.
+    #[serde(skip)]
+    Restore {
+        name: DomainName,
+        uuid: Uuid,
+        old_xml: String,
+        xml: String,
+        define: bool,
+        live: Vec<LiveStep>,
+    },
     /// Gracefully restart a running guest so that its pending changes take effect.
-    Restart { name: DomainName, timeout_secs: u64 },
+    Restart {
+        name: DomainName,
+        /// At most a day.
+        #[schemars(range(max = 86400))]
+        timeout_secs: u64,
+    },
 }
 
 impl Action {
     pub fn target(&self) -> String {
         match self {
             Action::Host(_) => "host".into(),
-            Action::Guest { name, .. } | Action::Restart { name, .. } => guest_target(name),
+            Action::Guest { name, .. }
+            | Action::Restore { name, .. }
+            | Action::Restart { name, .. } => guest_target(name),
         }
     }
 }
 
-pub fn guest_target(name: &DomainName) -> String {
-    format!("guest/{name}")
+/// What planning read of the host that guest actions are derived from: the executor checks
+/// each guest action against its typed settings with these same values.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlanInputs {
+    /// The kernel's default huge page size.
+    pub host_page: Option<crate::units::PageSize>,
+    /// Host CPU and NUMA node counts.
+    pub node: Option<NodeInfo>,
 }
 
+/// Why a guest action is not what its typed settings give.
+pub fn check_guest_action(
+    gd: &crate::desired::GuestDesired,
+    inputs: PlanInputs,
+    action: &Action,
+) -> Result<(), String> {
+    let same_domain = |xml: &str, what: &str, name: &DomainName, uuid: &Uuid| {
+        match crate::domain::identity(xml) {
+            Some((n, u)) if n == name.as_str() && u == uuid.as_str() => Ok(()),
+            Some((n, u)) => Err(format!(
+                "its {what} is of domain `{n}` (UUID {u}), not of `{name}` (UUID {uuid})"
+            )),
+            None => Err(format!(
+                "its {what} is not a domain definition with a name and UUID"
+            )),
+        }
+    };
+    match action {
+        Action::Guest {
+            name,
+            uuid,
+            old_xml,
+            new_xml,
+            define,
+            live,
+        } => {
+            same_domain(old_xml, "recorded definition", name, uuid)?;
+            same_domain(new_xml, "new definition", name, uuid)?;
+            let derived = crate::domain::plan_guest(gd, old_xml, inputs.host_page)
+                .map_err(|_| "its settings do not apply to its recorded definition".to_string())?;
+            if derived.new_xml != *new_xml || *define != !derived.changes.is_empty() {
+                return Err(
+                    "its new definition is not what its settings give when applied to its recorded definition (only the elements kvmtune owns may change)".into(),
+                );
+            }
+            check_live(gd, inputs, live)
+        }
+        Action::Restore {
+            name,
+            uuid,
+            xml,
+            live,
+            ..
+        } => {
+            same_domain(xml, "recorded definition", name, uuid)?;
+            check_live(gd, inputs, live)
+        }
+        Action::Restart { timeout_secs, .. } if *timeout_secs > MAX_SHUTDOWN_SECS => Err(format!(
+            "shutdown timeout {timeout_secs} s is above {MAX_SHUTDOWN_SECS} s"
+        )),
+        Action::Restart { .. } | Action::Host(_) => Ok(()),
+    }
+}
+
+fn check_live(
+    gd: &crate::desired::GuestDesired,
+    inputs: PlanInputs,
+    live: &[LiveStep],
+) -> Result<(), String> {
+    for step in live {
+        if live_op(gd, &step.path, inputs.node).as_ref() != Some(&step.op) {
+            return Err(format!(
+                "its live step for {} is not what the settings give",
+                step.path
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The longest graceful shutdown `--restart-guests` waits for (a day).
+pub const MAX_SHUTDOWN_SECS: u64 = 86_400;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Plan {
     pub format_version: u32,
     pub changes: Vec<Change>,
@@ -182,6 +217,21 @@ pub struct Plan {
     /// What `--lock-file` gets: the automatic pins of this plan (`None` without `auto`).
     #[serde(skip)]
     pub lock: Option<crate::pinning::Lock>,
+    /// What guest actions were derived from (saved with `plan --out`).
+    #[serde(skip)]
+    pub inputs: PlanInputs,
+}
+
+impl Plan {
+    /// The settings a guest action was made from: its resolved (automatic pins filled in)
+    /// desired state, else the declared one.
+    pub fn guest_desired<'a>(
+        &'a self,
+        d: &'a Desired,
+        name: &DomainName,
+    ) -> Option<&'a crate::desired::GuestDesired> {
+        self.resolved.get(name).or_else(|| d.guests.get(name))
+    }
 }
 
 impl Plan {
@@ -198,13 +248,16 @@ fn locate(d: &Desired, key: &KeyPath) -> Option<String> {
     d.sources.find(key).map(|l| l.to_string())
 }
 
-/// Computes the plan. Pure.
-pub fn plan(d: &Desired, obs: &Observed) -> Plan {
-    plan_with(d, obs, PlanOptions::default())
+/// What planning takes besides the desired and observed state, worked out before it (see
+/// [`crate::pipeline`]): the automatic pins and the lint errors that reject the configuration.
+#[derive(Debug, Clone, Default)]
+pub struct Prepared {
+    pub auto: Option<crate::pinning::Resolution>,
+    pub lint_errors: Vec<PlanError>,
 }
 
-/// [`plan`] with command-line options. Pure.
-pub fn plan_with(d: &Desired, obs: &Observed, opts: PlanOptions) -> Plan {
+/// Computes the plan. Pure.
+pub fn plan(d: &Desired, obs: &Observed, opts: PlanOptions, prep: Prepared) -> Plan {
     let mut changes = Vec::new();
     let mut errors = Vec::new();
     let mut actions = Vec::new();
@@ -233,37 +286,8 @@ pub fn plan_with(d: &Desired, obs: &Observed, opts: PlanOptions) -> Plan {
         actions.push(Action::Host(host.ops));
     }
     let notes = host.notes;
-
-    // Automatic pinning: concrete pins for `auto` guests, chosen before any guest is planned.
-    let auto = d
-        .guests
-        .values()
-        .any(|g| g.auto_pin.is_some())
-        .then(|| crate::pinning::resolve(d, obs));
-    let resolved_desired;
-    let lint_view: &Desired = match &auto {
-        Some(a) => {
-            let mut r = d.clone();
-            for (n, g) in &a.guests {
-                r.guests.insert(n.clone(), g.clone());
-            }
-            resolved_desired = r;
-            &resolved_desired
-        }
-        None => d,
-    };
-    // The guide's rules that reject a configuration (`kvmtune check` shows all of them).
-    for l in crate::lint::lints(lint_view, obs, None)
-        .into_iter()
-        .filter(|l| l.severity == crate::lint::Severity::Error)
-    {
-        errors.push(PlanError {
-            target: l.target.clone(),
-            location: l.key.as_ref().and_then(|k| locate(d, k)),
-            key: l.key.as_ref().map(|k| dotted(k)).unwrap_or_default(),
-            message: format!("[{}] {} (guide {})", l.id, l.message, l.section),
-        });
-    }
+    let auto = prep.auto;
+    errors.extend(prep.lint_errors);
 
     // Guests are independent: plan them on two threads when there are many (the result is
     // the same, in the same order, as planning them one by one).
@@ -312,6 +336,10 @@ pub fn plan_with(d: &Desired, obs: &Observed, opts: PlanOptions) -> Plan {
         actions,
         resolved: auto.as_ref().map(|a| a.guests.clone()).unwrap_or_default(),
         lock: auto.map(|a| a.lock),
+        inputs: PlanInputs {
+            host_page: obs.host.default_hugepage,
+            node: obs.node,
+        },
     }
 }
 
@@ -387,9 +415,21 @@ fn plan_one(
     out.pending = gp.pending;
     if !gp.changes.is_empty() {
         out.changes = gp.changes;
+        let Ok(uuid) = Uuid::new(&g.uuid) else {
+            out.errors.push(PlanError {
+                target,
+                location: locate(d, &gd.key_path),
+                key: dotted(&gd.key_path),
+                message: format!(
+                    "guest {name}: libvirt reports UUID `{}`, which is not a UUID",
+                    g.uuid
+                ),
+            });
+            return out;
+        };
         out.actions.push(Action::Guest {
             name: name.clone(),
-            uuid: g.uuid.clone(),
+            uuid,
             old_xml: g.xml.clone(),
             define: !persistent.changes.is_empty(),
             new_xml: persistent.new_xml,
@@ -400,7 +440,7 @@ fn plan_one(
         out.restart = Some(target);
         out.actions.push(Action::Restart {
             name: name.clone(),
-            timeout_secs: opts.shutdown_timeout_secs,
+            timeout_secs: opts.shutdown_timeout_secs.min(MAX_SHUTDOWN_SECS),
         });
     }
     out
@@ -520,7 +560,7 @@ fn change(target: &str, c: &crate::domain::SettingChange, effect: Effect) -> Cha
 }
 
 /// The live operation that makes `path` what `gd` declares.
-fn live_op(
+pub fn live_op(
     gd: &crate::desired::GuestDesired,
     path: &str,
     node: Option<NodeInfo>,

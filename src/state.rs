@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::host::persist::Entry;
 use crate::host::HostOp;
+use crate::model::{DomainName, HostKey, OwnedFileKind, ProfileName, Uuid};
 use crate::plan::{Action, Plan};
 
 /// The state directory below the root.
@@ -142,18 +144,66 @@ fn holder(file: &mut std::fs::File) -> String {
     }
 }
 
-/// One backed-up guest: where its previous persistent XML is.
+/// The record format this build writes and reads.
+pub const RECORD_FORMAT: u32 = 2;
+
+/// One backed-up guest; its previous persistent XML is `guest-<uuid>.xml` in the record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct GuestBackup {
-    pub name: String,
-    pub uuid: String,
-    /// File name inside the record directory (`guest-<uuid>.xml`).
-    pub file: String,
+    pub name: DomainName,
+    pub uuid: Uuid,
+}
+
+impl GuestBackup {
+    /// The file inside the record directory, derived from the (validated) UUID.
+    pub fn file(&self) -> String {
+        format!("guest-{}.xml", self.uuid)
+    }
+}
+
+/// A kernel value before an apply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyValue {
+    pub key: HostKey,
+    pub value: String,
+}
+
+/// The active tuned profile before an apply switched it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TunedBefore {
+    /// `None`: no profile was active.
+    pub profile: Option<ProfileName>,
+}
+
+/// The host as it was before an apply, in typed keys: what rollback plans back to.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostBefore {
+    /// Kernel values (canonical), one per key the apply wrote.
+    #[serde(default)]
+    pub values: Vec<KeyValue>,
+    #[serde(default)]
+    pub tuned: Option<TunedBefore>,
+    /// Owned files: their entries (`None`: the file did not exist).
+    #[serde(default)]
+    pub owned: BTreeMap<OwnedFileKind, Option<Vec<Entry>>>,
+}
+
+impl HostBefore {
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty() && self.tuned.is_none() && self.owned.is_empty()
+    }
 }
 
 /// What one apply changed, written before it changed anything.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Manifest {
+    /// [`RECORD_FORMAT`].
+    pub format: u32,
     /// The record's directory name (UTC timestamp).
     pub id: String,
     pub created: String,
@@ -162,27 +212,45 @@ pub struct Manifest {
     /// `apply` or `rollback`.
     pub command: String,
     pub guests: Vec<GuestBackup>,
-    /// Host file below the root → its content before the apply (`None`: it did not exist).
-    pub host_files: BTreeMap<String, Option<String>>,
+    pub host: HostBefore,
 }
 
-/// The files a host action writes (kernel files, owned files, tuned's record of its profile).
-pub fn host_files_touched(ops: &[HostOp]) -> Vec<String> {
-    let mut out = Vec::new();
+/// Reads what the host steps are about to change.
+pub fn host_before(root: &Path, ops: &[HostOp]) -> Result<HostBefore, StateError> {
+    let mut h = HostBefore::default();
+    let read = |file: &str| {
+        let p = root.join(file);
+        crate::host::files::read_opt(&p).map_err(io(&p))
+    };
     for op in ops {
         match op {
-            HostOp::Write { write, .. } => out.push(write.file.clone()),
-            HostOp::File(f) => out.push(f.file.clone()),
-            HostOp::Run(r) => {
-                if let crate::host::Check::FileValue { file, .. } = &r.check {
-                    out.push(file.clone());
+            HostOp::Write { key, .. } => {
+                if h.values.iter().any(|kv| kv.key == *key) {
+                    continue;
+                }
+                if let Some(c) = read(&key.file())? {
+                    h.values.push(KeyValue {
+                        key: key.clone(),
+                        value: key.readback().canonical(&c),
+                    });
                 }
             }
+            HostOp::Tuned { .. } => {
+                let now = read(crate::host::ops::TUNED_ACTIVE)?;
+                let profile = now
+                    .map(|c| crate::model::Readback::Tokens.canonical(&c))
+                    .and_then(|c| ProfileName::new(&c).ok());
+                h.tuned = Some(TunedBefore { profile });
+            }
+            HostOp::OwnedFile { file, .. } => {
+                let entries = read(file.file())?
+                    .map(|c| crate::host::persist::OwnedFile::entries_of(*file, &c));
+                h.owned.insert(*file, entries);
+            }
+            HostOp::LoadModule { .. } | HostOp::MountHugetlbfs => {}
         }
     }
-    out.sort();
-    out.dedup();
-    out
+    Ok(h)
 }
 
 fn record_id() -> String {
@@ -209,7 +277,7 @@ pub fn backup(
 ) -> Result<Option<Manifest>, StateError> {
     let mut guests = Vec::new();
     let mut xmls = Vec::new();
-    let mut host_files = BTreeMap::new();
+    let mut host = HostBefore::default();
     for a in &plan.actions {
         match a {
             Action::Guest {
@@ -218,30 +286,25 @@ pub fn backup(
                 old_xml,
                 define: true,
                 ..
+            }
+            | Action::Restore {
+                name,
+                uuid,
+                old_xml,
+                ..
             } => {
-                let safe: String = uuid
-                    .chars()
-                    .filter(|c| c.is_ascii_hexdigit() || *c == '-')
-                    .collect();
-                let file = format!("guest-{safe}.xml");
-                guests.push(GuestBackup {
-                    name: name.to_string(),
+                let g = GuestBackup {
+                    name: name.clone(),
                     uuid: uuid.clone(),
-                    file: file.clone(),
-                });
-                xmls.push((file, old_xml.clone()));
+                };
+                xmls.push((g.file(), old_xml.clone()));
+                guests.push(g);
             }
-            Action::Host(ops) => {
-                for f in host_files_touched(ops) {
-                    let content =
-                        crate::host::files::read_opt(&root.join(&f)).map_err(io(&root.join(&f)))?;
-                    host_files.insert(f, content);
-                }
-            }
+            Action::Host(ops) => host = host_before(root, ops)?,
             _ => {}
         }
     }
-    if guests.is_empty() && host_files.is_empty() {
+    if guests.is_empty() && host.is_empty() {
         return Ok(None);
     }
     let applies = state_dir(root).join("applies");
@@ -257,13 +320,14 @@ pub fn backup(
         write_private(&tmp.join(file), xml.as_bytes())?;
     }
     let manifest = Manifest {
+        format: RECORD_FORMAT,
         created: crate::saved::utc(crate::saved::now_secs()).0,
         id: id.clone(),
         hostname: hostname.into(),
         uri: uri.into(),
         command: command.into(),
         guests,
-        host_files,
+        host,
     };
     let json = serde_json::to_string_pretty(&manifest).expect("manifest serializes");
     write_private(&tmp.join("manifest.json"), json.as_bytes())?;
@@ -325,14 +389,31 @@ pub fn load(root: &Path, to: Option<&str>) -> Result<Record, StateError> {
     };
     let text =
         std::fs::read_to_string(dir.join("manifest.json")).map_err(|e| bad(e.to_string()))?;
+    let format = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| v.get("format").and_then(|f| f.as_u64()));
+    if format != Some(RECORD_FORMAT as u64) {
+        return Err(bad(format!(
+            "record format {} is not {RECORD_FORMAT} (written by another kvmtune version): roll back with that version",
+            format.map_or("(none)".to_string(), |f| f.to_string())
+        )));
+    }
     let manifest: Manifest = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    if manifest.id != *id {
+        return Err(bad(format!("its manifest names record {}", manifest.id)));
+    }
+    for kv in &manifest.host.values {
+        crate::model::keys::check_value(&kv.value).map_err(&bad)?;
+    }
+    for (kind, entries) in &manifest.host.owned {
+        for e in entries.iter().flatten() {
+            e.check(*kind).map_err(&bad)?;
+        }
+    }
     let mut xml = BTreeMap::new();
     for g in &manifest.guests {
-        if g.file.contains('/') {
-            return Err(bad(format!("bad file name {}", g.file)));
-        }
-        let x = std::fs::read_to_string(dir.join(&g.file)).map_err(|e| bad(e.to_string()))?;
-        xml.insert(g.uuid.clone(), x);
+        let x = std::fs::read_to_string(dir.join(g.file())).map_err(|e| bad(e.to_string()))?;
+        xml.insert(g.uuid.to_string(), x);
     }
     Ok(Record { manifest, xml })
 }

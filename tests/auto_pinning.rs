@@ -80,7 +80,7 @@ fn multi_node_host_gets_single_node_pins_applies_and_converges() {
     let d = config::load_str("t.yaml", CFG).unwrap();
     let obs = observe::observe(&d, &root, Some(&hv)).unwrap();
     assert!(obs.topology.is_some() && obs.other_pins.contains_key("other"));
-    let p = plan::plan(&d, &obs);
+    let p = kvmtune::pipeline::plan(&d, &obs);
     assert!(p.errors.is_empty(), "{:?}", p.errors);
     let (db1, db2, web1) = (pins(&p, "db1"), pins(&p, "db2"), pins(&p, "web1"));
     assert_eq!(db1.len(), 8);
@@ -121,7 +121,7 @@ fn multi_node_host_gets_single_node_pins_applies_and_converges() {
     let report = apply::apply(&p, &d, &root, Some(&hv));
     assert!(report.ok(), "{report:?}");
     let obs = observe::observe(&d, &root, Some(&hv)).unwrap();
-    let again = plan::plan(&d, &obs);
+    let again = kvmtune::pipeline::plan(&d, &obs);
     assert!(again.changes.is_empty(), "{:?}", again.changes);
 
     // Adding a guest moves nobody else; removing one moves nobody either.
@@ -131,7 +131,7 @@ fn multi_node_host_gets_single_node_pins_applies_and_converges() {
     )
     .unwrap();
     let obs = observe::observe(&more, &root, Some(&hv)).unwrap();
-    let p3 = plan::plan(&more, &obs);
+    let p3 = kvmtune::pipeline::plan(&more, &obs);
     assert!(p3.errors.is_empty(), "{:?}", p3.errors);
     assert!(
         p3.changes.iter().all(|c| c.target == "guest/web2"),
@@ -144,7 +144,7 @@ fn multi_node_host_gets_single_node_pins_applies_and_converges() {
     )
     .unwrap();
     let obs = observe::observe(&less, &root, Some(&hv)).unwrap();
-    assert!(plan::plan(&less, &obs).changes.is_empty());
+    assert!(kvmtune::pipeline::plan(&less, &obs).changes.is_empty());
 }
 
 #[test]
@@ -154,7 +154,7 @@ fn guests_that_do_not_fit_are_plan_errors_unless_overcommit_is_allowed() {
     let hv = Hypervisor::open(&uri, true).unwrap();
     let yaml = "guests:\n  db1:\n    vcpu: { count: 8 }\n    cputune: { vcpupin: auto }\n    placement: { numa_node: 1 }\n  db2:\n    cputune: { vcpupin: auto }\n";
     let d = config::load_str("t.yaml", yaml).unwrap();
-    let p = plan::plan(&d, &observe::observe(&d, &root, Some(&hv)).unwrap());
+    let p = kvmtune::pipeline::plan(&d, &observe::observe(&d, &root, Some(&hv)).unwrap());
     assert_eq!(p.errors.len(), 1, "{:?}", p.errors);
     assert_eq!(
         p.errors[0].to_string(),
@@ -165,7 +165,7 @@ fn guests_that_do_not_fit_are_plan_errors_unless_overcommit_is_allowed() {
         &format!("host:\n  cpu_pool: {{ allow_overcommit: true }}\n{yaml}"),
     )
     .unwrap();
-    let p = plan::plan(&d, &observe::observe(&d, &root, Some(&hv)).unwrap());
+    let p = kvmtune::pipeline::plan(&d, &observe::observe(&d, &root, Some(&hv)).unwrap());
     assert!(p.errors.is_empty(), "{:?}", p.errors);
 }
 

@@ -326,7 +326,12 @@ fn a_host_write_that_fails_is_reported_and_others_still_apply() {
     let out = stdout(&o);
     // swappiness at runtime and both persisted entries; the THP defrag runtime write fails.
     assert!(out.contains("✗ host: 3 applied, 1 failed"), "{out}");
-    assert!(out.contains("transparent_hugepage.defrag: host transparent_hugepage.defrag: writing /sys/kernel/mm/transparent_hugepage/defrag:"), "{out}");
+    // /proc/sys/fs/inode-nr moves on its own: the stale check or the write refuses it.
+    assert!(
+        out.contains("transparent_hugepage.defrag: host transparent_hugepage.defrag: writing /sys/kernel/mm/transparent_hugepage/defrag:")
+            || out.contains("transparent_hugepage.defrag: host transparent_hugepage.defrag: /sys/kernel/mm/transparent_hugepage/defrag is `"),
+        "{out}"
+    );
     assert_eq!(
         std::fs::read_to_string(root.path().join("proc/sys/vm/swappiness")).unwrap(),
         "5\n"

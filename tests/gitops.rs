@@ -238,11 +238,17 @@ fn apply_backs_up_host_values_and_rollback_restores_them() {
     let m: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(ids[0].join("manifest.json")).unwrap())
             .unwrap();
-    assert_eq!(
-        m["host_files"]["proc/sys/vm/swappiness"],
-        format!("{sw_before}\n")
+    // Typed keys and canonical values, never paths.
+    assert_eq!(m["format"], 2);
+    let values = m["host"]["values"].as_array().unwrap();
+    assert!(
+        values.iter().any(|kv| kv["key"]
+            == serde_json::json!({"kind": "sysctl", "key": "vm.swappiness"})
+            && kv["value"] == sw_before.as_str()),
+        "{m}"
     );
-    assert!(m["host_files"]["etc/sysctl.d/90-kvmtune.conf"].is_null());
+    assert!(m["host"]["owned"]["sysctl"].is_null(), "{m}");
+    assert!(!m.to_string().contains("proc/sys"), "{m}");
 
     // rollback --list, then rollback (shown first).
     let o = kt(root.path(), &["rollback", "--list", "--format", "json"]);
@@ -256,7 +262,7 @@ fn apply_backs_up_host_values_and_rollback_restores_them() {
         describe(&o)
     );
     assert!(
-        out(&o).contains("/proc/sys/vm/swappiness: 7 → "),
+        out(&o).contains("sysctl.vm.swappiness: 7 → "),
         "{}",
         describe(&o)
     );

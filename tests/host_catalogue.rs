@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use kvmtune::host::{CmdOutput, HostCommands};
-use kvmtune::{apply, config, observe, plan};
+use kvmtune::{apply, config, observe};
 
 fn write_exe(p: &Path, text: &str) {
     use std::os::unix::fs::PermissionsExt;
@@ -330,7 +330,7 @@ fn modprobe_failure_is_clear_and_other_keys_still_apply() {
     )
     .unwrap();
     let obs = observe::observe(&desired, root.path(), None).unwrap();
-    let p = plan::plan(&desired, &obs);
+    let p = kvmtune::pipeline::plan(&desired, &obs);
     let cmds = FakeCommands {
         root: root.path().into(),
         log: RefCell::new(Vec::new()),
@@ -339,7 +339,16 @@ fn modprobe_failure_is_clear_and_other_keys_still_apply() {
         files: &kvmtune::host::RealFiles,
         cmds: &cmds,
     };
-    let report = apply::apply_with(&p, &desired, root.path(), None, io, &mut |_, _, _| {});
+    let report = apply::apply_with(
+        &p,
+        &desired,
+        apply::Target {
+            root: root.path(),
+            hv: None,
+            io,
+        },
+        &mut |_, _, _| {},
+    );
     assert!(!report.ok());
     let host = &report.results[0];
     assert_eq!(host.failed.len(), 1, "{host:?}");
@@ -412,15 +421,17 @@ fn one_gig_shortfall_names_numbers_and_the_kernel_command_line() {
     )
     .unwrap();
     let obs = observe::observe(&desired, root.path(), None).unwrap();
-    let p = plan::plan(&desired, &obs);
+    let p = kvmtune::pipeline::plan(&desired, &obs);
     let report = apply::apply_with(
         &p,
         &desired,
-        root.path(),
-        None,
-        apply::HostIo {
-            files: &CappedPools { cap: 1 },
-            cmds: &kvmtune::host::RealCommands,
+        apply::Target {
+            root: root.path(),
+            hv: None,
+            io: apply::HostIo {
+                files: &CappedPools { cap: 1 },
+                cmds: &kvmtune::host::RealCommands,
+            },
         },
         &mut |_, _, _| {},
     );

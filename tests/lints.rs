@@ -100,7 +100,7 @@ fn emulator_overlapping_automatic_pins_is_an_error() {
         (Severity::Error, "guest/b")
     );
     // plan refuses it too
-    let p = kvmtune::plan::plan(&d, &observed(&d, XML));
+    let p = kvmtune::pipeline::plan(&d, &observed(&d, XML));
     assert!(
         p.errors
             .iter()

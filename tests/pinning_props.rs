@@ -386,8 +386,8 @@ fn yaml_order_does_not_change_the_pins() {
         let rb = kvmtune::pinning::resolve(&b, &obs);
         assert_eq!(ra.lock, rb.lock, "seed {seed}");
         assert_eq!(
-            kvmtune::plan::plan(&a, &obs).changes,
-            kvmtune::plan::plan(&b, &obs).changes
+            kvmtune::pipeline::plan(&a, &obs).changes,
+            kvmtune::pipeline::plan(&b, &obs).changes
         );
     }
 }

@@ -17,7 +17,7 @@ fn demo_apply_converges_and_second_apply_writes_nothing() {
     let desired = config::load(&[repo().join("examples/demo/tuning.yaml")]).unwrap();
 
     let obs = observe::observe(&desired, root.path(), Some(&hv)).unwrap();
-    let first = plan::plan(&desired, &obs);
+    let first = kvmtune::pipeline::plan(&desired, &obs);
     assert!(first.errors.is_empty(), "{:?}", first.errors);
     assert!(first.changes.len() > 10, "{:?}", first.changes);
     // db1 is running in the demo: pins change live, the rest waits for a restart; web1 is
@@ -37,7 +37,7 @@ fn demo_apply_converges_and_second_apply_writes_nothing() {
     assert_eq!(report.defines, 2);
 
     let obs = observe::observe(&desired, root.path(), Some(&hv)).unwrap();
-    let second = plan::plan(&desired, &obs);
+    let second = kvmtune::pipeline::plan(&desired, &obs);
     assert!(
         second.changes.is_empty(),
         "plan after apply is not empty: {:?}",
@@ -60,7 +60,9 @@ fn first_uuid(p: &plan::Plan, name: &str) -> String {
     p.actions
         .iter()
         .find_map(|a| match a {
-            plan::Action::Guest { name: n, uuid, .. } if n.as_str() == name => Some(uuid.clone()),
+            plan::Action::Guest { name: n, uuid, .. } if n.as_str() == name => {
+                Some(uuid.to_string())
+            }
             _ => None,
         })
         .unwrap()
@@ -76,15 +78,17 @@ fn huge_page_shortfall_names_requested_and_allocated_and_other_keys_still_apply(
     )
     .unwrap();
     let obs = observe::observe(&desired, root.path(), None).unwrap();
-    let p = plan::plan(&desired, &obs);
+    let p = kvmtune::pipeline::plan(&desired, &obs);
     let report = apply::apply_with(
         &p,
         &desired,
-        root.path(),
-        None,
-        apply::HostIo {
-            files: &CappedPools { cap: 100 },
-            cmds: &kvmtune::host::RealCommands,
+        apply::Target {
+            root: root.path(),
+            hv: None,
+            io: apply::HostIo {
+                files: &CappedPools { cap: 100 },
+                cmds: &kvmtune::host::RealCommands,
+            },
         },
         &mut |_, _, _| {},
     );
@@ -109,7 +113,7 @@ fn huge_page_shortfall_names_requested_and_allocated_and_other_keys_still_apply(
     );
     // The plan still shows the pool that fell short, and only that.
     let obs = observe::observe(&desired, root.path(), None).unwrap();
-    let again = plan::plan(&desired, &obs);
+    let again = kvmtune::pipeline::plan(&desired, &obs);
     assert_eq!(again.changes.len(), 1);
     assert_eq!(again.changes[0].before.as_deref(), Some("100"));
 }

@@ -340,7 +340,7 @@ fn kvmtune_once(uri: &str, cfg_name: &str, cfg: &str) -> anyhow::Result<KvmtuneT
     let t2 = Instant::now();
     let obs = kvmtune::observe::observe(&d, Path::new("/"), Some(&hv))?;
     let t3 = Instant::now();
-    let plan = kvmtune::plan::plan(&d, &obs);
+    let plan = kvmtune::pipeline::plan(&d, &obs);
     let t4 = Instant::now();
     let json = kvmtune::render::plan_json(&plan);
     let t5 = Instant::now();

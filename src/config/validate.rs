@@ -184,14 +184,11 @@ fn host(cx: &mut Ctx, h: &RawHost) -> HostDesired {
         out.cpu_pool.allow_overcommit = cp.allow_overcommit.unwrap_or(false);
     }
     if let Some(t) = &h.tuned {
-        let ok = !t.profile.is_empty()
-            && t.profile.len() <= 64
-            && t.profile
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-            && !t.profile.starts_with('.');
-        if ok {
-            out.tuned_profile = Some(t.profile.clone());
+        let ok = crate::model::ProfileName::new(&t.profile)
+            .ok()
+            .filter(|_| t.profile.len() <= 64);
+        if let Some(name) = ok {
+            out.tuned_profile = Some(name);
         } else {
             cx.err(
                 &p(&[], &["host", "tuned", "profile"]),
@@ -215,14 +212,7 @@ fn host(cx: &mut Ctx, h: &RawHost) -> HostDesired {
     }
     for (name, nic) in h.interfaces.iter().flatten() {
         let path = p(&[], &["host", "interfaces", name]);
-        let ok = !name.is_empty()
-            && name.len() < 16
-            && name != "."
-            && name != ".."
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@'));
-        if !ok {
+        let Ok(ifname) = crate::model::IfName::new(name) else {
             cx.err(
                 &path,
                 format!(
@@ -231,7 +221,7 @@ fn host(cx: &mut Ctx, h: &RawHost) -> HostDesired {
                 ),
             );
             continue;
-        }
+        };
         if let Some(m) = nic.mtu {
             if !(68..=65536).contains(&m) {
                 cx.err(&p(&path, &["mtu"]), format!("MTU {m} is outside 68-65536"));
@@ -243,7 +233,7 @@ fn host(cx: &mut Ctx, h: &RawHost) -> HostDesired {
             continue;
         }
         out.interfaces.insert(
-            name.clone(),
+            ifname,
             NicDesired {
                 mtu: nic.mtu,
                 sriov_numvfs: nic.sriov_numvfs,
@@ -252,18 +242,13 @@ fn host(cx: &mut Ctx, h: &RawHost) -> HostDesired {
     }
     for (i, m) in h.modules.iter().flatten().enumerate() {
         let path = p(&[], &["host", "modules", &i.to_string()]);
-        let ok = !m.is_empty()
-            && m.len() <= 55
-            && m.chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'));
-        if !ok {
+        let Ok(norm) = crate::model::ModuleName::new(m) else {
             cx.err(
                 &path,
                 format!("`{}` is not a kernel module name", m.escape_debug()),
             );
             continue;
-        }
-        let norm = m.replace('-', "_");
+        };
         if out.modules.insert(norm.clone(), i).is_some() {
             cx.err(&path, format!("module {norm} is listed twice"));
         }

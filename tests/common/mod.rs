@@ -9,7 +9,8 @@ use std::process::{Command, Output};
 use kvmtune::apply::{apply, ApplyReport};
 use kvmtune::desired::Desired;
 use kvmtune::libvirt::Hypervisor;
-use kvmtune::plan::{plan, Plan};
+use kvmtune::pipeline::plan;
+use kvmtune::plan::Plan;
 use kvmtune::xmltree::Document;
 
 /// The libvirt URI under test: `$KVMTUNE_TEST_URI`, else `qemu:///system`.
