@@ -15,6 +15,53 @@ use crate::units::PageSize;
 
 pub use crate::model::{DomainName, IfName, MacAddr, ModuleName, ProfileName, SysctlKey};
 
+mod validate;
+
+use std::path::PathBuf;
+
+use crate::config::source::SourceFile;
+use crate::config::ConfigErrors;
+
+/// Loads, merges and validates configuration files (directories expand to their *.yaml).
+pub fn load(paths: &[PathBuf]) -> Result<Desired, ConfigErrors> {
+    load_for(paths, None)
+}
+
+/// [`load`] on the host named `hostname`: files whose `hosts:` globs do not match it are left
+/// out (with `None`, every file applies).
+pub fn load_for(paths: &[PathBuf], hostname: Option<&str>) -> Result<Desired, ConfigErrors> {
+    Ok(read_for(paths, hostname)?.0)
+}
+
+/// [`load_for`], also returning the files as read (for saved plans).
+pub fn read_for(
+    paths: &[PathBuf],
+    hostname: Option<&str>,
+) -> Result<(Desired, Vec<SourceFile>), ConfigErrors> {
+    let sources = crate::config::read_sources(paths)?;
+    let d = load_sources_for(&sources, hostname)?;
+    Ok((d, sources))
+}
+
+/// Like [`load`], for files already in memory.
+pub fn load_sources(files: &[SourceFile]) -> Result<Desired, ConfigErrors> {
+    load_sources_for(files, None)
+}
+
+/// [`load_for`], for files already in memory.
+pub fn load_sources_for(
+    files: &[SourceFile],
+    hostname: Option<&str>,
+) -> Result<Desired, ConfigErrors> {
+    let (raw, map) = crate::config::parse_sources_for(files, hostname)?;
+    validate::validate(&raw, map)
+}
+
+/// Parses one file's text (for tests and `render`).
+pub fn load_str(name: &str, text: &str) -> Result<Desired, ConfigErrors> {
+    load_sources(&[SourceFile::from_text(name, text)])
+}
+
 /// The whole desired state after validation.
 #[derive(Debug, Clone, Default)]
 pub struct Desired {

@@ -5,8 +5,9 @@
 //! (round trips, idempotence, preservation) are kvmtune's own invariants, so a panic here is a
 //! bug in kvmtune, never in the input.
 
-use crate::config::{load_sources, source::SourceFile};
+use crate::config::source::SourceFile;
 use crate::cpuset::CpuSet;
+use crate::desired::load_sources;
 use crate::domain::plan_guest;
 use crate::xmltree::Document;
 
@@ -55,7 +56,7 @@ pub fn domain_xml(data: &[u8]) {
     if Document::parse(xml).is_err() {
         return;
     }
-    let d = crate::config::load_str("t.yaml", TUNINGS[pick as usize % TUNINGS.len()])
+    let d = crate::desired::load_str("t.yaml", TUNINGS[pick as usize % TUNINGS.len()])
         .expect("built-in tuning");
     let g = d.guests.values().next().expect("one guest");
     let Ok(p) = plan_guest(g, xml, None) else {

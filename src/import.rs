@@ -82,7 +82,7 @@ fn import_host(root: &Path) -> Result<RawHost, ImportError> {
         host: Some(raw.clone()),
         ..Default::default()
     };
-    let d = crate::config::load_str("import.yaml", &to_yaml(&cfg, None))
+    let d = crate::desired::load_str("import.yaml", &to_yaml(&cfg, None))
         .map_err(|e| ImportError::Invalid(e.to_string()))?;
     let obs = crate::host::observe(root, &d.host, Default::default()).map_err(host_err)?;
     let p = crate::host::plan_host(&d.host, &obs);

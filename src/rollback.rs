@@ -201,7 +201,7 @@ fn guests_desired(rec: &Record) -> Result<Desired, RollbackError> {
         })?;
         raw.guests.insert(g.name.to_string(), rg);
     }
-    crate::config::load_str(&format!("record {id}"), &crate::import::to_yaml(&raw, None)).map_err(
+    crate::desired::load_str(&format!("record {id}"), &crate::import::to_yaml(&raw, None)).map_err(
         |e| RollbackError::Import {
             id: id.clone(),
             name: "(all)".into(),

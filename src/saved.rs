@@ -267,7 +267,7 @@ impl SavedPlan {
             .iter()
             .map(|c| crate::config::source::SourceFile::from_text(&c.path, &c.text))
             .collect();
-        crate::config::load_sources_for(&sources, Some(hostname))
+        crate::desired::load_sources_for(&sources, Some(hostname))
     }
 
     /// Refuses the plan when any target's state moved since it was made.
@@ -492,7 +492,7 @@ mod tests {
 
     fn sample() -> SavedPlan {
         let d =
-            crate::config::load_str("t.yaml", "host:\n  sysctl: { vm.swappiness: 1 }\n").unwrap();
+            crate::desired::load_str("t.yaml", "host:\n  sysctl: { vm.swappiness: 1 }\n").unwrap();
         let mut obs = Observed::default();
         obs.host
             .files

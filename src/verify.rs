@@ -479,7 +479,7 @@ mod tests {
     }
 
     fn guest(yaml: &str) -> GuestDesired {
-        let d = crate::config::load_str("t.yaml", yaml).unwrap();
+        let d = crate::desired::load_str("t.yaml", yaml).unwrap();
         d.guests.into_values().next().unwrap()
     }
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use kvmtune::libvirt::Hypervisor;
-use kvmtune::{apply, config, observe, plan};
+use kvmtune::{apply, observe, plan};
 
 /// 4 nodes × 4 cores × 2 threads: node n = CPUs 4n..4n+3 and 16+4n..16+4n+3.
 fn write_host(dir: &Path) -> (String, PathBuf) {
@@ -77,7 +77,7 @@ fn multi_node_host_gets_single_node_pins_applies_and_converges() {
     let dir = tempfile::tempdir().unwrap();
     let (uri, root) = write_host(dir.path());
     let hv = Hypervisor::open(&uri, false).unwrap();
-    let d = config::load_str("t.yaml", CFG).unwrap();
+    let d = kvmtune::desired::load_str("t.yaml", CFG).unwrap();
     let obs = observe::observe(&d, &root, Some(&hv)).unwrap();
     assert!(obs.topology.is_some() && obs.other_pins.contains_key("other"));
     let p = kvmtune::pipeline::plan(&d, &obs);
@@ -125,7 +125,7 @@ fn multi_node_host_gets_single_node_pins_applies_and_converges() {
     assert!(again.changes.is_empty(), "{:?}", again.changes);
 
     // Adding a guest moves nobody else; removing one moves nobody either.
-    let more = config::load_str(
+    let more = kvmtune::desired::load_str(
         "t.yaml",
         &format!("{CFG}  web2:\n    cputune: {{ vcpupin: auto }}\n"),
     )
@@ -138,7 +138,7 @@ fn multi_node_host_gets_single_node_pins_applies_and_converges() {
         "{:?}",
         p3.changes
     );
-    let less = config::load_str(
+    let less = kvmtune::desired::load_str(
         "t.yaml",
         &CFG.replace("  web1:\n    cputune: { vcpupin: auto }\n", ""),
     )
@@ -153,14 +153,14 @@ fn guests_that_do_not_fit_are_plan_errors_unless_overcommit_is_allowed() {
     let (uri, root) = write_host(dir.path());
     let hv = Hypervisor::open(&uri, true).unwrap();
     let yaml = "guests:\n  db1:\n    vcpu: { count: 8 }\n    cputune: { vcpupin: auto }\n    placement: { numa_node: 1 }\n  db2:\n    cputune: { vcpupin: auto }\n";
-    let d = config::load_str("t.yaml", yaml).unwrap();
+    let d = kvmtune::desired::load_str("t.yaml", yaml).unwrap();
     let p = kvmtune::pipeline::plan(&d, &observe::observe(&d, &root, Some(&hv)).unwrap());
     assert_eq!(p.errors.len(), 1, "{:?}", p.errors);
     assert_eq!(
         p.errors[0].to_string(),
         "t.yaml:4:16: guests.db1.cputune.vcpupin: guest db1: automatic pinning: needs 8 dedicated CPUs on node 1; free per node: node0 8, node1 6, node2 8, node3 8 (host.cpu_pool.allow_overcommit: true lets guests share CPUs)"
     );
-    let d = config::load_str(
+    let d = kvmtune::desired::load_str(
         "t.yaml",
         &format!("host:\n  cpu_pool: {{ allow_overcommit: true }}\n{yaml}"),
     )

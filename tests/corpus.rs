@@ -6,7 +6,7 @@
 mod support;
 use support::{corpus, Rng};
 
-use kvmtune::config::load_str;
+use kvmtune::desired::load_str;
 use kvmtune::domain::plan_guest;
 use kvmtune::units::PageSize;
 use kvmtune::xmltree::Document;

@@ -41,7 +41,7 @@ fn tuning(names: &[String], variant: usize) -> String {
 
 /// Whether `xml` has every owned setting `yaml` declares for `name`.
 fn matches_new(yaml: &str, name: &str, xml: &str) -> bool {
-    let d = kvmtune::config::load_str("t.yaml", yaml).unwrap();
+    let d = kvmtune::desired::load_str("t.yaml", yaml).unwrap();
     let gd = d.guests.iter().find(|(n, _)| n.as_str() == name).unwrap().1;
     kvmtune::domain::plan_guest(gd, xml, None)
         .unwrap()

@@ -487,7 +487,7 @@ fn host_config_dir_uses_shared_files_and_this_hosts_file() {
 
 #[test]
 fn profiles_merge_under_guest_keys_and_unknown_profiles_are_located() {
-    let d = kvmtune::config::load_str(
+    let d = kvmtune::desired::load_str(
         "p.yaml",
         "profiles:\n  pinned-db:\n    vcpu: { count: 4, placement: static }\n    disks: { \"*\": { cache: none, io: native } }\n\
          guests:\n  db1:\n    profile: pinned-db\n    vcpu: { count: 2 }\n",
@@ -497,7 +497,7 @@ fn profiles_merge_under_guest_keys_and_unknown_profiles_are_located() {
     assert_eq!(g.vcpu_count, Some(2), "the guest's key wins");
     assert!(g.vcpu_placement.is_some(), "the profile's other keys stay");
     assert_eq!(g.disks.len(), 1);
-    let e = kvmtune::config::load_str(
+    let e = kvmtune::desired::load_str(
         "p.yaml",
         "profiles:\n  a: { iothreads: 1 }\nguests:\n  db1:\n    profile: nope\n",
     )
@@ -508,7 +508,7 @@ fn profiles_merge_under_guest_keys_and_unknown_profiles_are_located() {
         "p.yaml:5:5: guests.db1.profile: no profile named `nope` (profiles: a)"
     );
     // An invalid value that came from a profile is located at the profile.
-    let e = kvmtune::config::load_str(
+    let e = kvmtune::desired::load_str(
         "p.yaml",
         "profiles:\n  a:\n    vcpu: { count: 0 }\nguests:\n  db1: { profile: a }\n",
     )

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use kvmtune::host::{CmdOutput, HostCommands};
-use kvmtune::{apply, config, observe};
+use kvmtune::{apply, observe};
 
 fn write_exe(p: &Path, text: &str) {
     use std::os::unix::fs::PermissionsExt;
@@ -324,7 +324,7 @@ fn modprobe_failure_is_clear_and_other_keys_still_apply() {
     let root = tempfile::tempdir().unwrap();
     copy_tree(&repo().join("examples/demo/root"), root.path());
     std::fs::write(root.path().join("proc/modules"), "").unwrap();
-    let desired = config::load_str(
+    let desired = kvmtune::desired::load_str(
         "m.yaml",
         "host:\n  modules: [vhost_net]\n  sysctl: { vm.swappiness: 10 }\n",
     )
@@ -368,7 +368,7 @@ fn hugetlbfs_is_mounted_for_guests_that_need_it() {
     let root = tempfile::tempdir().unwrap();
     copy_tree(&repo().join("examples/demo/root"), root.path());
     std::fs::write(root.path().join("proc/mounts"), "proc /proc proc rw 0 0\n").unwrap();
-    let desired = config::load_str(
+    let desired = kvmtune::desired::load_str(
         "g.yaml",
         "host:\n  persist: false\n  sysctl: { vm.swappiness: 60 }\n",
     )
@@ -415,7 +415,7 @@ fn hugetlbfs_is_mounted_for_guests_that_need_it() {
 fn one_gig_shortfall_names_numbers_and_the_kernel_command_line() {
     let root = tempfile::tempdir().unwrap();
     copy_tree(&repo().join("examples/demo/root"), root.path());
-    let desired = config::load_str(
+    let desired = kvmtune::desired::load_str(
         "h.yaml",
         "host:\n  sysctl: { vm.swappiness: 10 }\n  hugepages:\n    - { size: 1G, node: 0, count: 4 }\n    - { size: 2M, node: 1, count: 8 }\n",
     )

@@ -58,7 +58,7 @@ struct Case {
 
 impl Case {
     fn lints(&self) -> Vec<Lint> {
-        let d = kvmtune::config::load_str("t.yaml", &self.yaml)
+        let d = kvmtune::desired::load_str("t.yaml", &self.yaml)
             .unwrap_or_else(|e| panic!("{e}\n{}", self.yaml));
         check(&d, &observed(&d, self.xml), &self.facts)
     }
@@ -340,7 +340,7 @@ fn docs_lints_md_is_generated_from_the_registry() {
 #[test]
 fn emulator_overlapping_automatic_pins_is_an_error() {
     let yaml = "guests:\n  a:\n    cputune: { vcpupin: auto }\n  b:\n    cputune: { emulatorpin: \"0-15\" }\n";
-    let d = kvmtune::config::load_str("t.yaml", yaml).unwrap();
+    let d = kvmtune::desired::load_str("t.yaml", yaml).unwrap();
     let l = check(&d, &observed(&d, XML), &clean_facts());
     let e = l
         .iter()
@@ -371,7 +371,7 @@ fn numa_spread_of_memory_away_from_the_vcpus() {
 fn plan_keeps_only_the_error_level_lints() {
     // Fires vcpu-on-reserved (error) and shared-pin, numa-spread (warnings) in `check`.
     let yaml = "host:\n  cpu_pool: { reserved: \"0\" }\nguests:\n  a: { cputune: { vcpupin: { 0: \"0\", 1: \"4\" } } }\n  b: { cputune: { vcpupin: { 0: \"4\" } } }\n";
-    let d = kvmtune::config::load_str("t.yaml", yaml).unwrap();
+    let d = kvmtune::desired::load_str("t.yaml", yaml).unwrap();
     let obs = observed(&d, XML);
     let all = check(&d, &obs, &clean_facts());
     for id in ["vcpu-on-reserved", "shared-pin", "numa-spread"] {
@@ -408,7 +408,7 @@ fn output_follows_the_registry_and_per_guest_rules_go_guest_by_guest() {
 
 #[test]
 fn a_clean_configuration_has_no_lints_and_exit_0() {
-    let d = kvmtune::config::load_str("t.yaml", CLEAN).unwrap();
+    let d = kvmtune::desired::load_str("t.yaml", CLEAN).unwrap();
     let l = check(&d, &observed(&d, XML), &clean_facts());
     assert!(l.is_empty(), "{l:?}");
     assert_eq!(kvmtune::lint::exit_code(&l), 0);

@@ -5,8 +5,8 @@
 mod support;
 use support::Rng;
 
-use kvmtune::config::load_sources;
 use kvmtune::config::source::SourceFile;
+use kvmtune::desired::load_sources;
 
 const ALPHABET: &[u8] = b" \n:-,{}[]\"'&*!|>#^0123456789abcxyzMGK.";
 

@@ -380,8 +380,8 @@ fn yaml_order_does_not_change_the_pins() {
                 .collect(),
             ..Default::default()
         };
-        let a = kvmtune::config::load_str("a.yaml", &yaml(&fwd)).unwrap();
-        let b = kvmtune::config::load_str("b.yaml", &yaml(&rev)).unwrap();
+        let a = kvmtune::desired::load_str("a.yaml", &yaml(&fwd)).unwrap();
+        let b = kvmtune::desired::load_str("b.yaml", &yaml(&rev)).unwrap();
         let ra = kvmtune::pinning::resolve(&a, &obs);
         let rb = kvmtune::pinning::resolve(&b, &obs);
         assert_eq!(ra.lock, rb.lock, "seed {seed}");

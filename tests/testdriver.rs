@@ -6,7 +6,7 @@ mod support;
 use support::*;
 
 use kvmtune::libvirt::Hypervisor;
-use kvmtune::{apply, config, observe, plan};
+use kvmtune::{apply, observe, plan};
 
 #[test]
 fn demo_apply_converges_and_second_apply_writes_nothing() {
@@ -14,7 +14,7 @@ fn demo_apply_converges_and_second_apply_writes_nothing() {
     copy_tree(&repo().join("examples/demo/root"), root.path());
     let uri = format!("test://{}", repo().join("examples/demo/host.xml").display());
     let hv = Hypervisor::open(&uri, false).unwrap();
-    let desired = config::load(&[repo().join("examples/demo/tuning.yaml")]).unwrap();
+    let desired = kvmtune::desired::load(&[repo().join("examples/demo/tuning.yaml")]).unwrap();
 
     let obs = observe::observe(&desired, root.path(), Some(&hv)).unwrap();
     let first = kvmtune::pipeline::plan(&desired, &obs);
@@ -72,7 +72,7 @@ fn first_uuid(p: &plan::Plan, name: &str) -> String {
 fn huge_page_shortfall_names_requested_and_allocated_and_other_keys_still_apply() {
     let root = tempfile::tempdir().unwrap();
     copy_tree(&repo().join("examples/demo/root"), root.path());
-    let desired = config::load_str(
+    let desired = kvmtune::desired::load_str(
         "h.yaml",
         "host:\n  persist: false\n  sysctl: { vm.swappiness: 10 }\n  hugepages:\n    - { size: 2M, node: 0, count: 300 }\n    - { size: 2M, node: 1, count: 50 }\n",
     )

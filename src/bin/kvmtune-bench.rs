@@ -334,7 +334,7 @@ struct KvmtuneTimes {
 
 fn kvmtune_once(uri: &str, cfg_name: &str, cfg: &str) -> anyhow::Result<KvmtuneTimes> {
     let t0 = Instant::now();
-    let d = kvmtune::config::load_str(cfg_name, cfg).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let d = kvmtune::desired::load_str(cfg_name, cfg).map_err(|e| anyhow::anyhow!("{e}"))?;
     let t1 = Instant::now();
     let hv = kvmtune::libvirt::Hypervisor::open(uri, true)?;
     let t2 = Instant::now();

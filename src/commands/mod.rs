@@ -145,7 +145,7 @@ fn paths(cli: &Cli, files: &Files) -> Result<Vec<PathBuf>, config::ConfigErrors>
 /// Loads the configuration for this host, with the files as read; prints why not.
 fn load(cli: &Cli, files: &Files) -> Result<(Desired, Vec<config::source::SourceFile>), Exit> {
     paths(cli, files)
-        .and_then(|p| config::read_for(&p, Some(&hostname(cli))))
+        .and_then(|p| crate::desired::read_for(&p, Some(&hostname(cli))))
         .map_err(|e| {
             eprintln!("{e}");
             Exit::Failure

@@ -1,4 +1,5 @@
-//! Loading configuration: files → guarded YAML → raw model → merged → validated [`Desired`].
+//! Loading configuration: files → guarded YAML → raw model → merged (validation into desired
+//! state is [`crate::desired`]'s).
 //!
 //! Invariant: `load` either returns a fully validated [`Desired`] or every problem it found,
 //! each as one line with file:line:column and key path. Nothing here touches the hypervisor
@@ -6,14 +7,12 @@
 
 pub mod raw;
 pub mod source;
-mod validate;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde_yaml::Value;
 
-use crate::desired::Desired;
 use raw::RawConfig;
 use source::{ConfigError, KeyPath, Loc, SourceFile, SourceMap};
 
@@ -199,29 +198,14 @@ fn copy_locs(into: &mut SourceMap, path: &KeyPath, add: &SourceMap, add_path: &K
     }
 }
 
-/// Loads, merges and validates configuration files (directories expand to their *.yaml).
-pub fn load(paths: &[PathBuf]) -> Result<Desired, ConfigErrors> {
-    load_for(paths, None)
-}
-
-/// [`load`] on the host named `hostname`: files whose `hosts:` globs do not match it are left
-/// out (with `None`, every file applies).
-pub fn load_for(paths: &[PathBuf], hostname: Option<&str>) -> Result<Desired, ConfigErrors> {
-    Ok(read_for(paths, hostname)?.0)
-}
-
-/// [`load_for`], also returning the files as read (for saved plans).
-pub fn read_for(
-    paths: &[PathBuf],
-    hostname: Option<&str>,
-) -> Result<(Desired, Vec<SourceFile>), ConfigErrors> {
+/// Reads configuration files (directories expand to their *.yaml) as they are.
+pub fn read_sources(paths: &[PathBuf]) -> Result<Vec<SourceFile>, ConfigErrors> {
     let files = expand_paths(paths)?;
     let mut sources = Vec::new();
     for f in &files {
         sources.push(SourceFile::read(f)?);
     }
-    let d = load_sources_for(&sources, hostname)?;
-    Ok((d, sources))
+    Ok(sources)
 }
 
 /// The files of a fleet directory for `hostname`: every *.yaml directly in `dir` (shared) and
@@ -382,16 +366,13 @@ fn expand_profiles(value: &mut Value, map: &mut SourceMap, errors: &mut Vec<Conf
     }
 }
 
-/// Like [`load`], for files already in memory.
-pub fn load_sources(files: &[SourceFile]) -> Result<Desired, ConfigErrors> {
-    load_sources_for(files, None)
-}
-
-/// [`load_for`], for files already in memory.
-pub fn load_sources_for(
+/// Parses and merges files already in memory into the raw model, with where each key was
+/// written, keeping only the files that apply to `hostname` (`None`: all of them).
+/// Validation into desired state is the next layer's ([`crate::desired::load_sources_for`]).
+pub fn parse_sources_for(
     files: &[SourceFile],
     hostname: Option<&str>,
-) -> Result<Desired, ConfigErrors> {
+) -> Result<(RawConfig, SourceMap), ConfigErrors> {
     let mut errors = Vec::new();
     let mut parsed = Vec::new();
     for file in files {
@@ -441,12 +422,7 @@ pub fn load_sources_for(
         return Err(ConfigErrors(errors));
     }
     let raw: RawConfig = serde_yaml::from_value(merged).map_err(|e| typed_errors(files, &e))?;
-    validate::validate(&raw, merged_map)
-}
-
-/// Parses one file's text (for tests and `render`).
-pub fn load_str(name: &str, text: &str) -> Result<Desired, ConfigErrors> {
-    load_sources(&[SourceFile::from_text(name, text)])
+    Ok((raw, merged_map))
 }
 
 impl SourceMap {

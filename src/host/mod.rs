@@ -477,7 +477,7 @@ mod plan_tests {
 
     #[test]
     fn a_tuned_switch_comes_first_and_declared_values_are_written_again_after_it() {
-        let d = crate::config::load_str(
+        let d = crate::desired::load_str(
             "t.yaml",
             "host:\n  persist: false\n  tuned: { profile: virtual-host }\n  sysctl: { vm.swappiness: 10, vm.dirty_ratio: 40 }\n",
         )
@@ -534,7 +534,7 @@ mod plan_tests {
 
     #[test]
     fn planning_is_deterministic() {
-        let d = crate::config::load_str(
+        let d = crate::desired::load_str(
             "t.yaml",
             "host:\n  sysctl: { vm.swappiness: 10 }\n  ksm: { run: true }\n",
         )

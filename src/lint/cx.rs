@@ -99,7 +99,9 @@ fn memory_kib(xml: &str) -> Option<u64> {
 }
 
 fn view<'a>(name: &'a DomainName, gd: &'a GuestDesired, xml: Option<&str>) -> View<'a> {
-    let xp = xml.map(crate::domain::pins::XmlPins::read).unwrap_or_default();
+    let xp = xml
+        .map(crate::domain::pins::XmlPins::read)
+        .unwrap_or_default();
     View {
         name,
         gd,

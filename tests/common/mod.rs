@@ -334,7 +334,7 @@ fn domain_xml(name: &str, image: &Path, s: &Spec) -> String {
 // ---------------------------------------------------------------- library pipeline --
 
 pub fn load(yaml: &str) -> Desired {
-    kvmtune::config::load_str("it.yaml", yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"))
+    kvmtune::desired::load_str("it.yaml", yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"))
 }
 
 /// An empty directory used as the host root: guest-only configs must never need host files.

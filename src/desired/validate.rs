@@ -5,9 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use super::raw::*;
-use super::source::{dotted, ConfigError, KeyPath, Loc, SourceMap};
-use super::ConfigErrors;
+use crate::config::raw::*;
+use crate::config::source::{dotted, ConfigError, KeyPath, Loc, SourceMap};
+use crate::config::ConfigErrors;
 use crate::cpuset::CpuSet;
 use crate::desired::*;
 use crate::units::PageSize;
