@@ -1,12 +1,12 @@
 //! The GitOps workflow against a real libvirtd (`$KVMTUNE_TEST_URI`, default qemu:///system):
 //! import round trip of real guests (stopped and running), saved plans refused when a guest
-//! moved, guest backups (named by UUID) and rollback, and SIGKILL during apply to several
-//! guests (every guest stays defined, a rerun converges).
+//! moved, guest backups (named by UUID) and rollback, and SIGKILL right after the backup and
+//! after each define of an apply to several guests (every guest stays defined, a rerun
+//! converges; needs `--features fault-injection`).
 
 mod common;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use common::*;
 
@@ -209,91 +209,64 @@ fn kill_config(names: &[String], flip: bool) -> String {
     y
 }
 
+/// SIGKILL right after the backup and right after each of the six defines of an apply that
+/// changes every guest (the `fault-injection` hook, `KVMTUNE_FAULT=<point>:<k>`): every guest
+/// stays defined, exactly the first k are redefined, and a rerun converges to a plan of zero
+/// changes (no lock left behind, every guest planned again from what is there).
 #[test]
 fn sigkill_during_apply_leaves_every_guest_defined_and_a_rerun_converges() {
+    require_fault_hook();
     let guests: Vec<Guest> = (0..6)
         .map(|i| Guest::define(&format!("kill{i}"), Spec::default()))
         .collect();
     let names: Vec<String> = guests.iter().map(|g| g.name().to_string()).collect();
     let root = empty_root();
     let dir = tempfile::tempdir().unwrap();
-    // How long a whole apply takes, to spread the kill points over it.
-    let cfg = write(dir.path(), "a.yaml", &kill_config(&names, true));
-    let t = Instant::now();
-    let o = kvmtune(root.path(), &["apply", &cfg, "--auto-approve"]);
-    let full = t.elapsed();
-    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
-    eprintln!("full apply of {} guests: {full:?}", names.len());
-
-    let other = write(dir.path(), "b.yaml", &kill_config(&names, false));
-    let mut killed = 0;
-    // Per kill point: how many guests already had B's definition.
-    let mut partial = Vec::new();
-    // Ten kill points spread over the length of a whole apply (process start included).
-    let points: Vec<u64> = (0..10).map(|i| full.as_millis() as u64 * i / 10).collect();
-    for &delay_ms in &points {
-        // Back to A (this is also the rerun after the previous kill: it must converge).
+    let a = write(dir.path(), "a.yaml", &kill_config(&names, true));
+    let b_yaml = kill_config(&names, false);
+    let b = write(dir.path(), "b.yaml", &b_yaml);
+    let points: Vec<(&str, usize)> = std::iter::once(("backup", 1))
+        .chain((1..=names.len()).map(|k| ("define", k)))
+        .collect();
+    for &(point, k) in &points {
+        // From A (for the first point, also the first apply) ...
+        let o = kvmtune(root.path(), &["apply", &a, "--auto-approve"]);
+        assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+        let before: Vec<String> = guests.iter().map(|g| g.inactive_xml()).collect();
+        // ... an apply of B, which changes every guest, killed at the point.
+        let o = kvmtune_fault(root.path(), &["apply", &b, "--auto-approve"], point, k);
+        assert_killed_at(&o, point, k);
+        let mut redefined = 0;
+        for (g, old) in guests.iter().zip(&before) {
+            assert!(
+                domain_exists(g.name()),
+                "{point}:{k}: {} undefined",
+                g.name()
+            );
+            let xml = g.inactive_xml();
+            if xml != *old {
+                assert!(
+                    matches_new(&b_yaml, g.name(), &xml),
+                    "{point}:{k}: {} is neither old nor new:\n{xml}",
+                    g.name()
+                );
+                redefined += 1;
+            }
+        }
+        let want = if point == "define" { k } else { 0 };
+        assert_eq!(redefined, want, "{point}:{k}: guests redefined");
         let o = kvmtune(
             root.path(),
-            &["apply", &cfg, "--auto-approve", "--lock-timeout", "5"],
+            &["apply", &b, "--auto-approve", "--lock-timeout", "5"],
         );
         assert_eq!(
             o.status.code(),
             Some(0),
-            "rerun after a kill: {}",
+            "{point}:{k}: rerun: {}",
             describe(&o)
         );
-        // Then kill an apply of B, which changes every guest.
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kvmtune"))
-            .env_remove("LIBVIRT_DEFAULT_URI")
-            .args(["--connect", &uri(), "--root"])
-            .arg(root.path())
-            .args(["apply", &other, "--auto-approve"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(delay_ms));
-        // SIGKILL, by pid, only our own child.
-        let finished = child.try_wait().unwrap().is_some();
-        if !finished {
-            unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
-            killed += 1;
-        }
-        let status = child.wait().unwrap();
-        eprintln!("kill at {delay_ms} ms: finished before the kill: {finished}, {status}");
-        let mut defined_b = 0;
-        for n in &names {
-            assert!(
-                domain_exists(n),
-                "{n} undefined after a kill at {delay_ms} ms"
-            );
-            let xml = virsh_ok(&["dumpxml", "--inactive", n]);
-            assert!(kvmtune::xmltree::Document::parse(&xml).is_ok());
-            defined_b += xml.contains(">2</vcpu>") as usize;
-        }
-        partial.push(defined_b);
+        let o = kvmtune(root.path(), &["plan", &b, "--detailed-exitcode"]);
+        assert_eq!(o.status.code(), Some(0), "{point}:{k}: {}", describe(&o));
     }
-    eprintln!(
-        "kill points {points:?} ms: killed {killed} of {} applies; guests already redefined at each: {partial:?}",
-        points.len()
-    );
-    assert!(
-        partial.iter().any(|p| *p > 0 && *p < names.len()),
-        "no kill landed between two defines: {partial:?}"
-    );
-    assert!(
-        killed >= 4,
-        "the kills came too late to test anything ({killed})"
-    );
-    // A rerun converges: no lock left behind, every guest planned again from what is there.
-    let cfg = write(dir.path(), "final.yaml", &kill_config(&names, true));
-    let o = kvmtune(
-        root.path(),
-        &["apply", &cfg, "--auto-approve", "--lock-timeout", "5"],
-    );
-    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
-    let o = kvmtune(root.path(), &["plan", &cfg, "--detailed-exitcode"]);
-    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
     drop(guests);
 }

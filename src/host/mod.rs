@@ -531,22 +531,4 @@ mod plan_tests {
         );
         assert_eq!(plan_host(&d, &o2).ops.len(), 1);
     }
-
-    #[test]
-    fn planning_is_deterministic() {
-        let d = crate::desired::load_str(
-            "t.yaml",
-            "host:\n  sysctl: { vm.swappiness: 10 }\n  ksm: { run: true }\n",
-        )
-        .unwrap()
-        .host;
-        let o = obs(
-            &[
-                ("proc/sys/vm/swappiness", "60\n"),
-                ("sys/kernel/mm/ksm/run", "0\n"),
-            ],
-            &[],
-        );
-        assert_eq!(plan_host(&d, &o), plan_host(&d, &o));
-    }
 }
