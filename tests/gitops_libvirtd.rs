@@ -270,3 +270,126 @@ fn sigkill_during_apply_leaves_every_guest_defined_and_a_rerun_converges() {
     }
     drop(guests);
 }
+
+/// The named guest's action in a saved plan's JSON.
+fn action_of<'a>(plan: &'a mut serde_json::Value, name: &str) -> &'a mut serde_json::Value {
+    plan["actions"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|a| a["kind"] == "guest" && a["action"]["name"] == name)
+        .unwrap_or_else(|| panic!("no action for {name}"))
+        .get_mut("action")
+        .unwrap()
+}
+
+#[test]
+fn a_saved_plan_defining_another_domains_xml_is_refused_and_the_real_plan_converges() {
+    let a = Guest::define("tamper-a", Spec::default());
+    let b = Guest::define("tamper-b", Spec::default());
+    let root = empty_root();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(
+        dir.path(),
+        "t.yaml",
+        &format!(
+            "guests:\n  {}:\n    cputune: {{ emulatorpin: \"0\" }}\n  {}:\n    memtune: {{ hard_limit: 1G }}\n",
+            a.name(),
+            b.name()
+        ),
+    );
+    let plan = dir.path().join("plan.json");
+    let o = kvmtune(
+        root.path(),
+        &["plan", &cfg, "--out", plan.to_str().unwrap()],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    let (xa, xb) = (a.inactive_xml(), b.inactive_xml());
+    let good: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&plan).unwrap()).unwrap();
+    for (what, edit) in [
+        ("another domain's XML", 0),
+        ("a changed UUID", 1),
+        ("an undeclared device", 2),
+    ] {
+        let mut p = good.clone();
+        let b_xml = action_of(&mut p, b.name())["new_xml"].clone();
+        let act = action_of(&mut p, a.name());
+        let xml = act["new_xml"].as_str().unwrap().to_string();
+        let uuid = act["uuid"].as_str().unwrap().to_string();
+        act["new_xml"] = match edit {
+            0 => b_xml,
+            1 => serde_json::json!(xml.replace(&uuid, "00000000-0000-0000-0000-000000000001")),
+            _ => serde_json::json!(
+                xml.replace("</devices>", "<watchdog model='i6300esb'/></devices>")
+            ),
+        };
+        let edited = dir.path().join("edited.json");
+        std::fs::write(&edited, p.to_string()).unwrap();
+        let o = kvmtune(root.path(), &["apply", edited.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(1), "{what}: {}", describe(&o));
+        assert!(
+            stderr(&o).contains("refusing the saved plan, nothing was applied"),
+            "{what}: {}",
+            describe(&o)
+        );
+        assert_eq!(a.inactive_xml(), xa, "{what}: guest a changed");
+        assert_eq!(b.inactive_xml(), xb, "{what}: guest b changed");
+    }
+    let o = kvmtune(root.path(), &["apply", plan.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    assert!(a.inactive_xml().contains("<emulatorpin cpuset='0'/>"));
+    let o = kvmtune(root.path(), &["plan", &cfg, "--detailed-exitcode"]);
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+}
+
+#[test]
+fn apply_of_a_saved_plan_with_auto_pins_writes_the_lock_file_and_converges() {
+    let g = Guest::define("lockfile", Spec::default());
+    let root = empty_root();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(
+        dir.path(),
+        "t.yaml",
+        &format!(
+            // Overcommit: other guests on this (2-CPU) host may hold pinned CPUs.
+            "host:\n  cpu_pool: {{ allow_overcommit: true }}\nguests:\n  {}:\n    vcpu: {{ count: 1 }}\n    cputune: {{ vcpupin: auto }}\n",
+            g.name()
+        ),
+    );
+    let lock = dir.path().join("kvmtune.lock.yaml");
+    let lock_s = lock.to_str().unwrap();
+    let plan = dir.path().join("plan.json");
+    let o = kvmtune(
+        root.path(),
+        &[
+            "--lock-file",
+            lock_s,
+            "plan",
+            &cfg,
+            "--out",
+            plan.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    assert!(!lock.exists(), "plan wrote the lock file");
+    let o = kvmtune(
+        root.path(),
+        &["--lock-file", lock_s, "apply", plan.to_str().unwrap()],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    let l = kvmtune::model::lock::Lock::parse(&std::fs::read_to_string(&lock).unwrap()).unwrap();
+    let pins = &l.guests[g.name()].vcpupin;
+    let xml = g.inactive_xml();
+    for (i, cpu) in pins.iter().enumerate() {
+        assert!(
+            xml.contains(&format!("<vcpupin vcpu='{i}' cpuset='{cpu}'/>")),
+            "{xml}"
+        );
+    }
+    let o = kvmtune(
+        root.path(),
+        &["--lock-file", lock_s, "plan", &cfg, "--detailed-exitcode"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+}
