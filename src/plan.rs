@@ -147,7 +147,7 @@ pub fn check_guest_action(
             same_domain(new_xml, "new definition", name, uuid)?;
             let derived = crate::domain::plan_guest(gd, old_xml, inputs.host_page)
                 .map_err(|_| "its settings do not apply to its recorded definition".to_string())?;
-            if derived.new_xml != *new_xml || *define != !derived.changes.is_empty() {
+            if derived.new_xml != *new_xml || *define == derived.changes.is_empty() {
                 return Err(
                     "its new definition is not what its settings give when applied to its recorded definition (only the elements kvmtune owns may change)".into(),
                 );

@@ -27,9 +27,9 @@ pub fn run(cli: &Cli, guests: &[String], host: bool, format: ImportFormat) -> an
                 cli.connect,
                 crate::saved::utc(crate::saved::now_secs()).0
             );
-            print!("{}", crate::import::to_yaml(&cfg, Some(&origin)));
+            out!("{}", crate::import::to_yaml(&cfg, Some(&origin)));
         }
-        ImportFormat::Json => print!("{}", json(&cfg)?),
+        ImportFormat::Json => out!("{}", json(&cfg)?),
     }
     Ok(Exit::Success)
 }

@@ -37,7 +37,7 @@ pub fn run(cli: &Cli, guest: &str, xml: &Path, files: &Files) -> anyhow::Result<
         match crate::offline::resolve_auto(&d, guest, &text, topology, lock) {
             Ok(d) => d,
             Err(e) => {
-                eprintln!("error: {e}");
+                say!("error: {e}");
                 return Ok(Exit::Failure);
             }
         }
@@ -46,11 +46,11 @@ pub fn run(cli: &Cli, guest: &str, xml: &Path, files: &Files) -> anyhow::Result<
     };
     match crate::offline::render_guest(&d, guest, &text, page) {
         Ok(out) => {
-            print!("{out}");
+            out!("{out}");
             Ok(Exit::Success)
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            say!("error: {e}");
             Ok(Exit::Failure)
         }
     }

@@ -18,18 +18,18 @@ pub fn run(cli: &Cli, files: &Files, format: Format) -> anyhow::Result<Exit> {
     {
         let key = ["host", "tuned", "profile"].map(String::from).to_vec();
         match d.sources.find(&key) {
-            Some(loc) => eprintln!("{loc}: host.tuned.profile: {msg}"),
-            None => eprintln!("host.tuned.profile: {msg}"),
+            Some(loc) => say!("{loc}: host.tuned.profile: {msg}"),
+            None => say!("host.tuned.profile: {msg}"),
         }
         return Ok(Exit::Failure);
     }
     let settings = crate::host::setting_count(&d.host);
     match format {
-        Format::Human => println!(
-            "Valid: {settings} host setting(s), {} guest(s).",
+        Format::Human => out!(
+            "Valid: {settings} host setting(s), {} guest(s).\n",
             d.guests.len()
         ),
-        Format::Json => print!(
+        Format::Json => out!(
             "{}",
             json(&serde_json::json!({
                 "valid": true,

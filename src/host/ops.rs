@@ -305,6 +305,7 @@ fn replace_owned(
         });
     }
     let content = OwnedFile::with_entries(kind, entries.to_vec()).render();
+    super::files::real_dir_below(root, full.parent().unwrap_or(root)).map_err(&err)?;
     files.replace(&full, &content).map_err(&err)?;
     if files.read(&full).map_err(&err)? != content {
         return Err(HostWriteError::Mismatch {
