@@ -1,0 +1,391 @@
+//! Hostile files, bad input, full disks and broken pipes (issue 12): every case here failed
+//! (a panic, a hang, a write outside the root, a lost record) before its fix.
+//!
+//! On temp roots and libvirt's in-process `test:///` driver; nothing here touches the host.
+
+mod support;
+use support::*;
+
+use std::io::Read;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+fn kt(root: &Path, args: &[&str]) -> Output {
+    cmd(root, args).stdin(Stdio::null()).output().unwrap()
+}
+
+fn cmd(root: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_kvmtune"));
+    c.args(["--connect", &demo_uri(), "--hostname", "hv-1", "--root"])
+        .arg(root)
+        .args(args)
+        .env_remove("LIBVIRT_DEFAULT_URI")
+        .env("NO_COLOR", "1");
+    c
+}
+
+fn describe(o: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn cfg(dir: &Path, yaml: &str) -> String {
+    let p = dir.join("t.yaml");
+    std::fs::write(&p, yaml).unwrap();
+    p.display().to_string()
+}
+
+const HOST: &str = "host:\n  sysctl: { vm.swappiness: 7 }\n";
+
+/// Runs with stdout a pipe whose reader is gone before anything is written (EPIPE).
+fn with_closed_stdout(root: &Path, args: &[&str]) -> Output {
+    let mut child = cmd(root, args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let mut e = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut e).unwrap();
+    let status = child.wait().unwrap();
+    Output {
+        status,
+        stdout: Vec::new(),
+        stderr: e.into_bytes(),
+    }
+}
+
+fn to_dev_full(root: &Path, args: &[&str]) -> Output {
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    cmd(root, args)
+        .stdin(Stdio::null())
+        .stdout(full)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_closed_stdout_is_a_quiet_exit_and_a_full_disk_an_error_never_a_panic() {
+    let root = demo_root();
+    let dir = tempfile::tempdir().unwrap();
+    let c = cfg(dir.path(), HOST);
+    for args in [
+        vec!["plan", c.as_str()],
+        vec!["schema"],
+        vec!["man"],
+        vec!["completions", "bash"],
+    ] {
+        let o = with_closed_stdout(root.path(), &args);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", describe(&o));
+        assert!(!err(&o).contains("panicked"), "{args:?}: {}", describe(&o));
+        let o = to_dev_full(root.path(), &args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", describe(&o));
+        assert!(
+            err(&o).contains("No space left on device"),
+            "{args:?}: {}",
+            describe(&o)
+        );
+    }
+}
+
+#[test]
+fn apply_with_a_closed_stdout_finishes_and_writes_its_lock_file() {
+    let root = demo_root();
+    let dir = tempfile::tempdir().unwrap();
+    let c = cfg(
+        dir.path(),
+        "host:\n  sysctl: { vm.swappiness: 7 }\nguests:\n  batch1:\n    cputune: { vcpupin: auto }\n",
+    );
+    let lock = dir.path().join("kvmtune.lock.yaml");
+    let o = with_closed_stdout(
+        root.path(),
+        &[
+            "--lock-file",
+            lock.to_str().unwrap(),
+            "apply",
+            &c,
+            "--auto-approve",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    assert!(lock.exists(), "no lock file:\n{}", describe(&o));
+    assert_eq!(
+        std::fs::read_to_string(root.path().join("proc/sys/vm/swappiness")).unwrap(),
+        "7\n"
+    );
+    let o = kt(
+        root.path(),
+        &["plan", &cfg(dir.path(), HOST), "--detailed-exitcode"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+}
+
+#[test]
+fn usage_errors_exit_1_on_every_command() {
+    let root = demo_root();
+    for args in [
+        vec!["plan", "--detailed-exitcode", "--formt", "json", "x.yaml"],
+        vec!["verify", "--nope"],
+        vec!["check"],
+        vec!["frobnicate"],
+        vec!["apply", "--shutdown-timeout", "-1", "x.yaml"],
+    ] {
+        let o = kt(root.path(), &args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", describe(&o));
+    }
+    let o = kt(root.path(), &["--help"]);
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+}
+
+#[test]
+fn a_symlinked_lock_or_state_directory_is_refused_and_its_target_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = cfg(dir.path(), HOST);
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "precious\n").unwrap();
+
+    // The lock file.
+    let root = demo_root();
+    let state = root.path().join("var/lib/kvmtune");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::os::unix::fs::symlink(&victim, state.join("lock")).unwrap();
+    let o = kt(root.path(), &["apply", &c, "--auto-approve"]);
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+    assert_eq!(
+        std::fs::read_to_string(root.path().join("proc/sys/vm/swappiness")).unwrap(),
+        "60\n",
+        "applied without the lock"
+    );
+
+    // The state directory, and a directory on the way to it.
+    for link in ["var/lib/kvmtune", "var/lib"] {
+        let root = demo_root();
+        let outside = tempfile::tempdir().unwrap();
+        let l = root.path().join(link);
+        std::fs::create_dir_all(l.parent().unwrap()).unwrap();
+        let _ = std::fs::remove_dir_all(&l);
+        std::os::unix::fs::symlink(outside.path(), &l).unwrap();
+        let o = kt(root.path(), &["apply", &c, "--auto-approve"]);
+        assert_eq!(o.status.code(), Some(1), "{link}: {}", describe(&o));
+        assert!(
+            err(&o).contains("is a symlink, not a directory"),
+            "{link}: {}",
+            describe(&o)
+        );
+        assert_eq!(
+            std::fs::read_dir(outside.path()).unwrap().count(),
+            0,
+            "{link}: wrote outside the root"
+        );
+    }
+
+    // A state directory others may write.
+    let root = demo_root();
+    let state = root.path().join("var/lib/kvmtune");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let o = kt(root.path(), &["apply", &c, "--auto-approve"]);
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
+    assert!(
+        err(&o).contains("writable by nobody else"),
+        "{}",
+        describe(&o)
+    );
+}
+
+#[test]
+fn out_and_lock_file_replace_a_planted_symlink_instead_of_writing_through_it() {
+    let root = demo_root();
+    let dir = tempfile::tempdir().unwrap();
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "precious\n").unwrap();
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = dir.path().join("plan.json");
+    std::os::unix::fs::symlink(&victim, &out).unwrap();
+    let o = kt(
+        root.path(),
+        &[
+            "plan",
+            &cfg(dir.path(), HOST),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+    let m = std::fs::symlink_metadata(&out).unwrap();
+    assert!(m.file_type().is_file());
+    assert_eq!(m.mode() & 0o777, 0o600, "the saved plan is private");
+
+    let lock = dir.path().join("kvmtune.lock.yaml");
+    std::os::unix::fs::symlink(&victim, &lock).unwrap();
+    let c = cfg(
+        dir.path(),
+        "guests:\n  batch1:\n    cputune: { vcpupin: auto }\n",
+    );
+    let o = kt(
+        root.path(),
+        &[
+            "--lock-file",
+            lock.to_str().unwrap(),
+            "apply",
+            &c,
+            "--auto-approve",
+        ],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "a symlinked lock file is refused as input: {}",
+        describe(&o)
+    );
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+    // Owned files land with their mode and no temp file is left.
+    let o = kt(
+        root.path(),
+        &["apply", &cfg(dir.path(), HOST), "--auto-approve"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    let conf = root.path().join("etc/sysctl.d/90-kvmtune.conf");
+    assert_eq!(std::fs::metadata(&conf).unwrap().mode() & 0o777, 0o644);
+    let left: Vec<_> = std::fs::read_dir(conf.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("kvmtune-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn keep_backups_0_keeps_the_record_just_written_and_stray_entries_are_ignored() {
+    let root = demo_root();
+    let dir = tempfile::tempdir().unwrap();
+    let applies = root.path().join("var/lib/kvmtune/applies");
+    let o = kt(root.path(), &["rollback"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "nothing to restore: {}",
+        describe(&o)
+    );
+    assert!(err(&o).contains("Nothing to restore"), "{}", describe(&o));
+    let o = kt(
+        root.path(),
+        &[
+            "apply",
+            &cfg(dir.path(), HOST),
+            "--auto-approve",
+            "--keep-backups",
+            "0",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    // A stray directory sorting last, a stray file, and a stale temp directory.
+    std::fs::create_dir_all(applies.join("zzz-not-a-record")).unwrap();
+    std::fs::write(applies.join("99991231T235959.999Z"), "a file").unwrap();
+    std::fs::create_dir_all(applies.join(".20000101T000000.000Z.tmp")).unwrap();
+    let o = kt(root.path(), &["rollback", "--list", "--format", "json"]);
+    let ids: Vec<String> = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let o = kt(root.path(), &["rollback", "--auto-approve"]);
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    assert_eq!(
+        std::fs::read_to_string(root.path().join("proc/sys/vm/swappiness")).unwrap(),
+        "60\n"
+    );
+    assert!(
+        !applies.join(".20000101T000000.000Z.tmp").exists(),
+        "stale temp directory kept"
+    );
+}
+
+#[test]
+fn a_fifo_or_directory_in_place_of_a_host_file_is_an_error_naming_it() {
+    let root = demo_root();
+    let dir = tempfile::tempdir().unwrap();
+    let f = root.path().join("proc/sys/vm/swappiness");
+    std::fs::remove_file(&f).unwrap();
+    let c = std::ffi::CString::new(f.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo on a path we own.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    // Bounded by the child's own behaviour: a hang would fail the suite's timeout, not pass.
+    let o = kt(root.path(), &["plan", &cfg(dir.path(), HOST)]);
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
+    assert!(
+        err(&o).contains("proc/sys/vm/swappiness is not a regular file (a FIFO)"),
+        "{}",
+        describe(&o)
+    );
+    assert!(
+        err(&o).contains("host.sysctl.vm.swappiness"),
+        "{}",
+        describe(&o)
+    );
+    // A sysctl key that is a directory.
+    let o = kt(
+        root.path(),
+        &["plan", &cfg(dir.path(), "host:\n  sysctl: { vm: 1 }\n")],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
+    assert!(
+        err(&o).contains("proc/sys/vm is not a regular file (a directory)"),
+        "{}",
+        describe(&o)
+    );
+    assert!(err(&o).contains("host.sysctl.vm"), "{}", describe(&o));
+}
+
+#[test]
+fn a_huge_shutdown_timeout_is_clamped_not_an_overflow() {
+    let root = demo_root();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("plan.json");
+    let demo = repo().join("examples/demo/tuning.yaml");
+    let o = kt(
+        root.path(),
+        &[
+            "plan",
+            demo.to_str().unwrap(),
+            "--restart-guests",
+            "--shutdown-timeout",
+            "18446744073709551615",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let restarts: Vec<u64> = v["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["kind"] == "restart")
+        .map(|a| a["action"]["timeout_secs"].as_u64().unwrap())
+        .collect();
+    assert!(!restarts.is_empty(), "{v}");
+    assert!(restarts.iter().all(|t| *t == 86_400), "{restarts:?}");
+    // An edited timeout beyond the bound is refused.
+    let text = std::fs::read_to_string(&out)
+        .unwrap()
+        .replace("86400", "18446744073709551615");
+    std::fs::write(&out, text).unwrap();
+    let o = kt(root.path(), &["apply", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
+    assert!(err(&o).contains("shutdown timeout"), "{}", describe(&o));
+}
