@@ -389,3 +389,66 @@ fn a_huge_shutdown_timeout_is_clamped_not_an_overflow() {
     assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
     assert!(err(&o).contains("shutdown timeout"), "{}", describe(&o));
 }
+
+#[test]
+fn type_errors_carry_file_line_column_and_the_key_path() {
+    let root = demo_root();
+    let dir = tempfile::tempdir().unwrap();
+    for (yaml, want) in [
+        ("host:\n  tuned: {profile: 5}\n", "t.yaml:2:11: host.tuned.profile: invalid type: integer `5`, expected a string"),
+        ("host:\n  modules: [1]\n", "t.yaml:2:13: host.modules.0: invalid type: integer `1`, expected a string"),
+        ("guests:\n  a:\n    os_variant: 9\n", "t.yaml:3:5: guests.a.os_variant: invalid type: integer `9`"),
+        ("guests:\n  1: {vcpu: {count: 2}}\n", "t.yaml:1:1: guests: invalid type: integer `1`, expected a string"),
+        ("guests:\n  a:\n    vcpu: {cont: 2}\n", "guests.a.vcpu.cont: unknown field `cont`, expected one of `count`, `current`, `placement`, `cpuset` (did you mean `count`?)"),
+    ] {
+        let o = kt(root.path(), &["validate", &cfg(dir.path(), yaml)]);
+        assert_eq!(o.status.code(), Some(1), "{yaml}: {}", describe(&o));
+        assert!(err(&o).contains(want), "{yaml}: expected `{want}`:\n{}", describe(&o));
+        assert!(!err(&o).contains(": .: "), "{yaml}: unlocated: {}", describe(&o));
+    }
+}
+
+#[test]
+fn an_aliased_huge_scalar_and_many_plain_keys_are_bounded_and_named_for_what_they_are() {
+    let root = demo_root();
+    let dir = tempfile::tempdir().unwrap();
+    // A 1 MB anchored scalar aliased 100 times: 100 MB of values from a 1 MB file.
+    let mut y = format!("x: &a \"{}\"\ny: [", "A".repeat(1 << 20));
+    y.push_str(&vec!["*a"; 100].join(", "));
+    y.push_str("]\n");
+    let o = kt(root.path(), &["validate", &cfg(dir.path(), &y)]);
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
+    assert!(
+        err(&o).contains("bytes of values (an alias bomb?)"),
+        "{}",
+        describe(&o)
+    );
+    // 210 000 plain keys, no alias: too many nodes, not "an alias bomb".
+    let mut y = String::from("host:\n  sysctl:\n");
+    for i in 0..210_000 {
+        y.push_str(&format!("    k{i}: 1\n"));
+    }
+    let o = kt(root.path(), &["validate", &cfg(dir.path(), &y)]);
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
+    assert!(err(&o).contains("YAML nodes; split it"), "{}", describe(&o));
+    assert!(!err(&o).contains("alias"), "{}", describe(&o));
+    // The lock file goes through the same guards.
+    let lock = dir.path().join("kvmtune.lock.yaml");
+    let mut l = format!(
+        "version: 1\nx: &a \"{}\"\nguests: {{}}\ny: [",
+        "A".repeat(1 << 20)
+    );
+    l.push_str(&vec!["*a"; 100].join(", "));
+    l.push_str("]\n");
+    std::fs::write(&lock, l).unwrap();
+    let c = cfg(
+        dir.path(),
+        "guests:\n  batch1:\n    cputune: { vcpupin: auto }\n",
+    );
+    let o = kt(
+        root.path(),
+        &["--lock-file", lock.to_str().unwrap(), "plan", &c],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
+    assert!(err(&o).contains("alias bomb"), "{}", describe(&o));
+}

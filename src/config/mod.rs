@@ -107,11 +107,7 @@ fn typed_errors(files: &[SourceFile], merged_err: &serde_yaml::Error) -> ConfigE
     let errors: Vec<ConfigError> = files
         .iter()
         .filter(|f| !f.text.trim().is_empty())
-        .filter_map(|f| {
-            serde_yaml::from_str::<RawConfig>(&f.text)
-                .err()
-                .map(|e| source::serde_error(&f.path, &e))
-        })
+        .filter_map(typed_error)
         .collect();
     if errors.is_empty() {
         let first = files
@@ -122,6 +118,56 @@ fn typed_errors(files: &[SourceFile], merged_err: &serde_yaml::Error) -> ConfigE
     } else {
         ConfigErrors(errors)
     }
+}
+
+/// The first type error of one file, with its key path (from `serde_path_to_error`) and its
+/// location (serde_yaml's, else the key's in the file's source map).
+fn typed_error(f: &SourceFile) -> Option<ConfigError> {
+    let de = serde_yaml::Deserializer::from_str(&f.text);
+    let e = match serde_path_to_error::deserialize::<_, RawConfig>(de) {
+        Err(e) => e,
+        // The text reads leniently (a plain `5` is also a string); the merged document is a
+        // value, where `5` is a number: find the error there, by path.
+        Ok(_) => {
+            let v: Value = serde_yaml::from_str(&f.text).ok()?;
+            serde_path_to_error::deserialize::<_, RawConfig>(v).err()?
+        }
+    };
+    let path: KeyPath = e
+        .path()
+        .iter()
+        .filter_map(|s| match s {
+            serde_path_to_error::Segment::Seq { index } => Some(index.to_string()),
+            serde_path_to_error::Segment::Map { key } => Some(key.clone()),
+            _ => None,
+        })
+        .collect();
+    let inner = e.into_inner();
+    let err = source::serde_error(&f.path, &inner);
+    if path.is_empty() {
+        return Some(err);
+    }
+    let msg = match &err {
+        ConfigError::Invalid { msg, .. } | ConfigError::Unlocated { msg, .. } => msg.clone(),
+        other => return Some(other.clone()),
+    };
+    let loc = match &err {
+        ConfigError::Invalid { loc, .. } => Some(loc.clone()),
+        _ => f.index().ok().and_then(|m| {
+            (1..=path.len())
+                .rev()
+                .find_map(|n| m.find(&path[..n]).cloned())
+        }),
+    };
+    let path = source::dotted(&path);
+    Some(match loc {
+        Some(loc) => ConfigError::Invalid { loc, path, msg },
+        None => ConfigError::Unlocated {
+            file: f.path.clone(),
+            path,
+            msg,
+        },
+    })
 }
 
 fn key_str(k: &Value) -> String {
