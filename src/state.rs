@@ -166,12 +166,12 @@ pub fn lock(
 fn holder(file: &mut std::fs::File) -> String {
     let mut s = String::new();
     let _ = file.rewind();
-    let _ = file.read_to_string(&mut s);
+    let _ = file.take(4096).read_to_string(&mut s);
     let s = s.trim();
     if s.is_empty() {
         "holder unknown".into()
     } else {
-        s.to_string()
+        crate::model::names::printable(s, 200)
     }
 }
 

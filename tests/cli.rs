@@ -342,7 +342,7 @@ fn a_host_write_that_fails_is_reported_and_others_still_apply() {
             .unwrap()
             .contains("vm.swappiness = 5")
     );
-    assert!(out.contains("transparent_hugepage.defrag: host transparent_hugepage.defrag: writing /sys/kernel/mm/transparent_hugepage/defrag: Read-only file system"), "{out}");
+    assert!(out.contains("transparent_hugepage.defrag: writing /sys/kernel/mm/transparent_hugepage/defrag: Read-only file system"), "{out}");
     assert_eq!(
         std::fs::read_to_string(root.path().join("proc/sys/vm/swappiness")).unwrap(),
         "5\n"

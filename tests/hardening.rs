@@ -452,3 +452,116 @@ fn an_aliased_huge_scalar_and_many_plain_keys_are_bounded_and_named_for_what_the
     assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
     assert!(err(&o).contains("alias bomb"), "{}", describe(&o));
 }
+
+#[test]
+fn a_missing_root_and_odd_format_versions_are_named_for_what_they_are() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = cfg(dir.path(), HOST);
+    let o = kt(&dir.path().join("no-such-root"), &["plan", &c]);
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
+    assert!(
+        err(&o).contains("no-such-root: not a directory"),
+        "{}",
+        describe(&o)
+    );
+
+    let root = demo_root();
+    let out = dir.path().join("plan.json");
+    let o = kt(root.path(), &["plan", &c, "--out", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    let good: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    for (v, want) in [
+        (
+            serde_json::json!("1"),
+            "saved plan format \"1\" is not supported",
+        ),
+        (
+            serde_json::json!(1180591620717411303424.0),
+            "saved plan format 1.18059162071741,
+        ),
+        (serde_json::json!(2), "saved plan format 2 is not supported"),
+    ] {
+        let mut p = good.clone();
+        p["format_version"] = v;
+        let f = dir.path().join("edited.json");
+        std::fs::write(&f, p.to_string()).unwrap();
+        let o = kt(root.path(), &["apply", f.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
+        assert!(
+            err(&o).contains(want),
+            "expected `{want}`: {}",
+            describe(&o)
+        );
+    }
+}
+
+#[test]
+fn kvmtune_reads_its_own_json_import() {
+    let root = demo_root();
+    let dir = tempfile::tempdir().unwrap();
+    let o = kt(root.path(), &["import", "--format", "json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(text.contains("\"vcpupin\": {"), "the demo has pins: {text}");
+    let f = dir.path().join("current.json");
+    std::fs::write(&f, &text).unwrap();
+    let o = kt(root.path(), &["validate", f.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    let o = kt(
+        root.path(),
+        &["plan", f.to_str().unwrap(), "--detailed-exitcode"],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "importing then planning changes nothing: {}",
+        describe(&o)
+    );
+}
+
+#[test]
+fn control_bytes_from_input_are_never_echoed_raw() {
+    let root = demo_root();
+    let dir = tempfile::tempdir().unwrap();
+    let o = kt(
+        root.path(),
+        &[
+            "validate",
+            &cfg(dir.path(), "host:\n  \"sys\\e[31mctl\\0\": {}\n"),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
+    let e = err(&o);
+    assert!(
+        !e.contains('\u{1b}') && !e.contains('\0'),
+        "raw control bytes: {e:?}"
+    );
+    // A lock holder's text (the lock file's content) is escaped too.
+    let state = root.path().join("var/lib/kvmtune");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::write(state.join("lock"), "pid 1\u{1b}[2J\0").unwrap();
+    let lock = std::fs::File::open(state.join("lock")).unwrap();
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on an fd we own; released when `lock` is dropped.
+    assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
+    let o = kt(
+        root.path(),
+        &[
+            "apply",
+            &cfg(dir.path(), HOST),
+            "--auto-approve",
+            "--lock-timeout",
+            "0",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
+    let e = err(&o);
+    assert!(e.contains("holds the lock"), "{e}");
+    assert!(
+        !e.contains('\u{1b}') && !e.contains('\0'),
+        "raw control bytes: {e:?}"
+    );
+    drop(lock);
+}

@@ -40,6 +40,7 @@ pub fn run(cli: &Cli, files: &Files, locking: &Locking, a: Args) -> anyhow::Resu
         if a.format == Format::Json {
             out!("{}", crate::render::plan_json(&p));
         }
+        super::plan_errors_to_stderr(&p);
         say!("error: the plan has errors; nothing was applied");
         return Ok(Exit::Failure);
     }

@@ -86,6 +86,17 @@ impl Exit {
 
 /// Runs the parsed command.
 pub fn run(cli: &Cli) -> anyhow::Result<Exit> {
+    let needs_root = !matches!(
+        cli.command,
+        Command::Schema { .. } | Command::Completions { .. } | Command::Man
+    );
+    if needs_root && !cli.root.is_dir() {
+        say!(
+            "error: --root {}: not a directory (it must hold the host's /proc, /sys and /etc)",
+            cli.root.display()
+        );
+        return Ok(Exit::Failure);
+    }
     match &cli.command {
         Command::Schema { saved_plan } => info::schema(*saved_plan),
         Command::Completions { shell } => info::completions(*shell),
@@ -254,6 +265,13 @@ fn show(p: &crate::plan::Plan, format: Format) -> anyhow::Result<()> {
         out!("{}", crate::render::plan_text(p, style(), false));
     }
     Ok(())
+}
+
+/// Says each plan error on stderr too (stdout carries the plan, which shows them in place).
+fn plan_errors_to_stderr(p: &crate::plan::Plan) {
+    for e in &p.errors {
+        say!("error: {}: {e}", e.target);
+    }
 }
 
 /// Prints an empty apply report (nothing to do) in JSON mode.

@@ -32,6 +32,7 @@ pub fn run(cli: &Cli, files: &Files, a: Args) -> anyhow::Result<Exit> {
         Format::Json => out!("{}", crate::render::plan_json(&p)),
         Format::Human => out!("{}", crate::render::plan_text(&p, style(), a.diff)),
     }
+    super::plan_errors_to_stderr(&p);
     if let Some(out) = a.out {
         if p.has_errors() {
             say!("error: the plan has errors; not saved to {}", out.display());

@@ -59,6 +59,7 @@ pub fn run(
         if format == Format::Json {
             out!("{}", crate::render::plan_json(&rb.plan));
         }
+        super::plan_errors_to_stderr(&rb.plan);
         say!("error: the rollback plan has errors; nothing was changed");
         return Ok(Exit::Failure);
     }

@@ -39,7 +39,21 @@ pub type KeyPath = Vec<String>;
 
 /// Renders a key path the way users write it: `guests.db1.vcpu.count`.
 pub fn dotted(path: &[String]) -> String {
-    path.join(".")
+    let p = path.join(".");
+    if p.chars().any(char::is_control) {
+        // Keys are echoed in messages: never raw escape sequences or NULs.
+        p.chars()
+            .flat_map(|c| {
+                if c.is_control() {
+                    c.escape_default().collect::<Vec<_>>()
+                } else {
+                    vec![c]
+                }
+            })
+            .collect()
+    } else {
+        p
+    }
 }
 
 /// Where each key path was defined.

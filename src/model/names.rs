@@ -6,6 +6,22 @@
 
 use std::fmt;
 
+/// `s` safe to echo in a message: control characters escaped, at most `max` characters.
+pub fn printable(s: &str, max: usize) -> String {
+    let mut out = String::new();
+    for c in s.chars().take(max) {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    if s.chars().count() > max {
+        out.push('…');
+    }
+    out
+}
+
 /// Declares a validated string newtype with serde (`try_from`/`into` String) and JSON Schema.
 macro_rules! name_type {
     ($(#[$m:meta])* $t:ident, $check:path) => {
