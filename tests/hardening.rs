@@ -565,3 +565,54 @@ fn control_bytes_from_input_are_never_echoed_raw() {
     );
     drop(lock);
 }
+
+#[test]
+fn import_of_an_odd_host_imports_what_is_there_and_names_what_it_leaves_out() {
+    for (profile, pages) in [
+        (".hidden", "512"),
+        (&*"p".repeat(70), "18446744073709551615"),
+    ] {
+        let root = demo_root();
+        let r = root.path();
+        std::fs::create_dir_all(r.join("usr/sbin")).unwrap();
+        std::fs::write(r.join("usr/sbin/tuned-adm"), "#!/bin/sh\n").unwrap();
+        std::fs::create_dir_all(r.join(format!("usr/lib/tuned/{profile}"))).unwrap();
+        std::fs::write(
+            r.join(format!("usr/lib/tuned/{profile}/tuned.conf")),
+            "[main]\n",
+        )
+        .unwrap();
+        std::fs::create_dir_all(r.join("etc/tuned")).unwrap();
+        std::fs::write(r.join("etc/tuned/active_profile"), format!("{profile}\n")).unwrap();
+        std::fs::write(
+            r.join("sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages"),
+            format!("{pages}\n"),
+        )
+        .unwrap();
+        let o = kt(r, &["import", "--host"]);
+        assert_eq!(o.status.code(), Some(0), "{profile}: {}", describe(&o));
+        let yaml = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert!(
+            yaml.contains(&format!("profile: {profile}")),
+            "{profile}: {yaml}"
+        );
+        if pages == "512" {
+            assert!(yaml.contains("count: 512"), "{yaml}");
+        } else {
+            assert!(!yaml.contains(pages), "{yaml}");
+            assert!(
+                err(&o).contains("more memory than any host has: not imported"),
+                "{}",
+                describe(&o)
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let o = kt(r, &["plan", &cfg(dir.path(), &yaml), "--detailed-exitcode"]);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{profile}: planning the import changes nothing: {}",
+            describe(&o)
+        );
+    }
+}

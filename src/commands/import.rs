@@ -18,7 +18,10 @@ pub fn run(cli: &Cli, guests: &[String], host: bool, format: ImportFormat) -> an
     } else {
         None
     };
-    let cfg = crate::import::import(&cli.root, hv.as_ref(), &req)?;
+    let (cfg, notes) = crate::import::import_with_notes(&cli.root, hv.as_ref(), &req)?;
+    for n in &notes {
+        say!("note: {n}");
+    }
     match format {
         ImportFormat::Yaml => {
             let origin = format!(

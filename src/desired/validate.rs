@@ -184,9 +184,7 @@ fn host(cx: &mut Ctx, h: &RawHost) -> HostDesired {
         out.cpu_pool.allow_overcommit = cp.allow_overcommit.unwrap_or(false);
     }
     if let Some(t) = &h.tuned {
-        let ok = crate::model::ProfileName::new(&t.profile)
-            .ok()
-            .filter(|_| t.profile.len() <= 64);
+        let ok = crate::model::ProfileName::new(&t.profile).ok();
         if let Some(name) = ok {
             out.tuned_profile = Some(name);
         } else {

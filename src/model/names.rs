@@ -194,7 +194,9 @@ name_type!(
 fn profile_name(s: &str) -> Result<String, String> {
     let ok = !s.is_empty()
         && s.len() <= 128
-        && !s.starts_with(['-', '.'])
+        && s != "."
+        && s != ".."
+        && !s.starts_with('-')
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
     if ok {
@@ -238,6 +240,7 @@ mod tests {
 
     #[test]
     fn names_refuse_paths_and_options() {
+        assert!(ProfileName::new(".hidden").is_ok());
         for bad in ["", "..", "a/b", "-x", "a\nb"] {
             assert!(IfName::new(bad).is_err(), "{bad:?}");
             assert!(ModuleName::new(bad).is_err(), "{bad:?}");
