@@ -616,3 +616,57 @@ fn import_of_an_odd_host_imports_what_is_there_and_names_what_it_leaves_out() {
         );
     }
 }
+
+#[test]
+fn files_for_other_hosts_cannot_break_this_one_and_hosts_must_be_a_list() {
+    let root = demo_root();
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.yaml");
+    let b = dir.path().join("b.yaml");
+    std::fs::write(&a, HOST).unwrap();
+    // Meant for another host, with a type error in it.
+    std::fs::write(
+        &b,
+        "hosts: [hv-other]\nhost:\n  sysctl: { vm.dirty_ratio: [1] }\n",
+    )
+    .unwrap();
+    let o = kt(
+        root.path(),
+        &["plan", a.to_str().unwrap(), b.to_str().unwrap()],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    // `validate` without a hostname still reports it.
+    let o = Command::new(env!("CARGO_BIN_EXE_kvmtune"))
+        .args(["validate", a.to_str().unwrap(), b.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
+    assert!(
+        err(&o).contains("host.sysctl.vm.dirty_ratio"),
+        "{}",
+        describe(&o)
+    );
+    // Two files for this host each with `hosts:` merge; `hosts: "x"` is named as such.
+    std::fs::write(
+        &b,
+        "hosts: [hv-*]\nhost:\n  sysctl: { vm.dirty_ratio: 30 }\n",
+    )
+    .unwrap();
+    std::fs::write(&a, format!("hosts: [hv-1]\n{HOST}")).unwrap();
+    let o = kt(
+        root.path(),
+        &["plan", a.to_str().unwrap(), b.to_str().unwrap()],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    std::fs::write(&b, "hosts: hv-1\nhost:\n  sysctl: { vm.dirty_ratio: 30 }\n").unwrap();
+    let o = kt(
+        root.path(),
+        &["plan", a.to_str().unwrap(), b.to_str().unwrap()],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
+    assert!(
+        err(&o).contains("b.yaml:1:1: hosts: expected a list of hostname globs"),
+        "{}",
+        describe(&o)
+    );
+}

@@ -320,6 +320,48 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
 }
 
 /// Whether a file's `hosts:` (if it is a list of strings) matches `hostname`.
+/// Whether the file's `hosts:` selects `hostname` (or it has none, or cannot be read).
+pub fn applies_here(file: &SourceFile, hostname: &str) -> bool {
+    !excluded(file, Some(hostname))
+}
+
+/// Whether the file's `hosts:` (read alone, before anything else of the file) excludes
+/// `hostname`.
+fn excluded(file: &SourceFile, hostname: Option<&str>) -> bool {
+    if hostname.is_none() {
+        return false;
+    }
+    // The guards first (alias expansion is bounded there); a file that fails them, or a
+    // syntax error, is reported: its selector cannot be read safely.
+    if file.index().is_err() {
+        return false;
+    }
+    let Ok(v) = serde_yaml::from_str::<Value>(&file.text) else {
+        return false;
+    };
+    !applies_to(&v, hostname)
+}
+
+/// `hosts:` that is not a list of hostname globs, located.
+fn hosts_error(file: &SourceFile, p: &Parsed) -> Option<ConfigError> {
+    let h = p.value.get("hosts")?;
+    let ok = matches!(h, Value::Sequence(s) if s.iter().all(|g| g.is_string()));
+    if ok {
+        return None;
+    }
+    let path = vec!["hosts".to_string()];
+    let loc = p.map.find(&path).cloned().unwrap_or(source::Loc {
+        file: file.path.clone(),
+        line: 0,
+        col: 0,
+    });
+    Some(ConfigError::Invalid {
+        loc,
+        path: "hosts".into(),
+        msg: "expected a list of hostname globs such as [\"hv-*\", db-host-1]".into(),
+    })
+}
+
 fn applies_to(value: &Value, hostname: Option<&str>) -> bool {
     let (Some(h), Some(Value::Sequence(globs))) = (hostname, value.get("hosts")) else {
         return true;
@@ -422,10 +464,27 @@ pub fn parse_sources_for(
     let mut errors = Vec::new();
     let mut parsed = Vec::new();
     for file in files {
+        // A file whose `hosts:` excludes this host cannot break it: its selector is read
+        // first, and nothing else of it is checked here (`validate` without a hostname
+        // checks every file).
+        if excluded(file, hostname) {
+            continue;
+        }
         match parse_file(file) {
-            Ok(p) if applies_to(&p.value, hostname) => parsed.push(p),
+            Ok(p) if applies_to(&p.value, hostname) => match hosts_error(file, &p) {
+                Some(e) => errors.push(e),
+                None => parsed.push(p),
+            },
             Ok(_) => {}
             Err(e) => errors.push(e),
+        }
+    }
+    // `hosts:` selects files; it is not configuration and does not merge.
+    if parsed.len() > 1 {
+        for p in &mut parsed {
+            if let Value::Mapping(m) = &mut p.value {
+                m.remove("hosts");
+            }
         }
     }
     if !errors.is_empty() {

@@ -124,6 +124,7 @@ pub enum ConfigError {
 }
 
 /// A file read into memory under the size limit.
+#[derive(Debug, Clone)]
 pub struct SourceFile {
     pub path: PathBuf,
     pub text: String,
