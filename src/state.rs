@@ -429,6 +429,33 @@ pub fn prune(root: &Path, keep: usize) -> Result<(), StateError> {
     Ok(())
 }
 
+/// A record's manifest, validated like configuration: format, typed keys, one-line values,
+/// entries that belong to their file, and the id it was stored under. Pure.
+pub fn parse_manifest(id: &str, text: &str) -> Result<Manifest, String> {
+    let format = serde_json::from_str::<serde_json::Value>(text)
+        .ok()
+        .and_then(|v| v.get("format").and_then(|f| f.as_u64()));
+    if format != Some(RECORD_FORMAT as u64) {
+        return Err(format!(
+            "record format {} is not {RECORD_FORMAT} (written by another kvmtune version): roll back with that version",
+            format.map_or("(none)".to_string(), |f| f.to_string())
+        ));
+    }
+    let manifest: Manifest = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    if manifest.id != id {
+        return Err(format!("its manifest names record {}", manifest.id));
+    }
+    for kv in &manifest.host.values {
+        crate::model::keys::check_value(&kv.value)?;
+    }
+    for (kind, entries) in &manifest.host.owned {
+        for e in entries.iter().flatten() {
+            e.check(*kind)?;
+        }
+    }
+    Ok(manifest)
+}
+
 /// A loaded record: its manifest and the guests' previous XML by UUID.
 #[derive(Debug, Clone)]
 pub struct Record {
@@ -454,27 +481,7 @@ pub fn load(root: &Path, to: Option<&str>) -> Result<Record, StateError> {
     };
     let text =
         crate::host::files::read(&dir.join("manifest.json")).map_err(|e| bad(e.to_string()))?;
-    let format = serde_json::from_str::<serde_json::Value>(&text)
-        .ok()
-        .and_then(|v| v.get("format").and_then(|f| f.as_u64()));
-    if format != Some(RECORD_FORMAT as u64) {
-        return Err(bad(format!(
-            "record format {} is not {RECORD_FORMAT} (written by another kvmtune version): roll back with that version",
-            format.map_or("(none)".to_string(), |f| f.to_string())
-        )));
-    }
-    let manifest: Manifest = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
-    if manifest.id != *id {
-        return Err(bad(format!("its manifest names record {}", manifest.id)));
-    }
-    for kv in &manifest.host.values {
-        crate::model::keys::check_value(&kv.value).map_err(&bad)?;
-    }
-    for (kind, entries) in &manifest.host.owned {
-        for e in entries.iter().flatten() {
-            e.check(*kind).map_err(&bad)?;
-        }
-    }
+    let manifest = parse_manifest(id, &text).map_err(bad)?;
     let mut xml = BTreeMap::new();
     for g in &manifest.guests {
         let x = crate::host::files::read(&dir.join(g.file())).map_err(|e| bad(e.to_string()))?;
