@@ -9,30 +9,9 @@ mod support;
 use support::*;
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 
 use serde_json::{json, Value};
-
-fn kt(root: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kvmtune"))
-        .args(["--connect", &demo_uri(), "--hostname", "hv-1", "--root"])
-        .arg(root)
-        .args(args)
-        .env_remove("LIBVIRT_DEFAULT_URI")
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
-fn describe(o: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 fn read(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap()

@@ -8,37 +8,7 @@ use support::*;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-
-/// Runs kvmtune against the demo driver with `root`, as host `hv-1`.
-fn kt(root: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kvmtune"))
-        .args(["--connect", &demo_uri(), "--hostname", "hv-1", "--root"])
-        .arg(root)
-        .args(args)
-        .env_remove("LIBVIRT_DEFAULT_URI")
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
-fn out(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn err(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn describe(o: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
-        o.status.code(),
-        out(o),
-        err(o)
-    )
-}
+use std::process::{Command, Stdio};
 
 fn swappiness(root: &Path) -> String {
     std::fs::read_to_string(root.join("proc/sys/vm/swappiness"))

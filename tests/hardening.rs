@@ -11,33 +11,6 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-fn kt(root: &Path, args: &[&str]) -> Output {
-    cmd(root, args).stdin(Stdio::null()).output().unwrap()
-}
-
-fn cmd(root: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_kvmtune"));
-    c.args(["--connect", &demo_uri(), "--hostname", "hv-1", "--root"])
-        .arg(root)
-        .args(args)
-        .env_remove("LIBVIRT_DEFAULT_URI")
-        .env("NO_COLOR", "1");
-    c
-}
-
-fn describe(o: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn err(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
 fn cfg(dir: &Path, yaml: &str) -> String {
     let p = dir.join("t.yaml");
     std::fs::write(&p, yaml).unwrap();
@@ -48,7 +21,7 @@ const HOST: &str = "host:\n  sysctl: { vm.swappiness: 7 }\n";
 
 /// Runs with stdout a pipe whose reader is gone before anything is written (EPIPE).
 fn with_closed_stdout(root: &Path, args: &[&str]) -> Output {
-    let mut child = cmd(root, args)
+    let mut child = kt_cmd(root, args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -70,7 +43,7 @@ fn to_dev_full(root: &Path, args: &[&str]) -> Output {
         .write(true)
         .open("/dev/full")
         .unwrap();
-    cmd(root, args)
+    kt_cmd(root, args)
         .stdin(Stdio::null())
         .stdout(full)
         .output()

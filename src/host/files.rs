@@ -13,7 +13,7 @@
 
 use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Component, Path};
 
 /// The most kvmtune reads of one file (a kernel attribute, a config, a saved plan, a record).
 pub const MAX_READ: u64 = 64 << 20;
@@ -150,45 +150,24 @@ pub fn random_hex() -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// Creates `dir` and its missing parents (mode `mode`), refusing any existing component that
-/// is a symlink or not a directory.
-pub fn real_dir(dir: &Path, mode: u32) -> std::io::Result<()> {
-    let mut at = PathBuf::new();
-    for c in dir.components() {
-        at.push(c);
-        if matches!(
-            c,
-            Component::RootDir | Component::Prefix(_) | Component::CurDir
-        ) {
-            continue;
-        }
-        match std::fs::symlink_metadata(&at) {
-            Ok(m) if m.file_type().is_dir() => {}
-            Ok(m) => {
-                return Err(invalid(format!(
-                    "{} is a {}, not a directory: refusing to write below it",
-                    at.display(),
-                    kind(&m)
-                )))
+/// Makes `at` a real directory: creates it (mode `mode`) when missing, refuses a symlink or
+/// anything else in its place.
+fn real_component(at: &Path, mode: u32) -> std::io::Result<()> {
+    match std::fs::symlink_metadata(at) {
+        Ok(m) if m.file_type().is_dir() => Ok(()),
+        Ok(m) => Err(invalid(format!(
+            "{} is a {}, not a directory: refusing to write below it",
+            at.display(),
+            kind(&m)
+        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            match std::fs::DirBuilder::new().mode(mode).create(at) {
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => real_component(at, mode),
+                r => r,
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                match std::fs::DirBuilder::new().mode(mode).create(&at) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                        if !std::fs::symlink_metadata(&at)?.file_type().is_dir() {
-                            return Err(invalid(format!(
-                                "{} appeared as a non-directory",
-                                at.display()
-                            )));
-                        }
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-            Err(e) => return Err(e),
         }
+        Err(e) => Err(e),
     }
-    Ok(())
 }
 
 /// Temp file next to `file` (same filesystem), fsync, rename over `file`, with `mode`. For a
@@ -249,20 +228,7 @@ pub fn real_dir_below(root: &Path, dir: &Path) -> std::io::Result<()> {
             Component::Normal(n) => at.push(n),
             _ => return Err(invalid(format!("{} is not a plain path", dir.display()))),
         }
-        match std::fs::symlink_metadata(&at) {
-            Ok(m) if m.file_type().is_dir() => {}
-            Ok(m) => {
-                return Err(invalid(format!(
-                    "{} is a {}, not a directory: refusing to write below it",
-                    at.display(),
-                    kind(&m)
-                )))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                std::fs::DirBuilder::new().mode(0o755).create(&at)?;
-            }
-            Err(e) => return Err(e),
-        }
+        real_component(&at, 0o755)?;
     }
     Ok(())
 }

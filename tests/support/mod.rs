@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
 
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -152,4 +153,38 @@ impl Rng {
     pub fn pick<'a>(&mut self, v: &[&'a str]) -> &'a str {
         v[self.index(v.len())]
     }
+}
+
+/// kvmtune against the demo driver with `root`, as host `hv-1`, stdin closed.
+pub fn kt(root: &Path, args: &[&str]) -> Output {
+    kt_cmd(root, args).stdin(Stdio::null()).output().unwrap()
+}
+
+/// The command [`kt`] runs, to adjust before running.
+pub fn kt_cmd(root: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_kvmtune"));
+    c.args(["--connect", &demo_uri(), "--hostname", "hv-1", "--root"])
+        .arg(root)
+        .args(args)
+        .env_remove("LIBVIRT_DEFAULT_URI")
+        .env("NO_COLOR", "1");
+    c
+}
+
+pub fn out(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Exit code, stdout and stderr, for assertion messages.
+pub fn describe(o: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
+        o.status.code(),
+        out(o),
+        err(o)
+    )
 }
