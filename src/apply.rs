@@ -11,8 +11,9 @@ use serde::Serialize;
 use crate::desired::{Desired, GuestDesired};
 use crate::domain::{plan_guest, GuestKey};
 use crate::host;
+use crate::host::persist::PersistKey;
 use crate::libvirt::Hypervisor;
-use crate::model::DomainName;
+use crate::model::{DomainName, HostKey};
 use crate::plan::{Action, LiveStep, Plan};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -146,14 +147,24 @@ pub fn apply_with(
 }
 
 fn host_steps(ops: &[host::HostOp], t: Target, report: &mut ApplyReport, res: &mut TargetResult) {
+    // Keys whose runtime step failed: they are not persisted for boot (the failure would
+    // repeat at every boot).
+    let mut unverified: Vec<PersistKey> = Vec::new();
     for op in ops {
         if op.is_command() {
             report.host_commands += 1;
         } else {
             report.host_writes += 1;
         }
+        let (op, skipped) = without_unverified(op, &unverified);
+        for label in skipped {
+            res.failed.push((
+                label,
+                "not persisted: its runtime change failed (see above)".into(),
+            ));
+        }
         let paths = op.paths();
-        let result = host::execute(t.io.files, t.io.cmds, t.root, op);
+        let result = host::execute(t.io.files, t.io.cmds, t.root, &op);
         crate::faults::point(if op.is_command() {
             "host-command"
         } else {
@@ -165,6 +176,7 @@ fn host_steps(ops: &[host::HostOp], t: Target, report: &mut ApplyReport, res: &m
                 report.notes.extend(note);
             }
             Err(e) => {
+                unverified.extend(persisted_as(&op));
                 let why = e.to_string();
                 if paths.is_empty() {
                     res.failed.push((op.name(), why));
@@ -175,6 +187,54 @@ fn host_steps(ops: &[host::HostOp], t: Target, report: &mut ApplyReport, res: &m
             }
         }
     }
+}
+
+/// The owned-file entry a runtime step's value is persisted as.
+fn persisted_as(op: &host::HostOp) -> Option<PersistKey> {
+    match op {
+        host::HostOp::Write {
+            key: HostKey::Sysctl { key },
+            ..
+        } => Some(PersistKey::Sysctl { key: key.clone() }),
+        host::HostOp::Write { key, .. } => Some(PersistKey::Value { key: key.clone() }),
+        host::HostOp::LoadModule { module } => Some(PersistKey::Module {
+            module: module.clone(),
+        }),
+        _ => None,
+    }
+}
+
+/// `op` without the owned-file entries of keys whose runtime step failed, and the labels of
+/// the entries left out.
+fn without_unverified(op: &host::HostOp, unverified: &[PersistKey]) -> (host::HostOp, Vec<String>) {
+    let host::HostOp::OwnedFile {
+        file,
+        entries,
+        before,
+        labels,
+    } = op
+    else {
+        return (op.clone(), Vec::new());
+    };
+    let (keep, drop): (Vec<_>, Vec<_>) = entries
+        .iter()
+        .cloned()
+        .partition(|e| !unverified.contains(&e.key));
+    if drop.is_empty() {
+        return (op.clone(), Vec::new());
+    }
+    let dropped: Vec<String> = drop.iter().map(|e| e.label()).collect();
+    let op = host::HostOp::OwnedFile {
+        file: *file,
+        entries: keep,
+        before: before.clone(),
+        labels: labels
+            .iter()
+            .filter(|l| !dropped.contains(l))
+            .cloned()
+            .collect(),
+    };
+    (op, dropped)
 }
 
 /// Checks a guest action against its typed settings and the domain as it is now, then

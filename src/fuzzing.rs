@@ -71,3 +71,56 @@ pub fn domain_xml(data: &[u8]) {
     );
     assert_eq!(again.new_xml, p.new_xml);
 }
+
+/// Saved plans: any bytes either parse into the typed blueprint or are refused; a parsed plan
+/// serialises and parses back to itself, and its checks against its own configuration
+/// (`prepare`) return normally.
+pub fn saved_plan(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(mut s) = crate::saved::SavedPlan::from_json(text) else {
+        return;
+    };
+    let again =
+        crate::saved::SavedPlan::from_json(&s.to_json()).expect("a parsed plan round-trips");
+    assert_eq!(again, s);
+    let _ = s.prepare("hv-1");
+}
+
+/// Lock files: parsed under the configuration's guards; a parsed lock renders and parses
+/// back to itself.
+pub fn lock_file(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(l) = crate::observe::parse_lock(std::path::Path::new("kvmtune.lock.yaml"), text) else {
+        return;
+    };
+    let again = crate::model::lock::Lock::parse(&l.render()).expect("a rendered lock parses");
+    assert_eq!(again, l);
+}
+
+/// Apply records: a manifest either validates or is refused; a valid one becomes desired host
+/// state (or a located refusal) and plans against an empty host without panicking.
+pub fn apply_record(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(m) = crate::state::parse_manifest("20261202T000000.000Z", text) else {
+        return;
+    };
+    let Ok(d) = crate::rollback::host_desired(&m.host) else {
+        return;
+    };
+    let owned = m
+        .host
+        .owned
+        .iter()
+        .map(|(k, e)| (*k, e.clone().unwrap_or_default()))
+        .collect();
+    let p = crate::host::plan_host_with(&d, &Default::default(), Some(&owned));
+    for op in &p.ops {
+        op.check().expect("planned steps pass their own checks");
+    }
+}

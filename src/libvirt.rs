@@ -480,18 +480,23 @@ impl Hypervisor {
             })
     }
 
+    /// The named domain; `None` when no such domain exists.
+    fn lookup(&self, name: &str) -> Result<Option<virt::domain::Domain>, LibvirtError> {
+        match self.conn.lookup_domain_by_name(name) {
+            Ok(d) => Ok(Some(d)),
+            Err(e) if e.code().is(virt::error::ErrorNumber::NoDomain) => Ok(None),
+            Err(e) => Err(LibvirtError::Read {
+                name: name.to_string(),
+                msg: msg(e),
+            }),
+        }
+    }
+
     /// The named guest's live XML (`virDomainGetXMLDesc` with flags 0: the running
     /// definition when it runs) and whether it runs; `None` when no such domain exists.
     pub fn live_guest(&self, name: &str) -> Result<Option<LiveDomain>, LibvirtError> {
-        let dom = match self.conn.lookup_domain_by_name(name) {
-            Ok(d) => d,
-            Err(e) if e.code().is(virt::error::ErrorNumber::NoDomain) => return Ok(None),
-            Err(e) => {
-                return Err(LibvirtError::Read {
-                    name: name.to_string(),
-                    msg: msg(e),
-                })
-            }
+        let Some(dom) = self.lookup(name)? else {
+            return Ok(None);
         };
         let read_err = |e| LibvirtError::Read {
             name: name.to_string(),
@@ -501,28 +506,11 @@ impl Hypervisor {
         let xml = dom.xml_desc(0).map_err(read_err)?;
         Ok(Some(LiveDomain { active, xml }))
     }
-}
 
-/// A guest as it is now (for `verify`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LiveDomain {
-    pub active: bool,
-    /// The live XML (flags 0).
-    pub xml: String,
-}
-
-impl Hypervisor {
     /// The named domain's UUID and persistent XML now; `None` when no such domain exists.
     pub fn current(&self, name: &str) -> Result<Option<(String, String)>, LibvirtError> {
-        let dom = match self.conn.lookup_domain_by_name(name) {
-            Ok(d) => d,
-            Err(e) if e.code().is(virt::error::ErrorNumber::NoDomain) => return Ok(None),
-            Err(e) => {
-                return Err(LibvirtError::Read {
-                    name: name.to_string(),
-                    msg: msg(e),
-                })
-            }
+        let Some(dom) = self.lookup(name)? else {
+            return Ok(None);
         };
         let read_err = |e| LibvirtError::Read {
             name: name.to_string(),
@@ -534,4 +522,12 @@ impl Hypervisor {
             .map_err(read_err)?;
         Ok(Some((uuid, xml)))
     }
+}
+
+/// A guest as it is now (for `verify`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveDomain {
+    pub active: bool,
+    /// The live XML (flags 0).
+    pub xml: String,
 }

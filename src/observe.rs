@@ -117,8 +117,21 @@ pub fn observe_with(
             msg,
         };
         if let Some(text) = host::files::read_opt(path).map_err(|e| lock_err(e.to_string()))? {
-            obs.lock = Some(crate::model::lock::Lock::parse(&text).map_err(lock_err)?);
+            obs.lock = Some(parse_lock(path, &text).map_err(lock_err)?);
         }
     }
     Ok(obs)
+}
+
+/// Parses a lock file under the configuration's guards (size, alias expansion, one
+/// document), then as a lock.
+pub fn parse_lock(path: &Path, text: &str) -> Result<crate::model::lock::Lock, String> {
+    use crate::config::source::{SourceFile, MAX_FILE_BYTES};
+    if text.len() as u64 > MAX_FILE_BYTES {
+        return Err(format!("larger than {} MiB", MAX_FILE_BYTES >> 20));
+    }
+    SourceFile::from_text(path, text)
+        .index()
+        .map_err(|e| e.to_string())?;
+    crate::model::lock::Lock::parse(text)
 }

@@ -75,7 +75,7 @@ pub enum SavedPlanError {
     #[error("not a kvmtune saved plan: {0}")]
     Parse(String),
     #[error("saved plan format {found} is not supported by this kvmtune (it reads format {FORMAT_VERSION}); plan again")]
-    Version { found: u32 },
+    Version { found: String },
     #[error(
         "saved plan was made on host `{planned}`, this is `{here}`: refusing to apply it here"
     )]
@@ -295,13 +295,13 @@ impl SavedPlan {
         if v.get("kind").and_then(|k| k.as_str()) != Some(KIND) {
             return Err(SavedPlanError::Parse(format!("`kind` is not `{KIND}`")));
         }
-        let found = v
-            .get("format_version")
-            .and_then(|f| f.as_u64())
-            .ok_or_else(|| SavedPlanError::Parse("no `format_version`".into()))?;
-        if found != FORMAT_VERSION as u64 {
+        let found = match v.get("format_version") {
+            None => return Err(SavedPlanError::Parse("no `format_version`".into())),
+            Some(f) => f,
+        };
+        if found.as_u64() != Some(FORMAT_VERSION as u64) {
             return Err(SavedPlanError::Version {
-                found: found.min(u32::MAX as u64) as u32,
+                found: crate::model::names::printable(&found.to_string(), 40),
             });
         }
         let mut s: SavedPlan =

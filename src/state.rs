@@ -55,9 +55,34 @@ pub fn state_dir(root: &Path) -> PathBuf {
     root.join(STATE_DIR)
 }
 
-fn ensure_dir(p: &Path) -> Result<(), StateError> {
+/// The state directory, created when missing; it must be a real directory (no symlink on
+/// the way below the root), owned by this user (root) and writable by nobody else.
+fn ensure_state_dir(root: &Path) -> Result<PathBuf, StateError> {
+    let dir = state_dir(root);
+    crate::host::files::real_dir_below(root, &dir).map_err(io(&dir))?;
+    let m = std::fs::symlink_metadata(&dir).map_err(io(&dir))?;
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    use std::os::unix::fs::MetadataExt;
+    if m.uid() != me || m.mode() & 0o022 != 0 {
+        return Err(StateError::Io {
+            path: dir.display().to_string(),
+            err: std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!(
+                    "owned by uid {} with mode {:o}: it must be owned by uid {me} and writable by nobody else",
+                    m.uid(),
+                    m.mode() & 0o7777
+                ),
+            ),
+        });
+    }
+    Ok(dir)
+}
+
+/// A new private directory (0700); fails when the name exists (or is a symlink).
+fn new_private_dir(p: &Path) -> Result<(), StateError> {
     std::fs::DirBuilder::new()
-        .recursive(true)
         .mode(0o700)
         .create(p)
         .map_err(io(p))
@@ -87,8 +112,7 @@ pub fn lock(
     timeout: Duration,
     waiting: impl FnOnce(&str),
 ) -> Result<Lock, StateError> {
-    let dir = state_dir(root);
-    ensure_dir(&dir)?;
+    let dir = ensure_state_dir(root)?;
     let path = dir.join("lock");
     let mut file = std::fs::OpenOptions::new()
         .read(true)
@@ -96,8 +120,15 @@ pub fn lock(
         .create(true)
         .truncate(false)
         .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(&path)
         .map_err(io(&path))?;
+    if !file.metadata().map_err(io(&path))?.file_type().is_file() {
+        return Err(io(&path)(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file: refusing to use it as the lock",
+        )));
+    }
     let start = Instant::now();
     let mut waiting = Some(waiting);
     loop {
@@ -135,12 +166,12 @@ pub fn lock(
 fn holder(file: &mut std::fs::File) -> String {
     let mut s = String::new();
     let _ = file.rewind();
-    let _ = file.read_to_string(&mut s);
+    let _ = file.take(4096).read_to_string(&mut s);
     let s = s.trim();
     if s.is_empty() {
         "holder unknown".into()
     } else {
-        s.to_string()
+        crate::model::names::printable(s, 200)
     }
 }
 
@@ -307,15 +338,15 @@ pub fn backup(
     if guests.is_empty() && host.is_empty() {
         return Ok(None);
     }
-    let applies = state_dir(root).join("applies");
-    ensure_dir(&applies)?;
+    let applies = ensure_state_dir(root)?.join("applies");
+    crate::host::files::real_dir_below(root, &applies).map_err(io(&applies))?;
     let mut id = record_id();
     while applies.join(&id).exists() {
         std::thread::sleep(Duration::from_millis(2));
         id = record_id();
     }
     let tmp = applies.join(format!(".{id}.tmp"));
-    ensure_dir(&tmp)?;
+    new_private_dir(&tmp)?;
     for (file, xml) in &xmls {
         write_private(&tmp.join(file), xml.as_bytes())?;
     }
@@ -341,27 +372,88 @@ pub fn backup(
     Ok(Some(manifest))
 }
 
-/// Record ids, oldest first (incomplete `.tmp` directories are ignored).
+/// Whether `name` is a record id kvmtune writes (`20261126T224607.123Z`).
+pub fn is_record_id(name: &str) -> bool {
+    let b = name.as_bytes();
+    b.len() == 20
+        && b[8] == b'T'
+        && b[15] == b'.'
+        && b[19] == b'Z'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| matches!(i, 8 | 15 | 19) || c.is_ascii_digit())
+}
+
+/// Record ids, oldest first: real directories named like a record (incomplete `.tmp`
+/// directories and anything else are ignored).
 pub fn records(root: &Path) -> Result<Vec<String>, StateError> {
     let applies = state_dir(root).join("applies");
     let Some(list) = crate::host::files::list_opt(&applies).map_err(io(&applies))? else {
         return Ok(Vec::new());
     };
-    let mut ids: Vec<String> = list.into_iter().filter(|n| !n.starts_with('.')).collect();
+    let mut ids: Vec<String> = list
+        .into_iter()
+        .filter(|n| is_record_id(n))
+        .filter(|n| {
+            std::fs::symlink_metadata(applies.join(n)).is_ok_and(|m| m.file_type().is_dir())
+        })
+        .collect();
     ids.sort();
     Ok(ids)
 }
 
-/// Removes the oldest records beyond `keep` (and stale temporary directories).
+/// Removes the oldest records beyond `keep` (never the newest one: the record an apply just
+/// wrote is how it is undone) and the temporary directories of interrupted applies (the
+/// caller holds the lock, so none is being written).
 pub fn prune(root: &Path, keep: usize) -> Result<(), StateError> {
     let applies = state_dir(root).join("applies");
     let ids = records(root)?;
-    let excess = ids.len().saturating_sub(keep);
+    let excess = ids.len().saturating_sub(keep.max(1));
     for id in &ids[..excess] {
         let p = applies.join(id);
         std::fs::remove_dir_all(&p).map_err(io(&p))?;
     }
+    for name in crate::host::files::list_opt(&applies)
+        .map_err(io(&applies))?
+        .unwrap_or_default()
+    {
+        let is_tmp = name
+            .strip_prefix('.')
+            .and_then(|n| n.strip_suffix(".tmp"))
+            .is_some_and(is_record_id);
+        let p = applies.join(&name);
+        if is_tmp && std::fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_dir()) {
+            std::fs::remove_dir_all(&p).map_err(io(&p))?;
+        }
+    }
     Ok(())
+}
+
+/// A record's manifest, validated like configuration: format, typed keys, one-line values,
+/// entries that belong to their file, and the id it was stored under. Pure.
+pub fn parse_manifest(id: &str, text: &str) -> Result<Manifest, String> {
+    let format = serde_json::from_str::<serde_json::Value>(text)
+        .ok()
+        .and_then(|v| v.get("format").and_then(|f| f.as_u64()));
+    if format != Some(RECORD_FORMAT as u64) {
+        return Err(format!(
+            "record format {} is not {RECORD_FORMAT} (written by another kvmtune version): roll back with that version",
+            format.map_or("(none)".to_string(), |f| f.to_string())
+        ));
+    }
+    let manifest: Manifest = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    if manifest.id != id {
+        return Err(format!("its manifest names record {}", manifest.id));
+    }
+    for kv in &manifest.host.values {
+        crate::model::keys::check_value(&kv.value)?;
+    }
+    for (kind, entries) in &manifest.host.owned {
+        for e in entries.iter().flatten() {
+            e.check(*kind)?;
+        }
+    }
+    Ok(manifest)
 }
 
 /// A loaded record: its manifest and the guests' previous XML by UUID.
@@ -388,31 +480,11 @@ pub fn load(root: &Path, to: Option<&str>) -> Result<Record, StateError> {
         msg,
     };
     let text =
-        std::fs::read_to_string(dir.join("manifest.json")).map_err(|e| bad(e.to_string()))?;
-    let format = serde_json::from_str::<serde_json::Value>(&text)
-        .ok()
-        .and_then(|v| v.get("format").and_then(|f| f.as_u64()));
-    if format != Some(RECORD_FORMAT as u64) {
-        return Err(bad(format!(
-            "record format {} is not {RECORD_FORMAT} (written by another kvmtune version): roll back with that version",
-            format.map_or("(none)".to_string(), |f| f.to_string())
-        )));
-    }
-    let manifest: Manifest = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
-    if manifest.id != *id {
-        return Err(bad(format!("its manifest names record {}", manifest.id)));
-    }
-    for kv in &manifest.host.values {
-        crate::model::keys::check_value(&kv.value).map_err(&bad)?;
-    }
-    for (kind, entries) in &manifest.host.owned {
-        for e in entries.iter().flatten() {
-            e.check(*kind).map_err(&bad)?;
-        }
-    }
+        crate::host::files::read(&dir.join("manifest.json")).map_err(|e| bad(e.to_string()))?;
+    let manifest = parse_manifest(id, &text).map_err(bad)?;
     let mut xml = BTreeMap::new();
     for g in &manifest.guests {
-        let x = std::fs::read_to_string(dir.join(g.file())).map_err(|e| bad(e.to_string()))?;
+        let x = crate::host::files::read(&dir.join(g.file())).map_err(|e| bad(e.to_string()))?;
         xml.insert(g.uuid.to_string(), x);
     }
     Ok(Record { manifest, xml })

@@ -1,5 +1,5 @@
 //! Preservation and idempotency on libvirt's own test-suite domain XMLs
-//! (`../shared/corpus/libvirt-domains`): for every file, a broad tuning is planned; the edited
+//! (`tests/data/libvirt-domains`): for every file, a broad tuning is planned; the edited
 //! XML must plan to zero changes, and once kvmtune's owned elements are stripped from both,
 //! the original and edited documents must be byte-identical.
 

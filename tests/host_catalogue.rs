@@ -351,10 +351,15 @@ fn modprobe_failure_is_clear_and_other_keys_still_apply() {
     );
     assert!(!report.ok());
     let host = &report.results[0];
-    assert_eq!(host.failed.len(), 1, "{host:?}");
+    // The module that did not load is not persisted in modules-load.d either.
+    assert_eq!(host.failed.len(), 2, "{host:?}");
+    assert_eq!(
+        host.failed[1].0, "modules.vhost_net (persisted)",
+        "{host:?}"
+    );
     assert_eq!(
         host.failed[0].1,
-        "host modules.vhost_net: `modprobe vhost_net` failed (exit 1): modprobe: FATAL: Module vhost_net not found in directory /lib/modules/6.18.44-fc-v669"
+        "`modprobe vhost_net` failed (exit 1): modprobe: FATAL: Module vhost_net not found in directory /lib/modules/6.18.44-fc-v669"
     );
     assert!(
         host.applied.contains(&"sysctl.vm.swappiness".to_string()),
@@ -438,14 +443,23 @@ fn one_gig_shortfall_names_numbers_and_the_kernel_command_line() {
     assert!(!report.ok());
     let host = &report.results[0];
     let failed: Vec<&str> = host.failed.iter().map(|(p, _)| p.as_str()).collect();
-    assert_eq!(failed, ["hugepages.1G.node0", "hugepages.2M.node1"]);
+    // A pool that fell short is not persisted for boot either.
+    assert_eq!(
+        failed,
+        [
+            "hugepages.1G.node0",
+            "hugepages.2M.node1",
+            "hugepages.1G.node0 (persisted)",
+            "hugepages.2M.node1 (persisted)"
+        ]
+    );
     assert_eq!(
         host.failed[0].1,
-        "host hugepages.1G.node0: huge page pool /sys/devices/system/node/node0/hugepages/hugepages-1048576kB/nr_hugepages: requested 4 pages, the kernel allocated 1; a running kernel rarely has 1G of contiguous free memory: the reliable way is the kernel command line (default_hugepagesz=1G hugepagesz=1G hugepages=4), which kvmtune writes as a boot drop-in for this pool with `persist: boot`"
+        "huge page pool /sys/devices/system/node/node0/hugepages/hugepages-1048576kB/nr_hugepages: requested 4 pages, the kernel allocated 1; a running kernel rarely has 1G of contiguous free memory: the reliable way is the kernel command line (default_hugepagesz=1G hugepagesz=1G hugepages=4), which kvmtune writes as a boot drop-in for this pool with `persist: boot`"
     );
     assert_eq!(
         host.failed[1].1,
-        "host hugepages.2M.node1: huge page pool /sys/devices/system/node/node1/hugepages/hugepages-2048kB/nr_hugepages: requested 8 pages, the kernel allocated 1"
+        "huge page pool /sys/devices/system/node/node1/hugepages/hugepages-2048kB/nr_hugepages: requested 8 pages, the kernel allocated 1"
     );
     // Other keys, and the persisted files, still applied.
     assert!(host.applied.contains(&"sysctl.vm.swappiness".to_string()));

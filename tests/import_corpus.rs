@@ -1,4 +1,4 @@
-//! Import round trip on libvirt's own test-suite domain XMLs (`../shared/corpus/libvirt-domains`):
+//! Import round trip on libvirt's own test-suite domain XMLs (`tests/data/libvirt-domains`):
 //! for every file, the imported configuration validates and plans zero changes against the
 //! XML it was imported from.
 

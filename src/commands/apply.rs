@@ -35,12 +35,13 @@ pub fn run(cli: &Cli, files: &Files, locking: &Locking, a: Args) -> anyhow::Resu
     let hv = connect(cli, &d, false)?;
     let obs = observe(cli, &d, hv.as_ref(), false)?;
     let p = crate::pipeline::plan_with(&d, &obs, a.opts);
-    show(&p, a.format);
+    show(&p, a.format)?;
     if p.has_errors() {
         if a.format == Format::Json {
-            print!("{}", crate::render::plan_json(&p));
+            out!("{}", crate::render::plan_json(&p));
         }
-        eprintln!("error: the plan has errors; nothing was applied");
+        super::plan_errors_to_stderr(&p);
+        say!("error: the plan has errors; nothing was applied");
         return Ok(Exit::Failure);
     }
     if p.actions.is_empty() {
@@ -58,7 +59,7 @@ fn saved(cli: &Cli, file: &Path, l: &Locking, format: Format) -> anyhow::Result<
     let text =
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     let refuse = |e: &dyn std::fmt::Display| {
-        eprintln!("error: {}: {e}", file.display());
+        say!("error: {}: {e}", file.display());
         Ok(Exit::Failure)
     };
     let mut s = match SavedPlan::from_json(&text) {
@@ -78,7 +79,7 @@ fn saved(cli: &Cli, file: &Path, l: &Locking, format: Format) -> anyhow::Result<
     if let Err(e) = s.check_current(&obs, &d) {
         return refuse(&e);
     }
-    show(&s.plan, format);
+    show(&s.plan, format)?;
     if s.plan.actions.is_empty() {
         write_pin_lock(cli, &s.plan)?;
         return nothing_to_do(format);

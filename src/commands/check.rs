@@ -18,8 +18,8 @@ pub fn run(cli: &Cli, files: &Files, format: Format) -> anyhow::Result<Exit> {
     let facts = crate::lint::read_facts(&cli.root).context("reading host facts")?;
     let lints = crate::lint::check(&d, &obs, &facts);
     match format {
-        Format::Json => print!("{}", crate::lint::render_json(&lints)),
-        Format::Human => print!("{}", crate::lint::render_text(&lints)),
+        Format::Json => out!("{}", crate::lint::render_json(&lints)),
+        Format::Human => out!("{}", crate::lint::render_text(&lints)),
     }
     Ok(match crate::lint::exit_code(&lints) {
         0 => Exit::Success,

@@ -18,7 +18,10 @@ pub fn run(cli: &Cli, guests: &[String], host: bool, format: ImportFormat) -> an
     } else {
         None
     };
-    let cfg = crate::import::import(&cli.root, hv.as_ref(), &req)?;
+    let (cfg, notes) = crate::import::import_with_notes(&cli.root, hv.as_ref(), &req)?;
+    for n in &notes {
+        say!("note: {n}");
+    }
     match format {
         ImportFormat::Yaml => {
             let origin = format!(
@@ -27,9 +30,9 @@ pub fn run(cli: &Cli, guests: &[String], host: bool, format: ImportFormat) -> an
                 cli.connect,
                 crate::saved::utc(crate::saved::now_secs()).0
             );
-            print!("{}", crate::import::to_yaml(&cfg, Some(&origin)));
+            out!("{}", crate::import::to_yaml(&cfg, Some(&origin)));
         }
-        ImportFormat::Json => print!("{}", json(&cfg)?),
+        ImportFormat::Json => out!("{}", json(&cfg)?),
     }
     Ok(Exit::Success)
 }

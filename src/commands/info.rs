@@ -9,24 +9,23 @@ use crate::cli::Cli;
 
 pub fn schema(saved_plan: bool) -> anyhow::Result<Exit> {
     if saved_plan {
-        print!("{}", crate::saved::schema_json());
+        out!("{}", crate::saved::schema_json());
     } else {
-        print!("{}", crate::schema::config_schema_json());
+        out!("{}", crate::schema::config_schema_json());
     }
     Ok(Exit::Success)
 }
 
 pub fn completions(shell: clap_complete::Shell) -> anyhow::Result<Exit> {
-    clap_complete::generate(
-        shell,
-        &mut Cli::command(),
-        "kvmtune",
-        &mut std::io::stdout(),
-    );
+    let mut buf = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "kvmtune", &mut buf);
+    super::emit(&String::from_utf8_lossy(&buf))?;
     Ok(Exit::Success)
 }
 
 pub fn man() -> anyhow::Result<Exit> {
-    clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+    let mut buf = Vec::new();
+    clap_mangen::Man::new(Cli::command()).render(&mut buf)?;
+    super::emit(&String::from_utf8_lossy(&buf))?;
     Ok(Exit::Success)
 }

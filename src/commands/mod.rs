@@ -4,16 +4,6 @@
 //! everything it calls is library code below it. `main.rs` only parses arguments and calls
 //! [`run`].
 
-mod apply;
-mod check;
-mod import;
-mod info;
-mod plan;
-mod render;
-mod rollback;
-mod validate;
-mod verify;
-
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -25,6 +15,52 @@ use crate::desired::Desired;
 use crate::libvirt::Hypervisor;
 use crate::render::Style;
 use crate::{config, observe, saved, state};
+
+/// Whether standard output was closed by its reader (EPIPE): later output is dropped quietly.
+static STDOUT_CLOSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Writes command output to stdout. A reader that went away (`| head -1`, EPIPE) is not an
+/// error: the command carries on quietly (an apply still finishes and writes its state
+/// files) and later output is dropped. Any other failure (ENOSPC on `>/dev/full`) is.
+pub fn emit(s: &str) -> anyhow::Result<()> {
+    use std::sync::atomic::Ordering;
+    if STDOUT_CLOSED.load(Ordering::Relaxed) {
+        return Ok(());
+    }
+    let mut out = std::io::stdout().lock();
+    match out.write_all(s.as_bytes()).and_then(|_| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            STDOUT_CLOSED.store(true, Ordering::Relaxed);
+            Ok(())
+        }
+        Err(e) => Err(anyhow::Error::new(e).context("writing to standard output")),
+    }
+}
+
+/// Writes a message to stderr; a closed stderr is ignored (there is nowhere left to say it).
+pub fn note(s: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{s}");
+}
+
+/// `print!` through [`emit`].
+macro_rules! out {
+    ($($t:tt)*) => { $crate::commands::emit(&format!($($t)*))? };
+}
+/// `eprintln!` through [`note`].
+macro_rules! say {
+    ($($t:tt)*) => { $crate::commands::note(&format!($($t)*)) };
+}
+
+mod apply;
+mod check;
+mod import;
+mod info;
+mod plan;
+mod render;
+mod rollback;
+mod validate;
+mod verify;
 
 /// How a command ended (the README's exit-code table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +86,17 @@ impl Exit {
 
 /// Runs the parsed command.
 pub fn run(cli: &Cli) -> anyhow::Result<Exit> {
+    let needs_root = !matches!(
+        cli.command,
+        Command::Schema { .. } | Command::Completions { .. } | Command::Man
+    );
+    if needs_root && !cli.root.is_dir() {
+        say!(
+            "error: --root {}: not a directory (it must hold the host's /proc, /sys and /etc)",
+            cli.root.display()
+        );
+        return Ok(Exit::Failure);
+    }
     match &cli.command {
         Command::Schema { saved_plan } => info::schema(*saved_plan),
         Command::Completions { shell } => info::completions(*shell),
@@ -147,7 +194,7 @@ fn load(cli: &Cli, files: &Files) -> Result<(Desired, Vec<config::source::Source
     paths(cli, files)
         .and_then(|p| crate::desired::read_for(&p, Some(&hostname(cli))))
         .map_err(|e| {
-            eprintln!("{e}");
+            say!("{e}");
             Exit::Failure
         })
 }
@@ -177,7 +224,7 @@ fn observe(
 /// Writes the automatic pins to the lock file (`--lock-file`), when there is one to write.
 fn write_pin_lock(cli: &Cli, p: &crate::plan::Plan) -> anyhow::Result<()> {
     if let (Some(path), Some(lock)) = (&cli.lock_file, &p.lock) {
-        crate::host::files::atomic_replace(path, &lock.render())
+        crate::host::files::atomic_replace(path, &lock.render(), 0o644)
             .with_context(|| format!("writing the lock file {}", path.display()))?;
         crate::faults::point("lock-file");
     }
@@ -191,15 +238,15 @@ fn json(v: &impl serde::Serialize) -> anyhow::Result<String> {
 /// Asks on the terminal; refuses when stdin is not one.
 fn approve(question: &str) -> anyhow::Result<bool> {
     if !std::io::stdin().is_terminal() {
-        eprintln!("error: refusing to apply without --auto-approve: stdin is not a terminal");
+        say!("error: refusing to apply without --auto-approve: stdin is not a terminal");
         return Ok(false);
     }
-    print!("\n{question} Only 'yes' is accepted: ");
+    out!("\n{question} Only 'yes' is accepted: ");
     std::io::stdout().flush()?;
     let mut answer = String::new();
     std::io::stdin().read_line(&mut answer)?;
     if answer.trim() != "yes" {
-        eprintln!("Apply cancelled; nothing was changed.");
+        say!("Apply cancelled; nothing was changed.");
         return Ok(false);
     }
     Ok(true)
@@ -209,20 +256,28 @@ fn lock(cli: &Cli, l: &Locking) -> anyhow::Result<state::Lock> {
     Ok(state::lock(
         &cli.root,
         Duration::from_secs(l.lock_timeout),
-        |holder| eprintln!("waiting for the apply lock ({holder}) ..."),
+        |holder| say!("waiting for the apply lock ({holder}) ..."),
     )?)
 }
 
-fn show(p: &crate::plan::Plan, format: Format) {
+fn show(p: &crate::plan::Plan, format: Format) -> anyhow::Result<()> {
     if format == Format::Human {
-        print!("{}", crate::render::plan_text(p, style(), false));
+        out!("{}", crate::render::plan_text(p, style(), false));
+    }
+    Ok(())
+}
+
+/// Says each plan error on stderr too (stdout carries the plan, which shows them in place).
+fn plan_errors_to_stderr(p: &crate::plan::Plan) {
+    for e in &p.errors {
+        say!("error: {}: {e}", e.target);
     }
 }
 
 /// Prints an empty apply report (nothing to do) in JSON mode.
 fn nothing_to_do(format: Format) -> anyhow::Result<Exit> {
     if format == Format::Json {
-        print!("{}", json(&crate::apply::ApplyReport::default())?);
+        out!("{}", json(&crate::apply::ApplyReport::default())?);
     }
     Ok(Exit::Success)
 }
@@ -248,9 +303,10 @@ fn execute(
     .context("storing the previous state before changing it")?;
     crate::faults::point("backup");
     if let (Some(r), Format::Human) = (&record, format) {
-        eprintln!(
+        say!(
             "previous state saved as {} (kvmtune rollback --to {})",
-            r.id, r.id
+            r.id,
+            r.id
         );
     }
     let tty = std::io::stderr().is_terminal();
@@ -263,7 +319,7 @@ fn execute(
         if tty && guests >= 5 {
             eprint!("\r\x1b[2K[{}/{total}] {target}", done + 1);
             if done + 1 == total {
-                eprintln!();
+                note("");
             }
         }
     };
@@ -277,8 +333,8 @@ fn execute(
         write_pin_lock(cli, p)?;
     }
     match format {
-        Format::Human => print!("\n{}", crate::render::report_text(&report, style())),
-        Format::Json => print!("{}", json(&report)?),
+        Format::Human => out!("\n{}", crate::render::report_text(&report, style())),
+        Format::Json => out!("{}", json(&report)?),
     }
     Ok(if report.ok() {
         Exit::Success

@@ -29,18 +29,21 @@ pub fn run(cli: &Cli, files: &Files, a: Args) -> anyhow::Result<Exit> {
     let obs = observe(cli, &d, hv.as_ref(), false)?;
     let p = crate::pipeline::plan_with(&d, &obs, a.opts);
     match a.format {
-        Format::Json => print!("{}", crate::render::plan_json(&p)),
-        Format::Human => print!("{}", crate::render::plan_text(&p, style(), a.diff)),
+        Format::Json => out!("{}", crate::render::plan_json(&p)),
+        Format::Human => out!("{}", crate::render::plan_text(&p, style(), a.diff)),
     }
+    super::plan_errors_to_stderr(&p);
     if let Some(out) = a.out {
         if p.has_errors() {
-            eprintln!("error: the plan has errors; not saved to {}", out.display());
+            say!("error: the plan has errors; not saved to {}", out.display());
             return Ok(Exit::Failure);
         }
         let s = SavedPlan::new(&p, &obs, &d, &sources, origin(cli), a.opts);
-        std::fs::write(out, s.to_json()).with_context(|| format!("writing {}", out.display()))?;
+        // Replaced, never written through: a symlink planted at `out` is not followed.
+        crate::host::files::atomic_replace(out, &s.to_json(), 0o600)
+            .with_context(|| format!("writing {}", out.display()))?;
         if a.format == Format::Human {
-            eprintln!(
+            say!(
                 "Saved the plan to {}; apply exactly it with: kvmtune apply {}",
                 out.display(),
                 out.display()

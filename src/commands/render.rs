@@ -29,7 +29,7 @@ pub fn run(cli: &Cli, guest: &str, xml: &Path, files: &Files) -> anyhow::Result<
         let lock = match &cli.lock_file {
             Some(p) => crate::host::files::read_opt(p)
                 .with_context(|| format!("reading {}", p.display()))?
-                .map(|t| crate::model::lock::Lock::parse(&t))
+                .map(|t| crate::observe::parse_lock(p, &t))
                 .transpose()
                 .map_err(|e| anyhow::anyhow!("lock file {}: {e}", p.display()))?,
             None => None,
@@ -37,7 +37,7 @@ pub fn run(cli: &Cli, guest: &str, xml: &Path, files: &Files) -> anyhow::Result<
         match crate::offline::resolve_auto(&d, guest, &text, topology, lock) {
             Ok(d) => d,
             Err(e) => {
-                eprintln!("error: {e}");
+                say!("error: {e}");
                 return Ok(Exit::Failure);
             }
         }
@@ -46,11 +46,11 @@ pub fn run(cli: &Cli, guest: &str, xml: &Path, files: &Files) -> anyhow::Result<
     };
     match crate::offline::render_guest(&d, guest, &text, page) {
         Ok(out) => {
-            print!("{out}");
+            out!("{out}");
             Ok(Exit::Success)
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            say!("error: {e}");
             Ok(Exit::Failure)
         }
     }

@@ -18,16 +18,27 @@ pub fn run(
     if list {
         let ids = crate::state::records(&cli.root)?;
         match format {
-            Format::Human => ids.iter().for_each(|i| println!("{i}")),
-            Format::Json => print!("{}", json(&ids)?),
+            Format::Human => {
+                for i in &ids {
+                    out!("{i}\n");
+                }
+            }
+            Format::Json => out!("{}", json(&ids)?),
         }
         return Ok(Exit::Success);
     }
     let _lock = lock(cli, locking)?;
     let rec = match crate::state::load(&cli.root, to) {
         Ok(r) => r,
+        Err(crate::state::StateError::NoRecord(None)) => {
+            say!(
+                "Nothing to restore: no apply has been recorded under {}.",
+                cli.root.display()
+            );
+            return nothing_to_do(format);
+        }
         Err(e) => {
-            eprintln!("error: {e}");
+            say!("error: {e}");
             return Ok(Exit::Failure);
         }
     };
@@ -38,17 +49,18 @@ pub fn run(
     };
     let rb = crate::rollback::plan_rollback(&rec, &cli.root, hv.as_ref())?;
     if format == Format::Human {
-        println!(
-            "Rolling back to the state before apply {}:\n",
+        out!(
+            "Rolling back to the state before apply {}:\n\n",
             rec.manifest.id
         );
     }
-    show(&rb.plan, format);
+    show(&rb.plan, format)?;
     if rb.plan.has_errors() {
         if format == Format::Json {
-            print!("{}", crate::render::plan_json(&rb.plan));
+            out!("{}", crate::render::plan_json(&rb.plan));
         }
-        eprintln!("error: the rollback plan has errors; nothing was changed");
+        super::plan_errors_to_stderr(&rb.plan);
+        say!("error: the rollback plan has errors; nothing was changed");
         return Ok(Exit::Failure);
     }
     if rb.plan.actions.is_empty() {

@@ -14,8 +14,8 @@ pub fn run(cli: &Cli, files: &Files, format: Format) -> anyhow::Result<Exit> {
     let hv = Hypervisor::open(&cli.connect, true)?;
     let report = crate::verify::verify(&d, &cli.root, &hv)?;
     match format {
-        Format::Json => print!("{}", crate::render::verify_json(&report)),
-        Format::Human => print!("{}", crate::render::verify_text(&report, style())),
+        Format::Json => out!("{}", crate::render::verify_json(&report)),
+        Format::Human => out!("{}", crate::render::verify_text(&report, style())),
     }
     Ok(if report.holds() {
         Exit::Success

@@ -107,11 +107,7 @@ fn typed_errors(files: &[SourceFile], merged_err: &serde_yaml::Error) -> ConfigE
     let errors: Vec<ConfigError> = files
         .iter()
         .filter(|f| !f.text.trim().is_empty())
-        .filter_map(|f| {
-            serde_yaml::from_str::<RawConfig>(&f.text)
-                .err()
-                .map(|e| source::serde_error(&f.path, &e))
-        })
+        .filter_map(typed_error)
         .collect();
     if errors.is_empty() {
         let first = files
@@ -122,6 +118,56 @@ fn typed_errors(files: &[SourceFile], merged_err: &serde_yaml::Error) -> ConfigE
     } else {
         ConfigErrors(errors)
     }
+}
+
+/// The first type error of one file, with its key path (from `serde_path_to_error`) and its
+/// location (serde_yaml's, else the key's in the file's source map).
+fn typed_error(f: &SourceFile) -> Option<ConfigError> {
+    let de = serde_yaml::Deserializer::from_str(&f.text);
+    let e = match serde_path_to_error::deserialize::<_, RawConfig>(de) {
+        Err(e) => e,
+        // The text reads leniently (a plain `5` is also a string); the merged document is a
+        // value, where `5` is a number: find the error there, by path.
+        Ok(_) => {
+            let v: Value = serde_yaml::from_str(&f.text).ok()?;
+            serde_path_to_error::deserialize::<_, RawConfig>(v).err()?
+        }
+    };
+    let path: KeyPath = e
+        .path()
+        .iter()
+        .filter_map(|s| match s {
+            serde_path_to_error::Segment::Seq { index } => Some(index.to_string()),
+            serde_path_to_error::Segment::Map { key } => Some(key.clone()),
+            _ => None,
+        })
+        .collect();
+    let inner = e.into_inner();
+    let err = source::serde_error(&f.path, &inner);
+    if path.is_empty() {
+        return Some(err);
+    }
+    let msg = match &err {
+        ConfigError::Invalid { msg, .. } | ConfigError::Unlocated { msg, .. } => msg.clone(),
+        other => return Some(other.clone()),
+    };
+    let loc = match &err {
+        ConfigError::Invalid { loc, .. } => Some(loc.clone()),
+        _ => f.index().ok().and_then(|m| {
+            (1..=path.len())
+                .rev()
+                .find_map(|n| m.find(&path[..n]).cloned())
+        }),
+    };
+    let path = source::dotted(&path);
+    Some(match loc {
+        Some(loc) => ConfigError::Invalid { loc, path, msg },
+        None => ConfigError::Unlocated {
+            file: f.path.clone(),
+            path,
+            msg,
+        },
+    })
 }
 
 fn key_str(k: &Value) -> String {
@@ -274,6 +320,48 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
 }
 
 /// Whether a file's `hosts:` (if it is a list of strings) matches `hostname`.
+/// Whether the file's `hosts:` selects `hostname` (or it has none, or cannot be read).
+pub fn applies_here(file: &SourceFile, hostname: &str) -> bool {
+    !excluded(file, Some(hostname))
+}
+
+/// Whether the file's `hosts:` (read alone, before anything else of the file) excludes
+/// `hostname`.
+fn excluded(file: &SourceFile, hostname: Option<&str>) -> bool {
+    if hostname.is_none() {
+        return false;
+    }
+    // The guards first (alias expansion is bounded there); a file that fails them, or a
+    // syntax error, is reported: its selector cannot be read safely.
+    if file.index().is_err() {
+        return false;
+    }
+    let Ok(v) = serde_yaml::from_str::<Value>(&file.text) else {
+        return false;
+    };
+    !applies_to(&v, hostname)
+}
+
+/// `hosts:` that is not a list of hostname globs, located.
+fn hosts_error(file: &SourceFile, p: &Parsed) -> Option<ConfigError> {
+    let h = p.value.get("hosts")?;
+    let ok = matches!(h, Value::Sequence(s) if s.iter().all(|g| g.is_string()));
+    if ok {
+        return None;
+    }
+    let path = vec!["hosts".to_string()];
+    let loc = p.map.find(&path).cloned().unwrap_or(source::Loc {
+        file: file.path.clone(),
+        line: 0,
+        col: 0,
+    });
+    Some(ConfigError::Invalid {
+        loc,
+        path: "hosts".into(),
+        msg: "expected a list of hostname globs such as [\"hv-*\", db-host-1]".into(),
+    })
+}
+
 fn applies_to(value: &Value, hostname: Option<&str>) -> bool {
     let (Some(h), Some(Value::Sequence(globs))) = (hostname, value.get("hosts")) else {
         return true;
@@ -376,10 +464,27 @@ pub fn parse_sources_for(
     let mut errors = Vec::new();
     let mut parsed = Vec::new();
     for file in files {
+        // A file whose `hosts:` excludes this host cannot break it: its selector is read
+        // first, and nothing else of it is checked here (`validate` without a hostname
+        // checks every file).
+        if excluded(file, hostname) {
+            continue;
+        }
         match parse_file(file) {
-            Ok(p) if applies_to(&p.value, hostname) => parsed.push(p),
+            Ok(p) if applies_to(&p.value, hostname) => match hosts_error(file, &p) {
+                Some(e) => errors.push(e),
+                None => parsed.push(p),
+            },
             Ok(_) => {}
             Err(e) => errors.push(e),
+        }
+    }
+    // `hosts:` selects files; it is not configuration and does not merge.
+    if parsed.len() > 1 {
+        for p in &mut parsed {
+            if let Value::Mapping(m) = &mut p.value {
+                m.remove("hosts");
+            }
         }
     }
     if !errors.is_empty() {

@@ -193,9 +193,7 @@ fn hugepages(cx: &mut Ctx, h: &RawHost, out: &mut HostDesired) {
 
 fn tuned_and_ksm(cx: &mut Ctx, h: &RawHost, out: &mut HostDesired) {
     if let Some(t) = &h.tuned {
-        let ok = crate::model::ProfileName::new(&t.profile)
-            .ok()
-            .filter(|_| t.profile.len() <= 64);
+        let ok = crate::model::ProfileName::new(&t.profile).ok();
         if let Some(name) = ok {
             out.tuned_profile = Some(name);
         } else {

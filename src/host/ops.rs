@@ -129,22 +129,20 @@ pub fn content_hash(content: &str) -> String {
 /// Why a host step failed.
 #[derive(Debug, thiserror::Error)]
 pub enum HostWriteError {
-    #[error("host {path}: writing /{file}: {err}")]
+    #[error("writing /{file}: {err}")]
     Write {
         path: String,
         file: String,
         err: std::io::Error,
     },
-    #[error("host {path}: /{file} reads back `{got}` after writing `{wanted}`")]
+    #[error("/{file} reads back `{got}` after writing `{wanted}`")]
     Mismatch {
         path: String,
         file: String,
         wanted: String,
         got: String,
     },
-    #[error(
-        "host {path}: huge page pool /{file}: requested {wanted} pages, the kernel allocated {got}{hint}"
-    )]
+    #[error("huge page pool /{file}: requested {wanted} pages, the kernel allocated {got}{hint}")]
     Shortfall {
         path: String,
         file: String,
@@ -152,16 +150,18 @@ pub enum HostWriteError {
         got: String,
         hint: String,
     },
-    #[error("host {path}: /{file} is `{now}`, the plan was made when it was `{planned}`: not changed (plan again)")]
+    #[error(
+        "/{file} is `{now}`, the plan was made when it was `{planned}`: not changed (plan again)"
+    )]
     Stale {
         path: String,
         file: String,
         planned: String,
         now: String,
     },
-    #[error("host {path}: {why}")]
+    #[error("{why}")]
     Refused { path: String, why: String },
-    #[error("host {path}: `{cmd}` {why}")]
+    #[error("`{cmd}` {why}")]
     Command {
         path: String,
         cmd: String,
@@ -305,6 +305,7 @@ fn replace_owned(
         });
     }
     let content = OwnedFile::with_entries(kind, entries.to_vec()).render();
+    super::files::real_dir_below(root, full.parent().unwrap_or(root)).map_err(&err)?;
     files.replace(&full, &content).map_err(&err)?;
     if files.read(&full).map_err(&err)? != content {
         return Err(HostWriteError::Mismatch {

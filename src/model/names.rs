@@ -6,6 +6,22 @@
 
 use std::fmt;
 
+/// `s` safe to echo in a message: control characters escaped, at most `max` characters.
+pub fn printable(s: &str, max: usize) -> String {
+    let mut out = String::new();
+    for c in s.chars().take(max) {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    if s.chars().count() > max {
+        out.push('…');
+    }
+    out
+}
+
 /// Declares a validated string newtype with serde (`try_from`/`into` String) and JSON Schema.
 macro_rules! name_type {
     ($(#[$m:meta])* $t:ident, $check:path) => {
@@ -178,7 +194,9 @@ name_type!(
 fn profile_name(s: &str) -> Result<String, String> {
     let ok = !s.is_empty()
         && s.len() <= 128
-        && !s.starts_with(['-', '.'])
+        && s != "."
+        && s != ".."
+        && !s.starts_with('-')
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
     if ok {
@@ -222,6 +240,7 @@ mod tests {
 
     #[test]
     fn names_refuse_paths_and_options() {
+        assert!(ProfileName::new(".hidden").is_ok());
         for bad in ["", "..", "a/b", "-x", "a\nb"] {
             assert!(IfName::new(bad).is_err(), "{bad:?}");
             assert!(ModuleName::new(bad).is_err(), "{bad:?}");
