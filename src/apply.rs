@@ -9,7 +9,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::desired::{Desired, GuestDesired};
-use crate::domain::plan_guest;
+use crate::domain::{plan_guest, GuestKey};
 use crate::host;
 use crate::host::persist::PersistKey;
 use crate::libvirt::Hypervisor;
@@ -301,12 +301,12 @@ fn guest(
         match result {
             Ok(()) => {}
             Err(e) if e.unsupported => res.deferred.push((
-                step.path.clone(),
+                step.key.to_string(),
                 format!(
                     "libvirt cannot change it on the running guest ({e}); in effect at restart"
                 ),
             )),
-            Err(e) => res.failed.push((step.path.clone(), e.to_string())),
+            Err(e) => res.failed.push((step.key.to_string(), e.to_string())),
         }
     }
     let failed: Vec<&str> = res.failed.iter().map(|(p, _)| p.as_str()).collect();
@@ -365,11 +365,11 @@ fn verify(gd: Option<&GuestDesired>, name: &DomainName, stored: &str) -> Result<
             let left: Vec<String> = p
                 .changes
                 .iter()
-                .filter(|c| c.path != "memory_backing.hugepages")
+                .filter(|c| !matches!(c.key, GuestKey::MemoryBacking(_)))
                 .map(|c| {
                     format!(
                         "{}: wanted {}, libvirt stored {}",
-                        c.path,
+                        c.key,
                         c.after.as_deref().unwrap_or("null"),
                         c.before.as_deref().unwrap_or("null")
                     )

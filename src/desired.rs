@@ -2,17 +2,26 @@
 //!
 //! Invariant: every value here has passed all checks that need no hypervisor (CPU sets parse,
 //! page sizes are real, vcpupin indexes fit the declared count, ...). `None` / absent means
-//! "not managed": kvmtune never touches what is not declared.
+//! "not managed": kvmtune never touches what is not declared. A guest's part is defined by
+//! its setting units ([`crate::domain::settings`]) and re-exported here.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::config::raw::{
-    CacheMode, CpuMode, DeviceClass, IoMode, NetDriver, NumaMode, Placement, ThpDefrag, ThpEnabled,
-};
-use crate::config::source::{KeyPath, SourceMap};
+use crate::config::raw::{ThpDefrag, ThpEnabled};
+use crate::config::source::SourceMap;
 use crate::cpuset::CpuSet;
 use crate::units::PageSize;
 
+pub use crate::domain::settings::blkiotune::{BlkioDevice, BlkioField};
+pub use crate::domain::settings::cpu::{CpuDesired, Topology};
+pub use crate::domain::settings::cputune::{AutoPin, EmulatorAuto};
+pub use crate::domain::settings::disks::{DiskDesired, IotuneField};
+pub use crate::domain::settings::interfaces::InterfaceDesired;
+pub use crate::domain::settings::memory_backing::HugepagesBacking;
+pub use crate::domain::settings::memtune::MemtuneField;
+pub use crate::domain::settings::numatune::NumaMemory;
+pub use crate::domain::settings::os_variant::{osinfo_id, OsVariant};
+pub use crate::domain::settings::{DeviceKey, GuestDesired};
 pub use crate::model::{DomainName, IfName, MacAddr, ModuleName, ProfileName, SysctlKey};
 
 mod validate;
@@ -108,24 +117,6 @@ pub struct CpuPool {
     pub allow_overcommit: bool,
 }
 
-/// `emulatorpin: auto | isolate`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EmulatorAuto {
-    /// The reserved CPUs of the guest's NUMA node(s).
-    Reserved,
-    /// One dedicated CPU of the guest's NUMA node.
-    Isolate,
-}
-
-/// Automatic pinning of one guest (`cputune.vcpupin: auto`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AutoPin {
-    pub emulator: Option<EmulatorAuto>,
-    pub nodeset: bool,
-    pub numa_node: Option<u32>,
-    pub threads: crate::config::raw::ThreadPolicy,
-}
-
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KsmDesired {
     pub run: Option<bool>,
@@ -157,137 +148,4 @@ impl HostDesired {
             && self.interfaces.is_empty()
             && self.modules.is_empty()
     }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct NumaMemory {
-    pub mode: Option<NumaMode>,
-    pub nodeset: Option<CpuSet>,
-    pub placement: Option<Placement>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HugepagesBacking {
-    Off,
-    DefaultSize,
-    Size(PageSize),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Topology {
-    pub sockets: u32,
-    pub dies: u32,
-    pub cores: u32,
-    pub threads: u32,
-}
-
-impl Topology {
-    pub fn vcpus(&self) -> u64 {
-        self.sockets as u64 * self.dies as u64 * self.cores as u64 * self.threads as u64
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct CpuDesired {
-    pub mode: Option<CpuMode>,
-    pub model: Option<String>,
-    pub topology: Option<Topology>,
-    /// Feature name → policy (`require` / `disable`); unlisted features are left alone.
-    pub features: BTreeMap<String, &'static str>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct DiskDesired {
-    pub cache: Option<CacheMode>,
-    pub io: Option<IoMode>,
-    pub iothread: Option<u32>,
-    /// libvirt `<iotune>` element name → value (0 = unlimited).
-    pub iotune: BTreeMap<&'static str, u64>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct InterfaceDesired {
-    pub model: Option<String>,
-    pub driver: Option<NetDriver>,
-    pub queues: Option<u32>,
-    pub mtu: Option<u32>,
-}
-
-/// Weight and throttles of one host block device in `<blkiotune>`; element name → value.
-pub type BlkioDevice = BTreeMap<&'static str, u64>;
-
-/// A libosinfo OS: short id (`rhel9.0`) and the id URL written to metadata.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OsVariant {
-    pub short_id: String,
-    pub id: String,
-}
-
-/// Which devices a disk/interface entry applies to.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub enum DeviceKey<T> {
-    All,
-    One(T),
-}
-
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct GuestDesired {
-    pub vcpu_count: Option<u32>,
-    pub vcpu_current: Option<u32>,
-    pub vcpu_placement: Option<Placement>,
-    pub vcpu_cpuset: Option<CpuSet>,
-    /// Authoritative when present: pins not listed are removed.
-    pub vcpupin: Option<BTreeMap<u32, CpuSet>>,
-    /// `vcpupin: auto`: the planner fills `vcpupin` (and `emulatorpin` / the memory nodeset
-    /// when they are `auto`) before planning the guest.
-    pub auto_pin: Option<AutoPin>,
-    pub emulatorpin: Option<CpuSet>,
-    pub numa_memory: Option<NumaMemory>,
-    pub hugepages: Option<HugepagesBacking>,
-    pub cpu: Option<CpuDesired>,
-    /// `All` first, then per target dev overrides.
-    pub disks: BTreeMap<DeviceKey<String>, DiskDesired>,
-    pub interfaces: BTreeMap<DeviceKey<MacAddr>, InterfaceDesired>,
-    /// Authoritative when present, like `vcpupin`.
-    pub iothreadpin: Option<BTreeMap<u32, CpuSet>>,
-    pub iothreads: Option<u32>,
-    pub blkio_weight: Option<u32>,
-    /// Host device path (`/dev/sda`) → its settings; devices not listed are kept.
-    pub blkio_devices: BTreeMap<String, BlkioDevice>,
-    /// `<memtune>` element name → KiB.
-    pub memtune: BTreeMap<&'static str, u64>,
-    pub remove_devices: std::collections::BTreeSet<DeviceClass>,
-    pub os_variant: Option<OsVariant>,
-    /// The YAML key path of this guest (`guests.<name>`), for locating errors.
-    pub key_path: KeyPath,
-}
-
-/// The libosinfo id URL of a short id, for the common families (`rhel9.0`,
-/// `centos-stream9`, `fedora40`, `debian12`, `ubuntu24.04`, `almalinux9`, `rocky9`,
-/// `sles15sp5`, `win11`, `win2k22`).
-pub fn osinfo_id(short: &str) -> Option<String> {
-    let split = short.find(|c: char| c.is_ascii_digit())?;
-    let (family, version) = short.split_at(split);
-    let ok_version = !version.is_empty()
-        && version
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '.')
-        && version.starts_with(|c: char| c.is_ascii_digit());
-    if !ok_version {
-        return None;
-    }
-    let v = version.to_string();
-    Some(match family {
-        "rhel" => format!("http://redhat.com/rhel/{v}"),
-        "centos" => format!("http://centos.org/centos/{v}"),
-        "centos-stream" => format!("http://centos.org/centos-stream/{v}"),
-        "fedora" => format!("http://fedoraproject.org/fedora/{v}"),
-        "debian" => format!("http://debian.org/debian/{v}"),
-        "ubuntu" => format!("http://ubuntu.com/ubuntu/{v}"),
-        "almalinux" => format!("http://almalinux.org/almalinux/{v}"),
-        "rocky" => format!("http://rockylinux.org/rocky/{v}"),
-        "sles" => format!("http://suse.com/sles/{}", v.replace("sp", ".")),
-        "win" => format!("http://microsoft.com/win/{v}"),
-        _ => return None,
-    })
 }

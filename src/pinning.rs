@@ -390,37 +390,13 @@ pub fn allocate(input: &AllocInput) -> BTreeMap<String, Result<Assignment, Alloc
             continue;
         };
         let nodes: BTreeSet<u32> = input.topology.nodes_of(cpus.iter().copied());
-        let emulator = match req.emulator {
-            None => None,
-            Some(EmulatorAuto::Reserved) => {
-                let on_node: Vec<u32> = input
-                    .reserved
-                    .iter()
-                    .copied()
-                    .filter(|c| {
-                        input
-                            .topology
-                            .node_of(*c)
-                            .is_some_and(|n| nodes.contains(&n))
-                    })
-                    .collect();
-                let all: Vec<u32> = input
-                    .reserved
-                    .iter()
-                    .copied()
-                    .filter(|c| input.topology.cpu(*c).is_some())
-                    .collect();
-                match CpuSet::from_cpus(on_node).or_else(|| CpuSet::from_cpus(all)) {
-                    Some(s) => Some(s),
-                    None => {
-                        out.insert(name.clone(), Err(AllocError::NoReserved));
-                        continue;
-                    }
-                }
+        let dedicated = emulators.get(name.as_str()).copied();
+        let emulator = match emulator_set(input, req.emulator, &nodes, dedicated) {
+            Ok(e) => e,
+            Err(e) => {
+                out.insert(name.clone(), Err(e));
+                continue;
             }
-            Some(EmulatorAuto::Isolate) => emulators
-                .get(name.as_str())
-                .and_then(|e| CpuSet::from_cpus([*e])),
         };
         out.insert(
             name.clone(),
@@ -432,6 +408,43 @@ pub fn allocate(input: &AllocInput) -> BTreeMap<String, Result<Assignment, Alloc
         );
     }
     out
+}
+
+/// The emulator CPUs of a guest whose vCPUs are on `nodes`: the reserved CPUs of those nodes
+/// (else every reserved CPU of the host), or its `dedicated` CPU.
+fn emulator_set(
+    input: &AllocInput,
+    mode: Option<EmulatorAuto>,
+    nodes: &BTreeSet<u32>,
+    dedicated: Option<u32>,
+) -> Result<Option<CpuSet>, AllocError> {
+    match mode {
+        None => Ok(None),
+        Some(EmulatorAuto::Reserved) => {
+            let on_node: Vec<u32> = input
+                .reserved
+                .iter()
+                .copied()
+                .filter(|c| {
+                    input
+                        .topology
+                        .node_of(*c)
+                        .is_some_and(|n| nodes.contains(&n))
+                })
+                .collect();
+            let all: Vec<u32> = input
+                .reserved
+                .iter()
+                .copied()
+                .filter(|c| input.topology.cpu(*c).is_some())
+                .collect();
+            CpuSet::from_cpus(on_node)
+                .or_else(|| CpuSet::from_cpus(all))
+                .map(Some)
+                .ok_or(AllocError::NoReserved)
+        }
+        Some(EmulatorAuto::Isolate) => Ok(dedicated.and_then(|e| CpuSet::from_cpus([e]))),
+    }
 }
 
 /// A free CPU for dedicated emulator threads on the first of `nodes`.

@@ -12,9 +12,8 @@ use serde::{Deserialize, Serialize};
 pub use crate::model::{guest_target, Change, Effect, PlanError};
 
 use crate::config::source::{dotted, KeyPath};
-use crate::cpuset::CpuSet;
 use crate::desired::Desired;
-use crate::domain::{plan_guest, GuestIssue, GuestPlan, LocatedIssue};
+use crate::domain::{plan_guest, GuestKey, GuestPlan, LocatedIssue};
 use crate::host::{plan_host, HostOp};
 use crate::libvirt::{GuestObserved, LiveOp, NodeInfo};
 use crate::model::{DomainName, Uuid};
@@ -49,11 +48,12 @@ pub struct Pending {
     pub defined: Option<String>,
 }
 
-/// One live operation and the change path it serves.
+/// One live operation and the setting it serves (a saved plan's step must be exactly what the
+/// settings give for its key).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LiveStep {
-    pub path: String,
+    pub key: GuestKey,
     pub op: LiveOp,
 }
 
@@ -177,10 +177,10 @@ fn check_live(
     live: &[LiveStep],
 ) -> Result<(), String> {
     for step in live {
-        if live_op(gd, &step.path, inputs.node).as_ref() != Some(&step.op) {
+        if live_op(gd, &step.key, inputs.node).as_ref() != Some(&step.op) {
             return Err(format!(
                 "its live step for {} is not what the settings give",
-                step.path
+                step.key
             ));
         }
     }
@@ -447,16 +447,8 @@ fn plan_one(
 }
 
 /// Settings libvirt can change on a running guest (`VIR_DOMAIN_AFFECT_LIVE`).
-pub fn live_capable(path: &str) -> bool {
-    path.starts_with("cputune.vcpupin.")
-        || path.starts_with("cputune.iothreadpin.")
-        || path == "cputune.emulatorpin"
-        || path == "numatune.memory.nodeset"
-        || path == "vcpu.current"
-        || path.starts_with("blkiotune.")
-        || path.starts_with("memtune.")
-        || (path.starts_with("disks.") && path.contains(".iotune."))
-        || path == "os_variant"
+pub fn live_capable(key: &GuestKey) -> bool {
+    crate::domain::settings::live_capable(key)
 }
 
 struct GuestChanges {
@@ -494,10 +486,10 @@ fn plan_running(
     let running = plan_guest(gd, live_xml, None)
         .map(|p| p.changes)
         .unwrap_or_default();
-    let in_persistent: std::collections::BTreeSet<&str> =
-        persistent.changes.iter().map(|c| c.path.as_str()).collect();
+    let in_persistent: std::collections::BTreeSet<&GuestKey> =
+        persistent.changes.iter().map(|c| &c.key).collect();
     for c in &persistent.changes {
-        let effect = if live_capable(&c.path) {
+        let effect = if live_capable(&c.key) {
             Effect::Live
         } else {
             Effect::Restart
@@ -505,26 +497,31 @@ fn plan_running(
         out.changes.push(change(target, c, effect));
     }
     for c in &running {
-        let persisted = in_persistent.contains(c.path.as_str());
-        let op = live_capable(&c.path)
-            .then(|| live_op(gd, &c.path, node))
+        let persisted = in_persistent.contains(&c.key);
+        let op = live_capable(&c.key)
+            .then(|| live_op(gd, &c.key, node))
             .flatten();
+        let setting = c.key.setting();
         match op {
-            Some(op) if persisted || drift_fixable(&c.path) => {
+            // Live-only drift is fixed live only where the unit says so (CPU pinning, which
+            // libvirt always changes live); other settings that differ only on the running
+            // guest (libvirt or the host refused them live) are pending, not retried forever.
+            Some(op) if persisted || setting.fixes_live_drift() => {
                 if !persisted {
                     // Drift on the running guest only: fix it live.
                     out.changes.push(change(target, c, Effect::Live));
                 }
                 out.live.push(LiveStep {
-                    path: c.path.clone(),
+                    key: c.key.clone(),
                     op,
                 });
             }
             // Written, but not in effect (libvirt could not apply it live, or it needs a
-            // restart): in effect at the next start.
-            _ if !persisted && !live_normalized(gd, &c.path) => out.pending.push(Pending {
+            // restart): in effect at the next start. Settings whose live XML never reads
+            // like the definition are not pending.
+            _ if !persisted && !setting.live_normalized(gd) => out.pending.push(Pending {
                 target: target.to_string(),
-                path: c.path.clone(),
+                path: c.key.to_string(),
                 running: c.before.clone(),
                 defined: c.after.clone(),
             }),
@@ -534,154 +531,30 @@ fn plan_running(
     out
 }
 
-/// Live-only drift kvmtune corrects on a running guest: CPU pinning, which libvirt always
-/// changes live. Other live settings that differ only on the running guest (because libvirt or
-/// the host refused them live) are reported as pending instead of retried forever.
-fn drift_fixable(path: &str) -> bool {
-    path.starts_with("cputune.")
-}
-
-/// Settings whose live XML never reads like the definition (libvirt expands them at start).
-fn live_normalized(gd: &crate::desired::GuestDesired, path: &str) -> bool {
-    use crate::config::raw::CpuMode;
-    let mode = gd.cpu.as_ref().and_then(|c| c.mode);
-    // host-model becomes an expanded custom model in the live XML.
-    path.starts_with("cpu.") && mode == Some(CpuMode::HostModel)
-}
-
 fn change(target: &str, c: &crate::domain::SettingChange, effect: Effect) -> Change {
     Change {
         target: target.to_string(),
-        path: c.path.clone(),
+        path: c.key.to_string(),
         before: c.before.clone(),
         after: c.after.clone(),
         effect,
     }
 }
 
-/// The live operation that makes `path` what `gd` declares.
+/// The live operation that makes `key` what `gd` declares.
 pub fn live_op(
     gd: &crate::desired::GuestDesired,
-    path: &str,
+    key: &GuestKey,
     node: Option<NodeInfo>,
 ) -> Option<LiveOp> {
-    if let Some(idx) = path.strip_prefix("cputune.vcpupin.") {
-        let vcpu: u32 = idx.parse().ok()?;
-        let cpuset = match gd.vcpupin.as_ref()?.get(&vcpu) {
-            Some(c) => c.to_string(),
-            // Unpinned: the guest's default CPUs, else every host CPU.
-            None => match &gd.vcpu_cpuset {
-                Some(c) => c.to_string(),
-                None => CpuSet::from_cpus(0..node?.cpus)?.to_string(),
-            },
-        };
-        return Some(LiveOp::PinVcpu { vcpu, cpuset });
-    }
-    if let Some(id) = path.strip_prefix("cputune.iothreadpin.") {
-        let iothread: u32 = id.parse().ok()?;
-        let cpuset = match gd.iothreadpin.as_ref()?.get(&iothread) {
-            Some(c) => c.to_string(),
-            None => CpuSet::from_cpus(0..node?.cpus)?.to_string(),
-        };
-        return Some(LiveOp::PinIothread { iothread, cpuset });
-    }
-    if let Some(field) = path.strip_prefix("memtune.") {
-        return Some(LiveOp::Memtune {
-            field: field.to_string(),
-            kib: *gd.memtune.get(field)?,
-        });
-    }
-    if path == "blkiotune.weight" {
-        return Some(LiveOp::Blkio {
-            field: "weight".into(),
-            value: gd.blkio_weight?.to_string(),
-        });
-    }
-    if let Some(rest) = path.strip_prefix("blkiotune.devices.") {
-        let (dev, field) = rest.rsplit_once('.')?;
-        let value = gd.blkio_devices.get(dev)?.get(field)?;
-        return Some(LiveOp::Blkio {
-            field: format!("device_{field}"),
-            value: format!("{dev},{value}"),
-        });
-    }
-    if let Some(rest) = path.strip_prefix("disks.") {
-        let (disk, field) = rest.split_once(".iotune.")?;
-        let d = gd
-            .disks
-            .get(&crate::desired::DeviceKey::One(disk.to_string()))
-            .and_then(|d| d.iotune.get(field))
-            .or_else(|| {
-                gd.disks
-                    .get(&crate::desired::DeviceKey::All)
-                    .and_then(|d| d.iotune.get(field))
-            })?;
-        return Some(LiveOp::BlockIotune {
-            disk: disk.to_string(),
-            field: field.to_string(),
-            value: *d,
-        });
-    }
-    match path {
-        "os_variant" => Some(LiveOp::OsMetadata {
-            id: gd.os_variant.as_ref()?.id.clone(),
-        }),
-        "cputune.emulatorpin" => Some(LiveOp::PinEmulator {
-            cpuset: gd.emulatorpin.as_ref()?.to_string(),
-        }),
-        "numatune.memory.nodeset" => Some(LiveOp::NumaNodeset {
-            nodeset: gd.numa_memory.as_ref()?.nodeset.as_ref()?.to_string(),
-        }),
-        "vcpu.current" => Some(LiveOp::SetVcpus {
-            count: gd.vcpu_current?,
-        }),
-        _ => None,
-    }
+    crate::domain::settings::live_op(gd, key, node)
 }
 
 /// Declared CPUs and NUMA nodes that this host does not have (libvirt accepts them at define
 /// time and fails only when the guest starts).
 fn host_fit(gd: &crate::desired::GuestDesired, node: Option<NodeInfo>) -> Vec<LocatedIssue> {
-    let Some(node) = node else { return Vec::new() };
-    let mut issues = Vec::new();
-    let mut check = |key: &[&str], set: &CpuSet, limit: u32, what: &str| {
-        if set.highest() >= limit {
-            let mut k = gd.key_path.clone();
-            k.extend(key.iter().map(|s| s.to_string()));
-            issues.push(LocatedIssue {
-                key: k,
-                issue: GuestIssue::NotOnHost(format!(
-                    "{what} {} is not on this host (it has {limit} {what}s: 0-{})",
-                    set.highest(),
-                    limit.saturating_sub(1)
-                )),
-            });
-        }
-    };
-    if let Some(c) = &gd.vcpu_cpuset {
-        check(&["vcpu", "cpuset"], c, node.cpus, "CPU");
+    match node {
+        Some(node) => crate::domain::settings::host_fit(gd, node),
+        None => Vec::new(),
     }
-    for (i, c) in gd.vcpupin.iter().flatten() {
-        check(&["cputune", "vcpupin", &i.to_string()], c, node.cpus, "CPU");
-    }
-    if let Some(c) = &gd.emulatorpin {
-        check(&["cputune", "emulatorpin"], c, node.cpus, "CPU");
-    }
-    for (i, c) in gd.iothreadpin.iter().flatten() {
-        check(
-            &["cputune", "iothreadpin", &i.to_string()],
-            c,
-            node.cpus,
-            "CPU",
-        );
-    }
-    if let Some(n) = gd.numa_memory.as_ref().and_then(|m| m.nodeset.as_ref()) {
-        check(
-            &["numatune", "memory", "nodeset"],
-            n,
-            node.nodes,
-            "NUMA node",
-        );
-    }
-    issues
 }

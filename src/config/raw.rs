@@ -422,23 +422,6 @@ pub struct RawIotune {
     pub write_iops_sec: Option<u64>,
 }
 
-impl RawIotune {
-    /// (libvirt element name, value) of every declared field.
-    pub fn fields(&self) -> Vec<(&'static str, u64)> {
-        [
-            ("total_bytes_sec", self.total_bytes_sec),
-            ("read_bytes_sec", self.read_bytes_sec),
-            ("write_bytes_sec", self.write_bytes_sec),
-            ("total_iops_sec", self.total_iops_sec),
-            ("read_iops_sec", self.read_iops_sec),
-            ("write_iops_sec", self.write_iops_sec),
-        ]
-        .into_iter()
-        .filter_map(|(k, v)| v.map(|v| (k, v)))
-        .collect()
-    }
-}
-
 /// Device classes `remove_devices` understands, matched by device type.
 #[derive(
     Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq, PartialOrd, Ord,

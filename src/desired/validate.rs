@@ -1,4 +1,5 @@
-//! Raw model → [`Desired`]: every semantic check that needs no hypervisor.
+//! Raw model → [`Desired`]: every semantic check that needs no hypervisor (guests: each
+//! setting unit's [`crate::domain::settings::GuestSetting::validate`]).
 //!
 //! Invariant: all errors are collected (not just the first), each located at the key it is
 //! about; a returned `Desired` satisfies every documented constraint.
@@ -8,8 +9,8 @@ use std::collections::BTreeMap;
 use crate::config::raw::*;
 use crate::config::source::{dotted, ConfigError, KeyPath, Loc, SourceMap};
 use crate::config::ConfigErrors;
-use crate::cpuset::CpuSet;
 use crate::desired::*;
+use crate::domain::settings::{validate_guest, Errors};
 use crate::units::PageSize;
 
 struct Ctx {
@@ -19,6 +20,12 @@ struct Ctx {
 
 impl Ctx {
     fn err(&mut self, path: &[String], msg: impl Into<String>) {
+        Errors::err(self, path, msg.into());
+    }
+}
+
+impl Errors for Ctx {
+    fn err(&mut self, path: &[String], msg: String) {
         let loc = self.map.find(path).cloned().unwrap_or(Loc {
             file: "<config>".into(),
             line: 0,
@@ -27,22 +34,8 @@ impl Ctx {
         self.errors.push(ConfigError::Invalid {
             loc,
             path: dotted(path),
-            msg: msg.into(),
+            msg,
         });
-    }
-
-    fn cpuset(&mut self, path: &[String], raw: &RawCpuSet) -> Option<CpuSet> {
-        let parsed = match raw {
-            RawCpuSet::One(n) => n.to_string().parse::<CpuSet>(),
-            RawCpuSet::Set(s) => s.parse::<CpuSet>(),
-        };
-        match parsed {
-            Ok(c) => Some(c),
-            Err(e) => {
-                self.err(path, format!("invalid CPU set: {e}"));
-                None
-            }
-        }
     }
 }
 
@@ -65,7 +58,8 @@ pub(super) fn validate(raw: &RawConfig, map: SourceMap) -> Result<Desired, Confi
         let path = p(&[], &["guests", name]);
         match DomainName::new(name) {
             Ok(n) => {
-                let gd = guest(&mut cx, &path, g, desired.host.cpu_pool.reserved.as_ref());
+                let reserved = desired.host.cpu_pool.reserved.as_ref();
+                let gd = validate_guest(&mut cx, &path, g, reserved);
                 desired.guests.insert(n, gd);
             }
             Err(e) => cx.err(&path, e),
@@ -80,6 +74,26 @@ pub(super) fn validate(raw: &RawConfig, map: SourceMap) -> Result<Desired, Confi
 
 fn host(cx: &mut Ctx, h: &RawHost) -> HostDesired {
     let mut out = HostDesired::default();
+    sysctl(cx, h, &mut out);
+    if let Some(t) = &h.transparent_hugepage {
+        out.thp_enabled = t.enabled;
+        out.thp_defrag = t.defrag;
+    }
+    hugepages(cx, h, &mut out);
+    out.runtime_only = h.persist == Some(false);
+    if let Some(cp) = &h.cpu_pool {
+        if let Some(r) = &cp.reserved {
+            out.cpu_pool.reserved = cx.cpuset(&p(&[], &["host", "cpu_pool", "reserved"]), r);
+        }
+        out.cpu_pool.allow_overcommit = cp.allow_overcommit.unwrap_or(false);
+    }
+    tuned_and_ksm(cx, h, &mut out);
+    interfaces_and_modules(cx, h, &mut out);
+    cross_checks(cx, &out);
+    out
+}
+
+fn sysctl(cx: &mut Ctx, h: &RawHost, out: &mut HostDesired) {
     for (k, v) in h.sysctl.iter().flatten() {
         let path = p(&[], &["host", "sysctl", k]);
         let key = match SysctlKey::new(k) {
@@ -103,10 +117,9 @@ fn host(cx: &mut Ctx, h: &RawHost) -> HostDesired {
         };
         out.sysctl.insert(key, value);
     }
-    if let Some(t) = &h.transparent_hugepage {
-        out.thp_enabled = t.enabled;
-        out.thp_defrag = t.defrag;
-    }
+}
+
+fn hugepages(cx: &mut Ctx, h: &RawHost, out: &mut HostDesired) {
     let mut seen: BTreeMap<(PageSize, Option<u32>), usize> = BTreeMap::new();
     for (i, hp) in h.hugepages.iter().flatten().enumerate() {
         let path = p(&[], &["host", "hugepages", &i.to_string()]);
@@ -176,13 +189,9 @@ fn host(cx: &mut Ctx, h: &RawHost) -> HostDesired {
             );
         }
     }
-    out.runtime_only = h.persist == Some(false);
-    if let Some(cp) = &h.cpu_pool {
-        if let Some(r) = &cp.reserved {
-            out.cpu_pool.reserved = cx.cpuset(&p(&[], &["host", "cpu_pool", "reserved"]), r);
-        }
-        out.cpu_pool.allow_overcommit = cp.allow_overcommit.unwrap_or(false);
-    }
+}
+
+fn tuned_and_ksm(cx: &mut Ctx, h: &RawHost, out: &mut HostDesired) {
     if let Some(t) = &h.tuned {
         let ok = crate::model::ProfileName::new(&t.profile).ok();
         if let Some(name) = ok {
@@ -208,6 +217,9 @@ fn host(cx: &mut Ctx, h: &RawHost) -> HostDesired {
             );
         }
     }
+}
+
+fn interfaces_and_modules(cx: &mut Ctx, h: &RawHost, out: &mut HostDesired) {
     for (name, nic) in h.interfaces.iter().flatten() {
         let path = p(&[], &["host", "interfaces", name]);
         let Ok(ifname) = crate::model::IfName::new(name) else {
@@ -251,6 +263,10 @@ fn host(cx: &mut Ctx, h: &RawHost) -> HostDesired {
             cx.err(&path, format!("module {norm} is listed twice"));
         }
     }
+}
+
+/// Constraints between host settings.
+fn cross_checks(cx: &mut Ctx, out: &HostDesired) {
     if out
         .sysctl
         .contains_key(&SysctlKey::new("vm.nr_hugepages").expect("valid key"))
@@ -278,477 +294,4 @@ fn host(cx: &mut Ctx, h: &RawHost) -> HostDesired {
             }
         }
     }
-    out
-}
-
-fn guest(cx: &mut Ctx, gp: &[String], g: &RawGuest, reserved: Option<&CpuSet>) -> GuestDesired {
-    let mut out = GuestDesired {
-        key_path: gp.to_vec(),
-        ..Default::default()
-    };
-    if let Some(v) = &g.vcpu {
-        if v.count == Some(0) {
-            cx.err(&p(gp, &["vcpu", "count"]), "vcpu count must be at least 1");
-        }
-        out.vcpu_count = v.count.filter(|c| *c > 0);
-        if let Some(cur) = v.current {
-            if cur == 0 {
-                cx.err(
-                    &p(gp, &["vcpu", "current"]),
-                    "vcpu current must be at least 1",
-                );
-            } else if let Some(c) = v.count.filter(|c| cur > *c) {
-                cx.err(
-                    &p(gp, &["vcpu", "current"]),
-                    format!("current {cur} is above the vcpu count {c}"),
-                );
-            }
-            out.vcpu_current = Some(cur);
-        }
-        out.vcpu_placement = v.placement;
-        if let Some(cs) = &v.cpuset {
-            out.vcpu_cpuset = cx.cpuset(&p(gp, &["vcpu", "cpuset"]), cs);
-        }
-    }
-    if let Some(ct) = &g.cputune {
-        match &ct.vcpupin {
-            Some(RawVcpupin::Map(pins)) => {
-                let mut m = BTreeMap::new();
-                for (idx, cs) in pins {
-                    let path = p(gp, &["cputune", "vcpupin", &idx.to_string()]);
-                    if let Some(c) = out.vcpu_count.filter(|c| idx >= c) {
-                        cx.err(
-                            &path,
-                            format!(
-                                "vCPU index {idx} is out of range: the guest has {c} vCPUs (0-{})",
-                                c - 1
-                            ),
-                        );
-                        continue;
-                    }
-                    if let Some(c) = cx.cpuset(&path, cs) {
-                        m.insert(*idx, c);
-                    }
-                }
-                out.vcpupin = Some(m);
-            }
-            Some(RawVcpupin::Auto(_)) => {
-                out.auto_pin = Some(AutoPin::default());
-            }
-            None => {}
-        }
-        let ep = p(gp, &["cputune", "emulatorpin"]);
-        match &ct.emulatorpin {
-            Some(RawCpuSet::Set(s)) if s == "auto" || s == "isolate" => {
-                let mode = if s == "auto" {
-                    EmulatorAuto::Reserved
-                } else {
-                    EmulatorAuto::Isolate
-                };
-                match out.auto_pin.as_mut() {
-                    Some(a) => a.emulator = Some(mode),
-                    None => cx.err(&ep, format!("`emulatorpin: {s}` needs `vcpupin: auto`")),
-                }
-                if mode == EmulatorAuto::Reserved && reserved.is_none() {
-                    cx.err(
-                        &ep,
-                        "`emulatorpin: auto` runs the emulator on reserved CPUs: declare host.cpu_pool.reserved",
-                    );
-                }
-            }
-            Some(e) => out.emulatorpin = cx.cpuset(&ep, e),
-            None => {}
-        }
-        if let Some(pins) = &ct.iothreadpin {
-            let mut m = BTreeMap::new();
-            for (id, cs) in pins {
-                let path = p(gp, &["cputune", "iothreadpin", &id.to_string()]);
-                if *id == 0 || g.iothreads.is_some_and(|n| id > &n) {
-                    cx.err(&path, format!("I/O thread {id} does not exist: ids run from 1 to the iothreads count{}", g.iothreads.map(|n| format!(" ({n})")).unwrap_or_default()));
-                    continue;
-                }
-                if let Some(c) = cx.cpuset(&path, cs) {
-                    m.insert(*id, c);
-                }
-            }
-            out.iothreadpin = Some(m);
-        }
-    }
-    out.iothreads = g.iothreads;
-    if let Some(pl) = &g.placement {
-        match out.auto_pin.as_mut() {
-            Some(a) => {
-                a.numa_node = pl.numa_node;
-                a.threads = pl.threads.unwrap_or_default();
-            }
-            None => cx.err(
-                &p(gp, &["placement"]),
-                "`placement` constrains automatic pinning: it needs `cputune.vcpupin: auto`",
-            ),
-        }
-    }
-    if let Some(bt) = &g.blkiotune {
-        let path = p(gp, &["blkiotune"]);
-        if let Some(w) = bt.weight {
-            if !(100..=1000).contains(&w) {
-                cx.err(
-                    &p(&path, &["weight"]),
-                    format!("weight {w} is outside 100-1000"),
-                );
-            }
-            out.blkio_weight = Some(w);
-        }
-        for (dev, d) in bt.devices.iter().flatten() {
-            let dp = p(&path, &["devices", dev]);
-            if !dev.starts_with("/dev/")
-                || dev.contains(['<', '>', '&', ','])
-                || dev.contains("/../")
-            {
-                cx.err(
-                    &dp,
-                    format!(
-                        "`{}` is not a host block device path like /dev/sda",
-                        dev.escape_debug()
-                    ),
-                );
-                continue;
-            }
-            let mut m = BTreeMap::new();
-            if let Some(w) = d.weight {
-                if !(100..=1000).contains(&w) {
-                    cx.err(
-                        &p(&dp, &["weight"]),
-                        format!("weight {w} is outside 100-1000"),
-                    );
-                }
-                m.insert("weight", w as u64);
-            }
-            for (k, v) in [
-                ("read_bytes_sec", d.read_bytes_sec),
-                ("write_bytes_sec", d.write_bytes_sec),
-                ("read_iops_sec", d.read_iops_sec),
-                ("write_iops_sec", d.write_iops_sec),
-            ] {
-                if let Some(v) = v {
-                    m.insert(k, v);
-                }
-            }
-            if m.is_empty() {
-                cx.err(&dp, "expected at least one of weight, read_bytes_sec, write_bytes_sec, read_iops_sec, write_iops_sec");
-            }
-            out.blkio_devices.insert(dev.clone(), m);
-        }
-    }
-    if let Some(mt) = &g.memtune {
-        let path = p(gp, &["memtune"]);
-        for (k, v) in [
-            ("hard_limit", &mt.hard_limit),
-            ("soft_limit", &mt.soft_limit),
-            ("swap_hard_limit", &mt.swap_hard_limit),
-            ("min_guarantee", &mt.min_guarantee),
-        ] {
-            let Some(v) = v else { continue };
-            let kib = match v {
-                RawSize::Kib(k) => Ok(*k),
-                RawSize::Text(t) => crate::units::parse_kib(t),
-            };
-            match kib {
-                Ok(kib) => {
-                    out.memtune.insert(k, kib);
-                }
-                Err(e) => cx.err(&p(&path, &[k]), e.to_string()),
-            }
-        }
-        if let (Some(h), Some(sw)) = (
-            out.memtune.get("hard_limit"),
-            out.memtune.get("swap_hard_limit"),
-        ) {
-            if sw < h {
-                cx.err(
-                    &p(&path, &["swap_hard_limit"]),
-                    "swap_hard_limit must not be below hard_limit",
-                );
-            }
-        }
-        if let (Some(h), Some(so)) = (out.memtune.get("hard_limit"), out.memtune.get("soft_limit"))
-        {
-            if so > h {
-                cx.err(
-                    &p(&path, &["soft_limit"]),
-                    "soft_limit must not be above hard_limit",
-                );
-            }
-        }
-    }
-    if let Some(rd) = &g.remove_devices {
-        out.remove_devices = rd.iter().copied().collect();
-    }
-    if let Some(os) = &g.os_variant {
-        match osinfo_id(os) {
-            Some(id) => out.os_variant = Some(OsVariant { short_id: os.clone(), id }),
-            None => cx.err(
-                &p(gp, &["os_variant"]),
-                format!("`{}` is not a libosinfo short id kvmtune knows; expected e.g. rhel9.0, centos-stream9, fedora40, debian12, ubuntu24.04, almalinux9, rocky9, sles15sp5, win11, win2k22", os.escape_debug()),
-            ),
-        }
-    }
-    if let Some(nm) = g.numatune.as_ref().and_then(|n| n.memory.as_ref()) {
-        let path = p(gp, &["numatune", "memory"]);
-        let nodeset = match &nm.nodeset {
-            Some(RawCpuSet::Set(s)) if s == "auto" => {
-                match out.auto_pin.as_mut() {
-                    Some(a) => a.nodeset = true,
-                    None => cx.err(
-                        &p(&path, &["nodeset"]),
-                        "`nodeset: auto` follows the vCPUs: it needs `cputune.vcpupin: auto`",
-                    ),
-                }
-                None
-            }
-            n => n
-                .as_ref()
-                .and_then(|n| cx.cpuset(&p(&path, &["nodeset"]), n)),
-        };
-        if nm.placement == Some(Placement::Auto) && nm.nodeset.is_some() {
-            cx.err(
-                &path,
-                "`placement: auto` lets numad choose the nodes: remove `nodeset`",
-            );
-        }
-        if nm.mode.is_none() && nm.nodeset.is_none() && nm.placement.is_none() {
-            cx.err(&path, "expected at least one of mode, nodeset, placement");
-        }
-        out.numa_memory = Some(NumaMemory {
-            mode: nm.mode,
-            nodeset,
-            placement: nm.placement,
-        });
-    }
-    if let Some(hp) = g.memory_backing.as_ref().and_then(|m| m.hugepages.as_ref()) {
-        out.hugepages = match hp {
-            RawHugepagesBacking::Enabled(false) => Some(HugepagesBacking::Off),
-            RawHugepagesBacking::Enabled(true) => Some(HugepagesBacking::DefaultSize),
-            RawHugepagesBacking::Sized(s) => match s.size.parse::<PageSize>() {
-                Ok(ps) => Some(HugepagesBacking::Size(ps)),
-                Err(e) => {
-                    cx.err(
-                        &p(gp, &["memory_backing", "hugepages", "size"]),
-                        e.to_string(),
-                    );
-                    None
-                }
-            },
-        };
-    }
-    if let Some(c) = &g.cpu {
-        let path = p(gp, &["cpu"]);
-        if let Some(m) = &c.model {
-            if m.trim().is_empty() || m.contains(['<', '>', '&', '\'', '"']) {
-                cx.err(
-                    &p(&path, &["model"]),
-                    format!("`{}` is not a CPU model name", m.escape_debug()),
-                );
-            }
-            match c.mode {
-                Some(CpuMode::Custom) => {}
-                Some(other) => cx.err(
-                    &p(&path, &["model"]),
-                    format!(
-                        "a CPU model goes with `mode: custom`, not `{}`",
-                        other.as_str()
-                    ),
-                ),
-                None => cx.err(
-                    &p(&path, &["model"]),
-                    "a CPU model needs `mode: custom` beside it",
-                ),
-            }
-        } else if c.mode == Some(CpuMode::Custom) {
-            cx.err(
-                &p(&path, &["mode"]),
-                "`mode: custom` needs a `model` (e.g. Skylake-Server)",
-            );
-        }
-        let topology = c.topology.as_ref().and_then(|t| {
-            let tp = p(&path, &["topology"]);
-            let topo = Topology {
-                sockets: t.sockets,
-                dies: t.dies.unwrap_or(1),
-                cores: t.cores,
-                threads: t.threads,
-            };
-            if [topo.sockets, topo.dies, topo.cores, topo.threads].contains(&0) {
-                cx.err(&tp, "sockets, dies, cores and threads must each be at least 1");
-                return None;
-            }
-            if let Some(count) = out.vcpu_count {
-                if topo.vcpus() != count as u64 {
-                    cx.err(
-                        &tp,
-                        format!(
-                            "topology gives {} vCPUs (sockets × dies × cores × threads) but vcpu.count is {count}",
-                            topo.vcpus()
-                        ),
-                    );
-                    return None;
-                }
-            }
-            Some(topo)
-        });
-        let mut features = BTreeMap::new();
-        if let Some(f) = &c.features {
-            for (policy, names) in [("require", &f.require), ("disable", &f.disable)] {
-                for n in names {
-                    let fp = p(&path, &["features", policy]);
-                    if n.is_empty()
-                        || !n
-                            .chars()
-                            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-                    {
-                        cx.err(
-                            &fp,
-                            format!("`{}` is not a CPU feature name", n.escape_debug()),
-                        );
-                    } else if features.insert(n.clone(), policy).is_some() {
-                        cx.err(&fp, format!("feature `{n}` is listed twice"));
-                    }
-                }
-            }
-        }
-        out.cpu = Some(CpuDesired {
-            mode: c.mode,
-            model: c.model.clone(),
-            topology,
-            features,
-        });
-    }
-    for (key, d) in g.disks.iter().flatten() {
-        let path = p(gp, &["disks", key]);
-        let dk = if key == "*" {
-            DeviceKey::All
-        } else if !key.is_empty()
-            && key.len() <= 32
-            && key.chars().all(|c| c.is_ascii_alphanumeric())
-        {
-            DeviceKey::One(key.clone())
-        } else {
-            cx.err(
-                &path,
-                format!(
-                    "`{}` is not a disk target dev (like vda, sdb) or \"*\"",
-                    key.escape_debug()
-                ),
-            );
-            continue;
-        };
-        if d.io == Some(IoMode::Native)
-            && !matches!(
-                d.cache,
-                None | Some(CacheMode::None) | Some(CacheMode::Directsync)
-            )
-        {
-            cx.err(&p(&path, &["io"]), "io: native needs cache: none or directsync (QEMU requires O_DIRECT for native AIO)");
-        }
-        if d.cache.is_none() && d.io.is_none() && d.iothread.is_none() && d.iotune.is_none() {
-            cx.err(
-                &path,
-                "expected at least one of cache, io, iothread, iotune",
-            );
-        }
-        if let Some(t) = d.iothread {
-            if t == 0 || g.iothreads.is_some_and(|n| t > n) {
-                cx.err(
-                    &p(&path, &["iothread"]),
-                    format!("I/O thread {t} does not exist: ids run from 1 to the iothreads count"),
-                );
-            }
-        }
-        let iotune: BTreeMap<&'static str, u64> = d
-            .iotune
-            .as_ref()
-            .map(|t| t.fields().into_iter().collect())
-            .unwrap_or_default();
-        if d.iotune.is_some() && iotune.is_empty() {
-            cx.err(
-                &p(&path, &["iotune"]),
-                "expected at least one throttle (total_bytes_sec, read_iops_sec, ...)",
-            );
-        }
-        for (a, b) in [
-            ("total_bytes_sec", ["read_bytes_sec", "write_bytes_sec"]),
-            ("total_iops_sec", ["read_iops_sec", "write_iops_sec"]),
-        ] {
-            if iotune.get(a).is_some_and(|v| *v > 0)
-                && b.iter().any(|k| iotune.get(k).is_some_and(|v| *v > 0))
-            {
-                cx.err(
-                    &p(&path, &["iotune"]),
-                    format!(
-                        "{a} cannot be combined with {} or {} (QEMU rejects it)",
-                        b[0], b[1]
-                    ),
-                );
-            }
-        }
-        out.disks.insert(
-            dk,
-            DiskDesired {
-                cache: d.cache,
-                io: d.io,
-                iothread: d.iothread,
-                iotune,
-            },
-        );
-    }
-    for (key, i) in g.interfaces.iter().flatten() {
-        let path = p(gp, &["interfaces", key]);
-        let ik = if key == "*" {
-            DeviceKey::All
-        } else {
-            match MacAddr::new(key) {
-                Ok(m) => DeviceKey::One(m),
-                Err(e) => {
-                    cx.err(&path, e);
-                    continue;
-                }
-            }
-        };
-        if let Some(m) = &i.model {
-            if m.is_empty()
-                || !m
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-            {
-                cx.err(
-                    &p(&path, &["model"]),
-                    format!("`{}` is not a NIC model name", m.escape_debug()),
-                );
-            }
-        }
-        let virtio = i.model.as_deref().map(|m| m.starts_with("virtio"));
-        if virtio == Some(false) && (i.driver == Some(NetDriver::Vhost) || i.queues.is_some()) {
-            cx.err(&path, "driver: vhost and queues need model: virtio");
-        }
-        if i.queues == Some(0) || i.queues.is_some_and(|q| q > 256) {
-            cx.err(&p(&path, &["queues"]), "queues must be between 1 and 256");
-        }
-        if let Some(m) = i.mtu {
-            if !(68..=65535).contains(&m) {
-                cx.err(&p(&path, &["mtu"]), format!("MTU {m} is outside 68-65535"));
-            }
-        }
-        if i.model.is_none() && i.driver.is_none() && i.queues.is_none() && i.mtu.is_none() {
-            cx.err(&path, "expected at least one of model, driver, queues, mtu");
-        }
-        out.interfaces.insert(
-            ik,
-            InterfaceDesired {
-                model: i.model.clone(),
-                driver: i.driver,
-                queues: i.queues,
-                mtu: i.mtu,
-            },
-        );
-    }
-    out
 }
