@@ -17,7 +17,7 @@ use crate::plan::{guest_target, Action, Observed, Plan};
 /// `kind` of a saved plan file.
 pub const KIND: &str = "kvmtune-saved-plan";
 /// Version of the saved plan format this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// A configuration file as it was when the plan was made.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -109,7 +109,7 @@ fn stale_other_host_and_unknown_format_are_refused_with_nothing_changed() {
     std::fs::write(
         &future,
         text.replace(
-            "\"format_version\": 1,\n  \"kvmtune_version\"",
+            "\"format_version\": 2,\n  \"kvmtune_version\"",
             "\"format_version\": 99,\n  \"kvmtune_version\"",
         ),
     )

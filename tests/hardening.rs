@@ -453,7 +453,7 @@ fn a_missing_root_and_odd_format_versions_are_named_for_what_they_are() {
             serde_json::json!(1180591620717411303424.0),
             "saved plan format 1.18059162071741",
         ),
-        (serde_json::json!(2), "saved plan format 2 is not supported"),
+        (serde_json::json!(3), "saved plan format 3 is not supported"),
     ] {
         let mut p = good.clone();
         p["format_version"] = v;

@@ -105,7 +105,7 @@ fn huge_page_shortfall_names_requested_and_allocated_and_other_keys_still_apply(
     assert_eq!(host.failed[0].0, "hugepages.2M.node0");
     assert_eq!(
         host.failed[0].1,
-        "host hugepages.2M.node0: huge page pool /sys/devices/system/node/node0/hugepages/hugepages-2048kB/nr_hugepages: requested 300 pages, the kernel allocated 100"
+        "huge page pool /sys/devices/system/node/node0/hugepages/hugepages-2048kB/nr_hugepages: requested 300 pages, the kernel allocated 100"
     );
     assert_eq!(
         std::fs::read_to_string(root.path().join("proc/sys/vm/swappiness")).unwrap(),
