@@ -3,7 +3,10 @@
 //!
 //! Invariant: `"*"` applies to every disk of `device='disk'` and a named dev overrides it
 //! field by field; a named dev the guest does not have is an issue, never ignored. Absent
-//! throttles count as 0 (unlimited). Only the throttles change live.
+//! throttles count as 0 (unlimited). A declared rate replaces the throttles libvirt refuses
+//! beside it (a total rate the read and write ones of its kind, and the other way round,
+//! bursts included), each removal a change to absent. Only the declarable throttles change
+//! live.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -24,7 +27,8 @@ use crate::xmltree::{Document, NodeId};
 
 pub struct Setting;
 
-/// One `<iotune>` throttle (ordered as the element names sort).
+/// One `<iotune>` throttle: the six a YAML declares (ordered as their element names sort),
+/// then the burst variants (`*_max`, `*_max_length`) a plan may only remove.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
 )]
@@ -36,19 +40,121 @@ pub enum IotuneField {
     TotalIopsSec,
     WriteBytesSec,
     WriteIopsSec,
+    TotalBytesSecMax,
+    TotalBytesSecMaxLength,
+    ReadBytesSecMax,
+    ReadBytesSecMaxLength,
+    WriteBytesSecMax,
+    WriteBytesSecMaxLength,
+    TotalIopsSecMax,
+    TotalIopsSecMaxLength,
+    ReadIopsSecMax,
+    ReadIopsSecMaxLength,
+    WriteIopsSecMax,
+    WriteIopsSecMaxLength,
+}
+
+/// What a throttle limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Bytes,
+    Iops,
+}
+
+/// Which I/O a throttle limits: libvirt refuses a `total_*` beside a `read_*` or `write_*`
+/// of the same kind ("total and read/write ... cannot be set at the same time"), and QEMU a
+/// burst (`*_max`) without its rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Total,
+    Read,
+    Write,
 }
 
 impl IotuneField {
     /// The libvirt element name (and `virDomainSetBlockIoTune` field).
     pub fn as_str(self) -> &'static str {
+        use IotuneField as F;
         match self {
-            IotuneField::ReadBytesSec => "read_bytes_sec",
-            IotuneField::ReadIopsSec => "read_iops_sec",
-            IotuneField::TotalBytesSec => "total_bytes_sec",
-            IotuneField::TotalIopsSec => "total_iops_sec",
-            IotuneField::WriteBytesSec => "write_bytes_sec",
-            IotuneField::WriteIopsSec => "write_iops_sec",
+            F::ReadBytesSec => "read_bytes_sec",
+            F::ReadIopsSec => "read_iops_sec",
+            F::TotalBytesSec => "total_bytes_sec",
+            F::TotalIopsSec => "total_iops_sec",
+            F::WriteBytesSec => "write_bytes_sec",
+            F::WriteIopsSec => "write_iops_sec",
+            F::TotalBytesSecMax => "total_bytes_sec_max",
+            F::TotalBytesSecMaxLength => "total_bytes_sec_max_length",
+            F::ReadBytesSecMax => "read_bytes_sec_max",
+            F::ReadBytesSecMaxLength => "read_bytes_sec_max_length",
+            F::WriteBytesSecMax => "write_bytes_sec_max",
+            F::WriteBytesSecMaxLength => "write_bytes_sec_max_length",
+            F::TotalIopsSecMax => "total_iops_sec_max",
+            F::TotalIopsSecMaxLength => "total_iops_sec_max_length",
+            F::ReadIopsSecMax => "read_iops_sec_max",
+            F::ReadIopsSecMaxLength => "read_iops_sec_max_length",
+            F::WriteIopsSecMax => "write_iops_sec_max",
+            F::WriteIopsSecMaxLength => "write_iops_sec_max_length",
         }
+    }
+
+    /// Whether a YAML declares it (else a plan can only remove it).
+    pub fn declarable(self) -> bool {
+        self.family_index() == 0
+    }
+
+    /// The rate, burst and burst length of one kind and side, in that order.
+    fn family(kind: Kind, side: Side) -> [IotuneField; 3] {
+        use IotuneField as F;
+        match (kind, side) {
+            (Kind::Bytes, Side::Total) => [
+                F::TotalBytesSec,
+                F::TotalBytesSecMax,
+                F::TotalBytesSecMaxLength,
+            ],
+            (Kind::Bytes, Side::Read) => {
+                [F::ReadBytesSec, F::ReadBytesSecMax, F::ReadBytesSecMaxLength]
+            }
+            (Kind::Bytes, Side::Write) => [
+                F::WriteBytesSec,
+                F::WriteBytesSecMax,
+                F::WriteBytesSecMaxLength,
+            ],
+            (Kind::Iops, Side::Total) => {
+                [F::TotalIopsSec, F::TotalIopsSecMax, F::TotalIopsSecMaxLength]
+            }
+            (Kind::Iops, Side::Read) => {
+                [F::ReadIopsSec, F::ReadIopsSecMax, F::ReadIopsSecMaxLength]
+            }
+            (Kind::Iops, Side::Write) => {
+                [F::WriteIopsSec, F::WriteIopsSecMax, F::WriteIopsSecMaxLength]
+            }
+        }
+    }
+
+    /// The position in its family: 0 the rate, 1 the burst, 2 the burst length.
+    fn family_index(self) -> usize {
+        let (kind, side) = self.kind_side();
+        IotuneField::family(kind, side)
+            .iter()
+            .position(|f| *f == self)
+            .expect("a field is in its own family")
+    }
+
+    fn kind_side(self) -> (Kind, Side) {
+        let name = self.as_str();
+        let kind = if name.contains("bytes") {
+            Kind::Bytes
+        } else {
+            Kind::Iops
+        };
+        let side = if name.starts_with("total") {
+            Side::Total
+        } else if name.starts_with("read") {
+            Side::Read
+        } else {
+            Side::Write
+        };
+        (kind, side)
     }
 
     /// Every declared throttle of `t`.
@@ -66,6 +172,41 @@ impl IotuneField {
         .filter_map(|(k, v)| v.map(|v| (k, v)))
         .collect()
     }
+}
+
+/// The sides of one kind whose throttles must go where `iotune` limits that kind: a nonzero
+/// total rate displaces read and write, a nonzero read or write rate displaces the total.
+fn displaced(iotune: &BTreeMap<IotuneField, u64>, kind: Kind) -> &'static [Side] {
+    let nz = |side| {
+        iotune
+            .get(&IotuneField::family(kind, side)[0])
+            .is_some_and(|v| *v > 0)
+    };
+    if nz(Side::Total) {
+        &[Side::Read, Side::Write]
+    } else if nz(Side::Read) || nz(Side::Write) {
+        &[Side::Total]
+    } else {
+        &[]
+    }
+}
+
+/// `"*"`'s throttles overridden by a dev's: a dev's rate also displaces `"*"`'s conflicting
+/// side (a dev's `read_iops_sec` drops `"*"`'s `total_iops_sec`).
+fn merge_iotune(
+    all: &BTreeMap<IotuneField, u64>,
+    one: &BTreeMap<IotuneField, u64>,
+) -> BTreeMap<IotuneField, u64> {
+    let mut out = all.clone();
+    for kind in [Kind::Bytes, Kind::Iops] {
+        for side in displaced(one, kind) {
+            for f in IotuneField::family(kind, *side) {
+                out.remove(&f);
+            }
+        }
+    }
+    out.extend(one.iter().map(|(k, v)| (*k, *v)));
+    out
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -169,12 +310,7 @@ impl super::GuestSetting for Setting {
                 cache: o.cache.or(a.cache),
                 io: o.io.or(a.io),
                 iothread: o.iothread.or(a.iothread),
-                iotune: a
-                    .iotune
-                    .iter()
-                    .chain(&o.iotune)
-                    .map(|(k, v)| (*k, *v))
-                    .collect(),
+                iotune: merge_iotune(&a.iotune, &o.iotune),
             }) else {
                 continue;
             };
@@ -196,13 +332,15 @@ impl super::GuestSetting for Setting {
         out.disks = import(doc, super::iothreads::observed(doc));
     }
 
+    /// The declarable throttles (`virDomainSetBlockIoTune`); a removed burst takes effect at
+    /// the next start.
     fn live_capable(&self, key: &GuestKey) -> bool {
         matches!(
             key,
             GuestKey::Disks(Key {
-                item: Item::Iotune(_),
+                item: Item::Iotune(f),
                 ..
-            })
+            }) if f.declarable()
         )
     }
 
@@ -214,19 +352,16 @@ impl super::GuestSetting for Setting {
         else {
             return None;
         };
-        let value = d
-            .disks
-            .get(&DeviceKey::One(dev.clone()))
-            .and_then(|d| d.iotune.get(field))
-            .or_else(|| {
-                d.disks
-                    .get(&DeviceKey::All)
-                    .and_then(|d| d.iotune.get(field))
-            })?;
+        let all = d.disks.get(&DeviceKey::All).map(|a| &a.iotune);
+        let one = d.disks.get(&DeviceKey::One(dev.clone())).map(|o| &o.iotune);
+        let effective = match (all, one) {
+            (Some(a), Some(o)) => merge_iotune(a, o),
+            (a, o) => a.or(o)?.clone(),
+        };
         Some(LiveOp::BlockIotune {
             disk: dev.clone(),
             field: field.as_str().to_string(),
-            value: *value,
+            value: *effective.get(field)?,
         })
     }
 
@@ -379,6 +514,30 @@ fn edit_disk(ed: &mut Editor, disk: NodeId, dev: &str, dd: &DiskDesired) {
             Some(0),
         );
     }
+    // The throttles libvirt (or QEMU at start) refuses beside the declared ones go, each a
+    // change to absent: a declared total rate replaces read and write (rates, bursts and
+    // burst lengths), a declared read or write rate replaces the total.
+    let Some(tune) = ed.doc.child(disk, "iotune") else {
+        return;
+    };
+    for kind in [Kind::Bytes, Kind::Iops] {
+        for side in displaced(&dd.iotune, kind) {
+            for f in IotuneField::family(kind, *side) {
+                if dd.iotune.contains_key(&f) {
+                    continue;
+                }
+                for el in ed.doc.children_named(tune, f.as_str()) {
+                    let text = ed.doc.text(el);
+                    // Zero is libvirt's "unset": it drops the element itself.
+                    if text.trim().parse::<u64>() == Ok(0) {
+                        continue;
+                    }
+                    ed.push_change(key(dev, Item::Iotune(f)), Some(text), None);
+                    ed.doc.remove(el);
+                }
+            }
+        }
+    }
 }
 
 fn cache_mode(s: &str) -> Option<CacheMode> {
@@ -454,4 +613,89 @@ fn import(doc: &Document, iothreads: Option<u32>) -> Option<BTreeMap<String, Raw
         out.remove(&d);
     }
     (!out.is_empty()).then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{changes, converges, domain, guest};
+    use super::*;
+
+    fn disk(iotune: &str) -> String {
+        domain(&format!(
+            "<devices>\n    <disk type='file' device='disk'>\n      <driver name='qemu' type='raw'/>\n      <source file='/x.img'/>\n      <target dev='vda' bus='virtio'/>\n      <iotune>{iotune}</iotune>\n    </disk>\n  </devices>"
+        ))
+    }
+
+    fn some(s: &str) -> Option<String> {
+        Some(s.to_string())
+    }
+
+    #[test]
+    fn a_declared_total_replaces_read_and_write_with_their_bursts_shown_as_removed() {
+        let xml = disk(
+            "<read_iops_sec>100</read_iops_sec><read_iops_sec_max>200</read_iops_sec_max>\
+             <read_iops_sec_max_length>5</read_iops_sec_max_length><write_iops_sec>0</write_iops_sec>\
+             <read_bytes_sec>7</read_bytes_sec>",
+        );
+        let p = converges(
+            "    disks: { vda: { iotune: { total_iops_sec: 500 } } }\n",
+            &xml,
+        );
+        assert_eq!(
+            changes(&p),
+            [
+                ("disks.vda.iotune.total_iops_sec".into(), Some("0".into()), some("500")),
+                ("disks.vda.iotune.read_iops_sec".into(), some("100"), None),
+                ("disks.vda.iotune.read_iops_sec_max".into(), some("200"), None),
+                ("disks.vda.iotune.read_iops_sec_max_length".into(), some("5"), None),
+            ]
+        );
+        // The other kind (bytes) is left alone; a zero (libvirt's unset) is no change.
+        assert!(p.new_xml.contains("<read_bytes_sec>7</read_bytes_sec>"), "{}", p.new_xml);
+        assert!(!p.new_xml.contains("<read_iops_sec"), "{}", p.new_xml);
+    }
+
+    #[test]
+    fn a_declared_read_or_write_rate_replaces_the_total() {
+        let xml = disk(
+            "<total_bytes_sec>1000</total_bytes_sec><total_bytes_sec_max>2000</total_bytes_sec_max>\
+             <total_bytes_sec_max_length>9</total_bytes_sec_max_length><total_iops_sec>50</total_iops_sec>",
+        );
+        let p = converges(
+            "    disks: { \"*\": { iotune: { write_bytes_sec: 300 } } }\n",
+            &xml,
+        );
+        let paths: Vec<String> = changes(&p).into_iter().map(|c| c.0).collect();
+        assert_eq!(
+            paths,
+            [
+                "disks.vda.iotune.write_bytes_sec",
+                "disks.vda.iotune.total_bytes_sec",
+                "disks.vda.iotune.total_bytes_sec_max",
+                "disks.vda.iotune.total_bytes_sec_max_length",
+            ]
+        );
+        assert!(p.new_xml.contains("<total_iops_sec>50</total_iops_sec>"));
+    }
+
+    #[test]
+    fn a_dev_rate_displaces_the_conflicting_rate_of_star() {
+        let body = "    disks: { \"*\": { iotune: { total_iops_sec: 900, read_bytes_sec: 5 } }, vda: { iotune: { read_iops_sec: 100 } } }\n";
+        let p = converges(body, &disk(""));
+        assert!(p.new_xml.contains("<read_iops_sec>100</read_iops_sec>"));
+        assert!(p.new_xml.contains("<read_bytes_sec>5</read_bytes_sec>"));
+        assert!(!p.new_xml.contains("total_iops_sec"), "{}", p.new_xml);
+        // Live, the dev's effective throttles too: nothing sets the displaced total.
+        let g = guest(body);
+        let k = |f| GuestKey::Disks(Key {
+            dev: "vda".into(),
+            item: Item::Iotune(f),
+        });
+        use super::super::GuestSetting;
+        assert_eq!(Setting.live(&g, &k(IotuneField::TotalIopsSec), None), None);
+        assert!(Setting.live(&g, &k(IotuneField::ReadBytesSec), None).is_some());
+        // Bursts a plan removes are not live operations.
+        assert!(!Setting.live_capable(&k(IotuneField::ReadIopsSecMax)));
+        assert!(Setting.live_capable(&k(IotuneField::ReadIopsSec)));
+    }
 }

@@ -312,6 +312,63 @@ fn not_on_host(
     }
 }
 
+/// Planning one guest from YAML in the units' tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::GuestDesired;
+    use crate::domain::{plan_guest, GuestPlan, LocatedIssue};
+
+    /// The guest `g` that `body` (its YAML, indented by four spaces) declares.
+    pub(crate) fn guest(body: &str) -> GuestDesired {
+        let yaml = format!("guests:\n  g:\n{body}");
+        let d = crate::desired::load_str("t.yaml", &yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+        d.guests.into_values().next().expect("one guest")
+    }
+
+    /// The validation errors of `body`, one line each.
+    pub(crate) fn invalid(body: &str) -> String {
+        let yaml = format!("guests:\n  g:\n{body}");
+        match crate::desired::load_str("t.yaml", &yaml) {
+            Ok(_) => panic!("validates:\n{yaml}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    /// A `<domain>` with `inner` as its children after `<name>`.
+    pub(crate) fn domain(inner: &str) -> String {
+        format!("<domain type='kvm'>\n  <name>g</name>\n  {inner}\n</domain>\n")
+    }
+
+    pub(crate) fn plan(body: &str, xml: &str) -> Result<GuestPlan, Vec<LocatedIssue>> {
+        plan_guest(&guest(body), xml, None)
+    }
+
+    /// Plans `body` against `xml`, checks that planning the result again changes nothing,
+    /// and returns the first plan.
+    pub(crate) fn converges(body: &str, xml: &str) -> GuestPlan {
+        let g = guest(body);
+        let p = plan_guest(&g, xml, None).unwrap_or_else(|e| panic!("{e:?}"));
+        let again = plan_guest(&g, &p.new_xml, None).unwrap_or_else(|e| panic!("{e:?}"));
+        assert!(again.changes.is_empty(), "{:?}\n{}", again.changes, p.new_xml);
+        p
+    }
+
+    /// `(key path, before, after)` of each change.
+    pub(crate) fn changes(p: &GuestPlan) -> Vec<(String, Option<String>, Option<String>)> {
+        p.changes
+            .iter()
+            .map(|c| (c.key.to_string(), c.before.clone(), c.after.clone()))
+            .collect()
+    }
+
+    /// The located issues as `key.path: message`.
+    pub(crate) fn issues(e: &[LocatedIssue]) -> Vec<String> {
+        e.iter()
+            .map(|i| format!("{}: {}", i.key.join("."), i.issue))
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
