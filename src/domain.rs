@@ -51,6 +51,8 @@ pub enum GuestIssue {
     CurrentAboveCount(u32, u32),
     #[error("interface {0} is model {1}: driver and queues need model virtio (libvirt drops them on other models)")]
     NicNotVirtio(String, String),
+    #[error("interface {0} is of type `hostdev` (a passed-through host device, which the guest drives itself): {1} cannot be set on it (libvirt refuses or drops them)")]
+    NicHostdev(String, String),
 }
 
 /// A [`GuestIssue`] with the key path it is about (for locating it in the YAML).

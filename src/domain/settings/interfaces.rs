@@ -1,10 +1,12 @@
 //! `interfaces`: NIC model, driver, queues and MTU per interface, by MAC address or `"*"`
 //! (`<interface><model type=/><driver name= queues=/><mtu size=/></interface>`).
 //!
-//! Invariant: `"*"` applies to every interface but `hostdev` ones and a named MAC overrides it
-//! field by field; driver and queues are set only on virtio models and the MTU only on the
-//! interface types libvirt sets one on (else an issue, never a silent skip). Nothing changes
-//! live.
+//! Invariant: `"*"` applies to every interface but `hostdev` ones, those without a `<mac>`
+//! too (libvirt generates the MAC when it defines the guest, and `"*"` covers it then as
+//! well), and a named MAC overrides it field by field; driver and queues are set only on
+//! virtio models and the MTU only on the interface types libvirt sets one on, and nothing on
+//! a `hostdev` interface but its MTU check (else an issue, never a silent skip). Nothing
+//! changes live.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -29,12 +31,18 @@ pub struct InterfaceDesired {
     pub mtu: Option<u32>,
 }
 
-/// One setting of one interface, by MAC address.
+/// One setting of one interface, by MAC address (or, for an interface without one, by its
+/// position).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "InterfaceKey")]
 pub struct Key {
-    pub mac: MacAddr,
+    /// `None`: the interface has no `<mac>` yet (libvirt generates one at define time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<MacAddr>,
+    /// Without a MAC: the interface's position among the guest's interfaces, from 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<u32>,
     pub item: Item,
 }
 
@@ -61,9 +69,38 @@ impl Item {
     }
 }
 
+/// `interfaces.<mac>.<item>`; an interface without a MAC is declared only by `"*"`.
 impl fmt::Display for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "interfaces.{}.{}", self.mac, self.item.as_str())
+        match &self.mac {
+            Some(mac) => write!(f, "interfaces.{mac}.{}", self.item.as_str()),
+            None => write!(f, "interfaces.*.{}", self.item.as_str()),
+        }
+    }
+}
+
+/// Which interface: its MAC, or its position when it has none.
+#[derive(Debug, Clone)]
+struct Nic {
+    mac: Option<MacAddr>,
+    index: u32,
+}
+
+impl Nic {
+    fn key(&self, item: Item) -> GuestKey {
+        GuestKey::Interfaces(Key {
+            mac: self.mac.clone(),
+            index: self.mac.is_none().then_some(self.index),
+            item,
+        })
+    }
+
+    /// How issues name it.
+    fn label(&self) -> String {
+        match &self.mac {
+            Some(m) => m.as_str().to_string(),
+            None => format!("#{} (no MAC address yet)", self.index + 1),
+        }
     }
 }
 
@@ -71,13 +108,6 @@ impl From<Key> for GuestKey {
     fn from(k: Key) -> GuestKey {
         GuestKey::Interfaces(k)
     }
-}
-
-fn key(mac: &MacAddr, item: Item) -> GuestKey {
-    GuestKey::Interfaces(Key {
-        mac: mac.clone(),
-        item,
-    })
 }
 
 fn model_ok(m: &str) -> bool {
@@ -122,32 +152,38 @@ impl super::GuestSetting for Setting {
             return;
         }
         let mut macs = Vec::new();
-        for nic in devices(&ed.doc, "interface") {
-            let Some(mac) = ed
-                .doc
-                .child(nic, "mac")
-                .and_then(|m| ed.doc.attr(m, "address"))
-                .and_then(|a| MacAddr::new(&a).ok())
-            else {
-                continue;
+        for (index, nic) in devices(&ed.doc, "interface").into_iter().enumerate() {
+            let mac = ed.doc.child(nic, "mac").and_then(|m| ed.doc.attr(m, "address"));
+            let mac = match mac {
+                Some(a) => match MacAddr::new(&a) {
+                    Ok(m) => Some(m),
+                    // An address libvirt would refuse: not kvmtune's to key or skip silently.
+                    Err(_) => continue,
+                },
+                None => None,
             };
-            macs.push(mac.as_str().to_string());
+            if let Some(m) = &mac {
+                macs.push(m.as_str().to_string());
+            }
             let applies = ed.doc.attr(nic, "type").as_deref() != Some("hostdev");
-            let Some(id) = merged(want, &mac, applies, |a, o| InterfaceDesired {
+            let merge = |a: &InterfaceDesired, o: &InterfaceDesired| InterfaceDesired {
                 model: o.model.clone().or(a.model.clone()),
                 driver: o.driver.or(a.driver),
                 queues: o.queues.or(a.queues),
                 mtu: o.mtu.or(a.mtu),
-            }) else {
-                continue;
             };
+            let id = match &mac {
+                Some(m) => merged(want, m, applies, merge),
+                None => want.get(&DeviceKey::All).filter(|_| applies).cloned(),
+            };
+            let Some(id) = id else { continue };
             // Where the YAML declared it: the MAC's own entry, else `"*"`.
-            let at = if want.contains_key(&DeviceKey::One(mac.clone())) {
-                mac.as_str().to_string()
-            } else {
-                "*".to_string()
+            let at = match &mac {
+                Some(m) if want.contains_key(&DeviceKey::One(m.clone())) => m.as_str().to_string(),
+                _ => "*".to_string(),
             };
-            edit_nic(ed, nic, &mac, &at, &id);
+            let index = u32::try_from(index).unwrap_or(u32::MAX);
+            edit_nic(ed, nic, &Nic { mac, index }, &at, &id);
         }
         for k in want.keys() {
             if let DeviceKey::One(mac) = k {
@@ -206,8 +242,27 @@ fn validate_one(v: &mut Validation, k: &str, i: &RawInterface) {
 }
 
 /// The effective settings `id` of the interface `nic`, declared at `interfaces.<at>`.
-fn edit_nic(ed: &mut Editor, nic: NodeId, mac: &MacAddr, at: &str, id: &InterfaceDesired) {
-    let m = mac.as_str();
+fn edit_nic(ed: &mut Editor, nic: NodeId, which: &Nic, at: &str, id: &InterfaceDesired) {
+    let kind = ed.doc.attr(nic, "type").unwrap_or_default();
+    if kind == "hostdev" {
+        // A passed-through device: the guest sees the host's NIC itself. libvirt refuses
+        // driver names other than the hostdev backends, drops queues and ignores the model.
+        let declared: Vec<&str> = [
+            ("model", id.model.is_some()),
+            ("driver", id.driver.is_some()),
+            ("queues", id.queues.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(n, set)| set.then_some(n))
+        .collect();
+        if !declared.is_empty() {
+            ed.issue(
+                &["interfaces", at],
+                GuestIssue::NicHostdev(which.label(), declared.join(", ")),
+            );
+            return;
+        }
+    }
     let model = id.model.clone().or_else(|| {
         ed.doc
             .child(nic, "model")
@@ -217,33 +272,36 @@ fn edit_nic(ed: &mut Editor, nic: NodeId, mac: &MacAddr, at: &str, id: &Interfac
     if (id.driver.is_some() || id.queues.is_some()) && !model.starts_with("virtio") {
         ed.issue(
             &["interfaces", at],
-            GuestIssue::NicNotVirtio(m.to_string(), model),
+            GuestIssue::NicNotVirtio(which.label(), model),
         );
         return;
     }
     let model = id.model.as_deref();
-    set_child_attr(ed, nic, "model", "type", key(mac, Item::Model), model);
+    set_child_attr(ed, nic, "model", "type", which.key(Item::Model), model);
     let drv = id.driver.map(|d| d.as_str());
-    set_child_attr(ed, nic, "driver", "name", key(mac, Item::Driver), drv);
+    set_child_attr(ed, nic, "driver", "name", which.key(Item::Driver), drv);
     let q = id.queues.map(|q| q.to_string());
     let q = q.as_deref();
-    set_child_attr(ed, nic, "driver", "queues", key(mac, Item::Queues), q);
-    let kind = ed.doc.attr(nic, "type").unwrap_or_default();
+    set_child_attr(ed, nic, "driver", "queues", which.key(Item::Queues), q);
     if id.mtu.is_some() && !MTU_TYPES.contains(&kind.as_str()) {
         ed.issue(
             &["interfaces", at, "mtu"],
-            GuestIssue::MtuUnsupported(m.to_string(), kind),
+            GuestIssue::MtuUnsupported(which.label(), kind),
         );
         return;
     }
     let mtu = id.mtu.map(|m| m.to_string());
-    set_child_attr(ed, nic, "mtu", "size", key(mac, Item::Mtu), mtu.as_deref());
+    set_child_attr(ed, nic, "mtu", "size", which.key(Item::Mtu), mtu.as_deref());
 }
 
 fn import(doc: &Document) -> Option<BTreeMap<String, RawInterface>> {
     let mut out = BTreeMap::new();
     let mut dup = std::collections::BTreeSet::new();
     for nic in devices(doc, "interface") {
+        // Nothing of a passed-through device is the YAML's (see `edit_nic`).
+        if doc.attr(nic, "type").as_deref() == Some("hostdev") {
+            continue;
+        }
         let Some(mac) = doc
             .child(nic, "mac")
             .and_then(|m| doc.attr(m, "address"))
@@ -290,4 +348,77 @@ fn import(doc: &Document) -> Option<BTreeMap<String, RawInterface>> {
         out.remove(&d);
     }
     (!out.is_empty()).then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{changes, converges, domain, issues, plan};
+    use super::*;
+
+    fn nics(inner: &str) -> String {
+        domain(&format!("<devices>\n    {inner}\n  </devices>"))
+    }
+
+    #[test]
+    fn star_covers_an_interface_without_a_mac_and_converges_once_libvirt_adds_one() {
+        let xml = nics(
+            "<interface type='network'>\n      <source network='default'/>\n    </interface>\n    \
+             <interface type='user'>\n      <mac address='52:54:00:00:00:01'/>\n    </interface>",
+        );
+        let body = "    interfaces: { \"*\": { model: virtio, queues: 2 } }\n";
+        let p = converges(body, &xml);
+        let paths: Vec<String> = changes(&p).into_iter().map(|c| c.0).collect();
+        assert_eq!(
+            paths,
+            [
+                "interfaces.*.model",
+                "interfaces.*.queues",
+                "interfaces.52:54:00:00:00:01.model",
+                "interfaces.52:54:00:00:00:01.queues",
+            ]
+        );
+        assert_eq!(p.new_xml.matches("<model type='virtio'/>").count(), 2, "{}", p.new_xml);
+        // What libvirt holds after the define: a generated MAC, the settings kept.
+        let defined = p.new_xml.replace(
+            "<source network='default'/>",
+            "<mac address='52:54:00:9a:bc:de'/>\n      <source network='default'/>",
+        );
+        assert!(plan(body, &defined).unwrap().changes.is_empty());
+        // Keys stay distinct and round-trip: the position stands in for the missing MAC.
+        let k = &p.changes[0].key;
+        let json = serde_json::to_string(k).unwrap();
+        assert_eq!(json, r#"{"interfaces":{"index":0,"item":"model"}}"#);
+        assert_eq!(&serde_json::from_str::<GuestKey>(&json).unwrap(), k);
+    }
+
+    #[test]
+    fn a_mac_key_on_a_hostdev_interface_is_a_located_error_for_model_driver_and_queues() {
+        let xml = nics(
+            "<interface type='hostdev' managed='yes'>\n      <mac address='52:54:00:00:00:09'/>\n      \
+             <source><address type='pci' domain='0x0000' bus='0x00' slot='0x07' function='0x0'/></source>\n    \
+             </interface>",
+        );
+        for (decl, named) in [
+            ("{ model: virtio, queues: 4 }", "model, queues"),
+            ("{ driver: vhost }", "driver"),
+        ] {
+            let body = format!("    interfaces: {{ \"52:54:00:00:00:09\": {decl} }}\n");
+            let e = plan(&body, &xml).unwrap_err();
+            assert_eq!(
+                issues(&e),
+                [format!(
+                    "guests.g.interfaces.52:54:00:00:00:09: interface 52:54:00:00:00:09 is of type `hostdev` (a passed-through host device, which the guest drives itself): {named} cannot be set on it (libvirt refuses or drops them)"
+                )]
+            );
+        }
+        // "*" leaves it alone, and import leaves it out.
+        let p = plan("    interfaces: { \"*\": { model: virtio, queues: 4 } }\n", &xml).unwrap();
+        assert!(p.changes.is_empty());
+        let doc = Document::parse(&xml.replace(
+            "</source>",
+            "</source>\n      <model type='virtio'/>",
+        ))
+        .unwrap();
+        assert_eq!(import(&doc), None);
+    }
 }

@@ -384,7 +384,8 @@ mod tests {
         };
         let nic = |item| {
             GuestKey::Interfaces(interfaces::Key {
-                mac: mac.clone(),
+                mac: Some(mac.clone()),
+                index: None,
                 item,
             })
         };
