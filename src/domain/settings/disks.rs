@@ -111,23 +111,29 @@ impl IotuneField {
                 F::TotalBytesSecMax,
                 F::TotalBytesSecMaxLength,
             ],
-            (Kind::Bytes, Side::Read) => {
-                [F::ReadBytesSec, F::ReadBytesSecMax, F::ReadBytesSecMaxLength]
-            }
+            (Kind::Bytes, Side::Read) => [
+                F::ReadBytesSec,
+                F::ReadBytesSecMax,
+                F::ReadBytesSecMaxLength,
+            ],
             (Kind::Bytes, Side::Write) => [
                 F::WriteBytesSec,
                 F::WriteBytesSecMax,
                 F::WriteBytesSecMaxLength,
             ],
-            (Kind::Iops, Side::Total) => {
-                [F::TotalIopsSec, F::TotalIopsSecMax, F::TotalIopsSecMaxLength]
-            }
+            (Kind::Iops, Side::Total) => [
+                F::TotalIopsSec,
+                F::TotalIopsSecMax,
+                F::TotalIopsSecMaxLength,
+            ],
             (Kind::Iops, Side::Read) => {
                 [F::ReadIopsSec, F::ReadIopsSecMax, F::ReadIopsSecMaxLength]
             }
-            (Kind::Iops, Side::Write) => {
-                [F::WriteIopsSec, F::WriteIopsSecMax, F::WriteIopsSecMaxLength]
-            }
+            (Kind::Iops, Side::Write) => [
+                F::WriteIopsSec,
+                F::WriteIopsSecMax,
+                F::WriteIopsSecMaxLength,
+            ],
         }
     }
 
@@ -644,14 +650,30 @@ mod tests {
         assert_eq!(
             changes(&p),
             [
-                ("disks.vda.iotune.total_iops_sec".into(), Some("0".into()), some("500")),
+                (
+                    "disks.vda.iotune.total_iops_sec".into(),
+                    Some("0".into()),
+                    some("500")
+                ),
                 ("disks.vda.iotune.read_iops_sec".into(), some("100"), None),
-                ("disks.vda.iotune.read_iops_sec_max".into(), some("200"), None),
-                ("disks.vda.iotune.read_iops_sec_max_length".into(), some("5"), None),
+                (
+                    "disks.vda.iotune.read_iops_sec_max".into(),
+                    some("200"),
+                    None
+                ),
+                (
+                    "disks.vda.iotune.read_iops_sec_max_length".into(),
+                    some("5"),
+                    None
+                ),
             ]
         );
         // The other kind (bytes) is left alone; a zero (libvirt's unset) is no change.
-        assert!(p.new_xml.contains("<read_bytes_sec>7</read_bytes_sec>"), "{}", p.new_xml);
+        assert!(
+            p.new_xml.contains("<read_bytes_sec>7</read_bytes_sec>"),
+            "{}",
+            p.new_xml
+        );
         assert!(!p.new_xml.contains("<read_iops_sec"), "{}", p.new_xml);
     }
 
@@ -687,13 +709,17 @@ mod tests {
         assert!(!p.new_xml.contains("total_iops_sec"), "{}", p.new_xml);
         // Live, the dev's effective throttles too: nothing sets the displaced total.
         let g = guest(body);
-        let k = |f| GuestKey::Disks(Key {
-            dev: "vda".into(),
-            item: Item::Iotune(f),
-        });
+        let k = |f| {
+            GuestKey::Disks(Key {
+                dev: "vda".into(),
+                item: Item::Iotune(f),
+            })
+        };
         use super::super::GuestSetting;
         assert_eq!(Setting.live(&g, &k(IotuneField::TotalIopsSec), None), None);
-        assert!(Setting.live(&g, &k(IotuneField::ReadBytesSec), None).is_some());
+        assert!(Setting
+            .live(&g, &k(IotuneField::ReadBytesSec), None)
+            .is_some());
         // Bursts a plan removes are not live operations.
         assert!(!Setting.live_capable(&k(IotuneField::ReadIopsSecMax)));
         assert!(Setting.live_capable(&k(IotuneField::ReadIopsSec)));

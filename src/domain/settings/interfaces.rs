@@ -153,7 +153,10 @@ impl super::GuestSetting for Setting {
         }
         let mut macs = Vec::new();
         for (index, nic) in devices(&ed.doc, "interface").into_iter().enumerate() {
-            let mac = ed.doc.child(nic, "mac").and_then(|m| ed.doc.attr(m, "address"));
+            let mac = ed
+                .doc
+                .child(nic, "mac")
+                .and_then(|m| ed.doc.attr(m, "address"));
             let mac = match mac {
                 Some(a) => match MacAddr::new(&a) {
                     Ok(m) => Some(m),
@@ -377,7 +380,12 @@ mod tests {
                 "interfaces.52:54:00:00:00:01.queues",
             ]
         );
-        assert_eq!(p.new_xml.matches("<model type='virtio'/>").count(), 2, "{}", p.new_xml);
+        assert_eq!(
+            p.new_xml.matches("<model type='virtio'/>").count(),
+            2,
+            "{}",
+            p.new_xml
+        );
         // What libvirt holds after the define: a generated MAC, the settings kept.
         let defined = p.new_xml.replace(
             "<source network='default'/>",
@@ -412,13 +420,15 @@ mod tests {
             );
         }
         // "*" leaves it alone, and import leaves it out.
-        let p = plan("    interfaces: { \"*\": { model: virtio, queues: 4 } }\n", &xml).unwrap();
-        assert!(p.changes.is_empty());
-        let doc = Document::parse(&xml.replace(
-            "</source>",
-            "</source>\n      <model type='virtio'/>",
-        ))
+        let p = plan(
+            "    interfaces: { \"*\": { model: virtio, queues: 4 } }\n",
+            &xml,
+        )
         .unwrap();
+        assert!(p.changes.is_empty());
+        let doc =
+            Document::parse(&xml.replace("</source>", "</source>\n      <model type='virtio'/>"))
+                .unwrap();
         assert_eq!(import(&doc), None);
     }
 }
