@@ -982,6 +982,120 @@ impl Document {
         }
     }
 
+    /// Inserts one new empty element `<name/>` per entry of `after`, in one pass
+    /// over `parent`'s children: entry `Some(s)` goes right after the child `s`
+    /// (after the entries before it with the same `s`), `None` after the last
+    /// element child (the first of them as [`append_element`](Self::append_element)
+    /// places it). The result is that of calling
+    /// [`insert_element_after`](Self::insert_element_after) for each entry in
+    /// order, each after the previous new element of its group; an `s` that is
+    /// not a child of `parent` leaves its elements detached. Linear in the
+    /// number of children plus entries.
+    pub fn insert_elements(
+        &mut self,
+        parent: NodeId,
+        after: &[Option<NodeId>],
+        name: &str,
+    ) -> Vec<NodeId> {
+        let mut out: Vec<NodeId> = Vec::with_capacity(after.len());
+        let mut groups: std::collections::HashMap<NodeId, Vec<usize>> =
+            std::collections::HashMap::new();
+        let mut at_end: Option<NodeId> = None;
+        for (i, a) in after.iter().enumerate() {
+            let sibling = match a {
+                Some(s) => *s,
+                None => match at_end {
+                    // Chained after the first appended one.
+                    Some(first) => first,
+                    None => {
+                        let first = self.append_element(parent, name);
+                        at_end = Some(first);
+                        out.push(first);
+                        continue;
+                    }
+                },
+            };
+            out.push(self.new_elem(parent, name));
+            groups.entry(sibling).or_default().push(i);
+        }
+        if groups.is_empty() {
+            return out;
+        }
+        let nl = self.newline;
+        let kids = self.children(parent).to_vec();
+        let mut next: Vec<NodeId> = Vec::with_capacity(kids.len() + 2 * after.len());
+        for (pos, &k) in kids.iter().enumerate() {
+            next.push(k);
+            let Some(group) = groups.get(&k) else {
+                continue;
+            };
+            // The indentation of `k` (what `indent_before` finds).
+            let ind = pos
+                .checked_sub(1)
+                .and_then(|p| self.text_raw(kids[p]))
+                .and_then(|prev| {
+                    let i = prev.rfind('\n')?;
+                    let ind = &prev[i + 1..];
+                    ind.chars()
+                        .all(|c| c == ' ' || c == '\t')
+                        .then(|| ind.to_string())
+                });
+            for &i in group {
+                if let Some(ind) = &ind {
+                    next.push(self.new_text(parent, format!("{nl}{ind}")));
+                }
+                next.push(out[i]);
+            }
+        }
+        if let Some(e) = self.elem_mut(parent) {
+            e.children = next;
+        }
+        out
+    }
+
+    /// Removes several elements of one parent, as [`remove`](Self::remove) does
+    /// each in document order, in one pass over each parent's children (linear
+    /// in their number).
+    pub fn remove_many(&mut self, ids: &[NodeId]) {
+        let mut by_parent: std::collections::BTreeMap<NodeId, std::collections::HashSet<NodeId>> =
+            std::collections::BTreeMap::new();
+        for &id in ids {
+            if let Some(p) = self.parent(id) {
+                by_parent.entry(p).or_default().insert(id);
+            }
+        }
+        for (parent, gone) in by_parent {
+            let kids = self.children(parent).to_vec();
+            let mut kept: Vec<NodeId> = Vec::with_capacity(kids.len());
+            for k in kids {
+                if !gone.contains(&k) {
+                    kept.push(k);
+                    continue;
+                }
+                // The whitespace before it on its line goes too (as in `remove`).
+                let Some(&prev) = kept.last() else { continue };
+                let Some(s) = self.text_raw(prev) else {
+                    continue;
+                };
+                let trimmed = s.trim_end_matches([' ', '\t']);
+                let cut = match trimmed.strip_suffix('\n') {
+                    Some(t) => t.strip_suffix('\r').unwrap_or(t),
+                    None => trimmed,
+                };
+                if cut.is_empty() {
+                    kept.pop();
+                } else if cut.len() != s.len() {
+                    let cut = cut.to_string();
+                    self.nodes[prev.0].kind = Kind::Text(Raw::New(cut));
+                }
+            }
+            let only_ws_left = kept.iter().all(|&c| self.text_raw(c).is_some_and(is_ws));
+            if let Some(e) = self.elem_mut(parent) {
+                e.children = if only_ws_left { Vec::new() } else { kept };
+            }
+        }
+    }
+
     /// Removes element `id` with its subtree and the whitespace that precedes
     /// it on its line (including that line break), so no blank line remains.
     /// If the parent is left with only whitespace text, that is dropped too and
@@ -1052,6 +1166,54 @@ mod tests {
         rt("<a x=\"1\"  y='2'\n   z = \"3\" >t &amp; &#x41; <![CDATA[<raw>]]><?pi x?><!--c--></a>");
         rt("<metadata><libosinfo:libosinfo xmlns:libosinfo=\"http://libosinfo.org/xmlns/libvirt/domain/1.0\">\n  <libosinfo:os id=\"http://x/\"/>\n</libosinfo:libosinfo></metadata>");
         rt("<a>\r\n  <b/>\r\n</a>\r\n");
+    }
+
+    #[test]
+    fn bulk_inserts_and_removals_equal_one_at_a_time() {
+        let docs = [
+            "<c>\n  <p i='0'/>\n  <p i='5'/>\n  <e/>\n</c>",
+            "<c><p i='0'/><p i='5'/></c>",
+            "<c>\n  <e/>\n</c>",
+            "<c/>",
+            "<c>\r\n    <p i='1'/>\r\n    <p i='2'/>\r\n</c>\r\n",
+        ];
+        for text in docs {
+            let d = Document::parse(text).unwrap();
+            let kids = d.elements(d.root());
+            // Anchors: after each child, twice after the first, and at the end.
+            let mut plans: Vec<Vec<Option<usize>>> = vec![vec![None, None, None]];
+            if !kids.is_empty() {
+                plans.push(vec![Some(0), Some(0), None, Some(kids.len() - 1)]);
+                plans.push((0..kids.len()).map(Some).collect());
+            }
+            for plan in plans {
+                let mut bulk = d.clone();
+                let at: Vec<Option<NodeId>> = plan.iter().map(|p| p.map(|i| kids[i])).collect();
+                bulk.insert_elements(bulk.root(), &at, "n");
+                let mut one = d.clone();
+                let mut last: std::collections::HashMap<Option<usize>, NodeId> =
+                    std::collections::HashMap::new();
+                for p in &plan {
+                    let new = match (last.get(p), p) {
+                        (Some(prev), _) => one.insert_element_after(*prev, "n"),
+                        (None, Some(i)) => one.insert_element_after(kids[*i], "n"),
+                        (None, None) => one.append_element(one.root(), "n"),
+                    };
+                    last.insert(*p, new);
+                }
+                assert_eq!(bulk.to_xml(), one.to_xml(), "{text:?} {plan:?}");
+            }
+            for pick in [vec![0usize], vec![0, 1], (0..kids.len()).collect()] {
+                let gone: Vec<NodeId> = pick.iter().filter_map(|i| kids.get(*i).copied()).collect();
+                let mut bulk = d.clone();
+                bulk.remove_many(&gone);
+                let mut one = d.clone();
+                for g in &gone {
+                    one.remove(*g);
+                }
+                assert_eq!(bulk.to_xml(), one.to_xml(), "{text:?} {pick:?}");
+            }
+        }
     }
 
     #[test]

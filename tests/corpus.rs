@@ -17,11 +17,13 @@ fn strip_owned(xml: &str) -> String {
     let root = d.root();
     for name in [
         "vcpu",
+        "vcpus",
         "cputune",
         "numatune",
         "memoryBacking",
         "cpu",
         "iothreads",
+        "iothreadids",
         "blkiotune",
         "memtune",
         "metadata",

@@ -237,3 +237,42 @@ pub(crate) fn list_or_none(v: &[String]) -> String {
         v.join(", ")
     }
 }
+
+/// Where new elements of an id-keyed list (`<vcpupin vcpu=N>`, `<vcpus><vcpu id=N>`) go:
+/// for each id of `missing` (ascending), the element it goes after (`None`: appended after
+/// the last element child), given the list's elements `existing` (id, element) in document
+/// order. The same places as inserting them one at a time after the last element with a
+/// smaller id (an earlier new one included), else at the end, in `n log n`.
+pub(crate) fn sorted_anchors(existing: &[(u32, NodeId)], missing: &[u32]) -> Vec<Option<NodeId>> {
+    // Existing ones by id, with their position in document order.
+    let mut by_id: Vec<(u32, usize)> = existing
+        .iter()
+        .enumerate()
+        .map(|(pos, (id, _))| (*id, pos))
+        .collect();
+    by_id.sort_unstable();
+    let mut next = 0;
+    // The last existing element (in document order) with an id below the current one.
+    let mut last_below: Option<usize> = None;
+    // Where the previous new element went: after existing `Some(pos)`, or at the end.
+    let mut prev: Option<Option<usize>> = None;
+    let mut out = Vec::with_capacity(missing.len());
+    for &id in missing {
+        while next < by_id.len() && by_id[next].0 < id {
+            last_below = Some(last_below.map_or(by_id[next].1, |l| l.max(by_id[next].1)));
+            next += 1;
+        }
+        // The later of that element and the previous new one, which sits right after its
+        // own anchor (or at the very end).
+        let slot = match (prev, last_below) {
+            (Some(None), _) => None,
+            (Some(Some(p)), Some(e)) if p >= e => Some(p),
+            (Some(Some(p)), None) => Some(p),
+            (_, Some(e)) => Some(e),
+            (None, None) => None,
+        };
+        prev = Some(slot);
+        out.push(slot.map(|pos| existing[pos].1));
+    }
+    out
+}

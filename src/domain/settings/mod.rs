@@ -315,23 +315,44 @@ fn not_on_host(
 /// Planning one guest from YAML in the units' tests.
 #[cfg(test)]
 pub(crate) mod testing {
-    use super::GuestDesired;
+    use super::{validate_guest, Errors, GuestDesired};
+    use crate::config::source::SourceFile;
     use crate::domain::{plan_guest, GuestPlan, LocatedIssue};
 
-    /// The guest `g` that `body` (its YAML, indented by four spaces) declares.
-    pub(crate) fn guest(body: &str) -> GuestDesired {
-        let yaml = format!("guests:\n  g:\n{body}");
-        let d = crate::desired::load_str("t.yaml", &yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
-        d.guests.into_values().next().expect("one guest")
+    struct Collect(Vec<String>);
+
+    impl Errors for Collect {
+        fn err(&mut self, path: &[String], msg: String) {
+            self.0.push(format!("{}: {msg}", path.join(".")));
+        }
     }
 
-    /// The validation errors of `body`, one line each.
-    pub(crate) fn invalid(body: &str) -> String {
+    /// The guest `g` that `body` (its YAML, indented by four spaces) declares, validated by
+    /// the units, and the validation errors (`key.path: message` each).
+    fn validated(body: &str) -> (GuestDesired, Vec<String>) {
         let yaml = format!("guests:\n  g:\n{body}");
-        match crate::desired::load_str("t.yaml", &yaml) {
-            Ok(_) => panic!("validates:\n{yaml}"),
-            Err(e) => e.to_string(),
-        }
+        let (raw, _) =
+            crate::config::parse_sources_for(&[SourceFile::from_text("t.yaml", &yaml)], None)
+                .unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+        let g = raw.guests.get("g").expect("guest g");
+        let key = vec!["guests".to_string(), "g".to_string()];
+        let mut errors = Collect(Vec::new());
+        let d = validate_guest(&mut errors, &key, g, None);
+        (d, errors.0)
+    }
+
+    /// The guest `g` that `body` declares; it must validate.
+    pub(crate) fn guest(body: &str) -> GuestDesired {
+        let (d, errors) = validated(body);
+        assert!(errors.is_empty(), "{errors:?}\n{body}");
+        d
+    }
+
+    /// The validation errors of `body`, one line each; there must be some.
+    pub(crate) fn invalid(body: &str) -> String {
+        let (_, errors) = validated(body);
+        assert!(!errors.is_empty(), "validates:\n{body}");
+        errors.join("\n")
     }
 
     /// A `<domain>` with `inner` as its children after `<name>`.
@@ -349,7 +370,12 @@ pub(crate) mod testing {
         let g = guest(body);
         let p = plan_guest(&g, xml, None).unwrap_or_else(|e| panic!("{e:?}"));
         let again = plan_guest(&g, &p.new_xml, None).unwrap_or_else(|e| panic!("{e:?}"));
-        assert!(again.changes.is_empty(), "{:?}\n{}", again.changes, p.new_xml);
+        assert!(
+            again.changes.is_empty(),
+            "{:?}\n{}",
+            again.changes,
+            p.new_xml
+        );
         p
     }
 
