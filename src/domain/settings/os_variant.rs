@@ -1,9 +1,17 @@
 //! `os_variant`: the libosinfo OS of the guest, written as libosinfo metadata
 //! (`<metadata><libosinfo:libosinfo><libosinfo:os id=…/>`).
 //!
-//! Invariant: a short id is accepted only when kvmtune knows its family's id URL, and
-//! [`osinfo_short`] inverts [`osinfo_id`] exactly (import writes only ids it can read back).
-//! An existing libosinfo element keeps its namespace prefix. It changes live (metadata).
+//! Invariant: osinfo-db is the authority on ids: a short id in `data/osinfo-ids.tsv`
+//! (osinfo-db's short ids, see `scripts/gen-osinfo-ids.sh`) means the id it lists there; a
+//! short id of a known family that is newer than every one of its family in the table
+//! (`ubuntu24.04`, `fedora40`) falls back to the family's URL pattern; anything else is
+//! refused. [`osinfo_short`] inverts [`osinfo_id`] (import writes only short ids that map
+//! back to the same id). An existing libosinfo element keeps its namespace prefix. It
+//! changes live (metadata).
+
+use std::cmp::Ordering;
+use std::collections::HashMap;
+use std::sync::OnceLock;
 
 use super::{GuestDesired, GuestKey, Validation};
 use crate::config::raw::RawGuest;
@@ -22,58 +30,175 @@ pub struct OsVariant {
 
 const LIBOSINFO_NS: &str = "http://libosinfo.org/xmlns/libvirt/domain/1.0";
 
-/// The libosinfo id URL of a short id, for the common families (`rhel9.0`,
-/// `centos-stream9`, `fedora40`, `debian12`, `ubuntu24.04`, `almalinux9`, `rocky9`,
-/// `sles15sp5`, `win11`, `win2k22`).
-pub fn osinfo_id(short: &str) -> Option<String> {
-    let split = short.find(|c: char| c.is_ascii_digit())?;
-    let (family, version) = short.split_at(split);
-    let ok_version = !version.is_empty()
-        && version
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '.')
-        && version.starts_with(|c: char| c.is_ascii_digit());
-    if !ok_version {
-        return None;
-    }
-    let v = version.to_string();
-    Some(match family {
-        "rhel" => format!("http://redhat.com/rhel/{v}"),
-        "centos" => format!("http://centos.org/centos/{v}"),
-        "centos-stream" => format!("http://centos.org/centos-stream/{v}"),
-        "fedora" => format!("http://fedoraproject.org/fedora/{v}"),
-        "debian" => format!("http://debian.org/debian/{v}"),
-        "ubuntu" => format!("http://ubuntu.com/ubuntu/{v}"),
-        "almalinux" => format!("http://almalinux.org/almalinux/{v}"),
-        "rocky" => format!("http://rockylinux.org/rocky/{v}"),
-        "sles" => format!("http://suse.com/sles/{}", v.replace("sp", ".")),
-        "win" => format!("http://microsoft.com/win/{v}"),
-        _ => return None,
+/// osinfo-db's short ids: `short<TAB>id` lines, `#` comments.
+const TABLE: &str = include_str!("../../../data/osinfo-ids.tsv");
+
+/// The families whose id URLs follow a pattern, for short ids newer than the table.
+const FAMILIES: &[(&str, &str)] = &[
+    ("rhel", "http://redhat.com/rhel/"),
+    ("centos-stream", "http://centos.org/centos-stream/"),
+    ("centos", "http://centos.org/centos/"),
+    ("fedora", "http://fedoraproject.org/fedora/"),
+    ("debian", "http://debian.org/debian/"),
+    ("ubuntu", "http://ubuntu.com/ubuntu/"),
+    ("almalinux", "http://almalinux.org/almalinux/"),
+    ("rocky", "http://rockylinux.org/rocky/"),
+    ("sles", "http://suse.com/sles/"),
+    ("win", "http://microsoft.com/win/"),
+];
+
+/// The table, parsed once.
+struct Osinfo {
+    by_short: HashMap<&'static str, &'static str>,
+    /// id → the short id import writes for it.
+    by_id: HashMap<&'static str, &'static str>,
+    /// family → the versions of its short ids in the table.
+    versions: HashMap<&'static str, Vec<Version>>,
+}
+
+fn osinfo() -> &'static Osinfo {
+    static DB: OnceLock<Osinfo> = OnceLock::new();
+    DB.get_or_init(|| {
+        let mut db = Osinfo {
+            by_short: HashMap::new(),
+            by_id: HashMap::new(),
+            versions: HashMap::new(),
+        };
+        let rows = TABLE
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split_once('\t'));
+        for (short, id) in rows {
+            db.by_short.insert(short, id);
+            if let Some((family, version)) = split(short) {
+                db.versions
+                    .entry(family)
+                    .or_default()
+                    .push(Version::of(version));
+            }
+            // An id with several short ids (debian6, debian6.0, debiansqueeze): the one its
+            // family's pattern gives (osinfo-db lists it first), else the shortest, smallest.
+            let rank = |s: &'static str| (family_short(id).as_deref() != Some(s), s.len(), s);
+            let best = match db.by_id.get(id) {
+                Some(old) if rank(old) <= rank(short) => *old,
+                _ => short,
+            };
+            db.by_id.insert(id, best);
+        }
+        db
     })
 }
 
-/// The inverse of [`osinfo_id`].
-pub fn osinfo_short(id: &str) -> Option<String> {
-    const FAMILIES: &[(&str, &str)] = &[
-        ("http://redhat.com/rhel/", "rhel"),
-        ("http://centos.org/centos-stream/", "centos-stream"),
-        ("http://centos.org/centos/", "centos"),
-        ("http://fedoraproject.org/fedora/", "fedora"),
-        ("http://debian.org/debian/", "debian"),
-        ("http://ubuntu.com/ubuntu/", "ubuntu"),
-        ("http://almalinux.org/almalinux/", "almalinux"),
-        ("http://rockylinux.org/rocky/", "rocky"),
-        ("http://suse.com/sles/", "sles"),
-        ("http://microsoft.com/win/", "win"),
-    ];
-    let (prefix, family) = FAMILIES.iter().find(|(p, _)| id.starts_with(p))?;
-    let version = &id[prefix.len()..];
-    let version = if *family == "sles" {
-        version.replacen('.', "sp", 1)
+/// `(family, version)` of a short id of a known family (`rhel`, `9.0`), when the version is
+/// one the family pattern writes (digits first, then letters, digits and dots).
+fn split(short: &str) -> Option<(&'static str, &str)> {
+    let at = short.find(|c: char| c.is_ascii_digit())?;
+    let (family, version) = short.split_at(at);
+    let (f, _) = FAMILIES.iter().find(|(f, _)| *f == family)?;
+    let ok = version
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '.');
+    ok.then_some((*f, version))
+}
+
+/// A version as runs of digits (compared as numbers) and of other characters.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Version(Vec<Part>);
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Part {
+    Num(u64),
+    Text(String),
+}
+
+impl Version {
+    fn of(v: &str) -> Version {
+        let mut parts = Vec::new();
+        let mut rest = v;
+        while let Some(c) = rest.chars().next() {
+            let digits = c.is_ascii_digit();
+            let end = rest
+                .find(|x: char| x.is_ascii_digit() != digits)
+                .unwrap_or(rest.len());
+            let (run, tail) = rest.split_at(end);
+            parts.push(match digits {
+                true => Part::Num(run.parse().unwrap_or(u64::MAX)),
+                false => Part::Text(run.to_string()),
+            });
+            rest = tail;
+        }
+        Version(parts)
+    }
+
+    fn major(&self) -> Option<&Part> {
+        self.0.first()
+    }
+}
+
+/// Whether `version` of `family` is newer than the table: above every version of its
+/// major line there, or, for a new major, above every version of the family.
+fn newer_than_table(family: &str, version: &str) -> bool {
+    let v = Version::of(version);
+    let known = osinfo()
+        .versions
+        .get(family)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let same_major: Vec<&Version> = known.iter().filter(|k| k.major() == v.major()).collect();
+    let newest = if same_major.is_empty() {
+        known.iter().max()
     } else {
-        version.to_string()
+        same_major.into_iter().max()
+    };
+    newest.is_none_or(|n| v.cmp(n) == Ordering::Greater)
+}
+
+/// The id URL the family pattern gives a short id (`sles15sp5` → `…/sles/15.5`).
+fn family_id(short: &str) -> Option<String> {
+    let (family, version) = split(short)?;
+    let (_, prefix) = FAMILIES.iter().find(|(f, _)| *f == family)?;
+    let v = match family {
+        "sles" => version.replace("sp", "."),
+        _ => version.to_string(),
+    };
+    Some(format!("{prefix}{v}"))
+}
+
+/// The short id the family pattern gives an id URL (the inverse of [`family_id`]).
+fn family_short(id: &str) -> Option<String> {
+    // Longest prefix first: centos-stream before centos.
+    let (family, prefix) = FAMILIES
+        .iter()
+        .filter(|(_, p)| id.starts_with(p))
+        .max_by_key(|(_, p)| p.len())?;
+    let version = &id[prefix.len()..];
+    let version = match *family {
+        "sles" => version.replacen('.', "sp", 1),
+        _ => version.to_string(),
     };
     let short = format!("{family}{version}");
+    (family_id(&short).as_deref() == Some(id)).then_some(short)
+}
+
+/// The libosinfo id URL of a short id: osinfo-db's (the table), else the family pattern's
+/// for a short id newer than the table.
+pub fn osinfo_id(short: &str) -> Option<String> {
+    if let Some(id) = osinfo().by_short.get(short) {
+        return Some(id.to_string());
+    }
+    let (family, version) = split(short)?;
+    if !version.starts_with(|c: char| c.is_ascii_digit()) || !newer_than_table(family, version) {
+        return None;
+    }
+    family_id(short)
+}
+
+/// The short id import writes for an id URL: [`osinfo_id`] maps it back to `id`.
+pub fn osinfo_short(id: &str) -> Option<String> {
+    let short = match osinfo().by_id.get(id) {
+        Some(s) => s.to_string(),
+        None => family_short(id)?,
+    };
     (osinfo_id(&short).as_deref() == Some(id)).then_some(short)
 }
 
@@ -93,7 +218,7 @@ impl super::GuestSetting for Setting {
             Some(id) => out.os_variant = Some(OsVariant { short_id: os.clone(), id }),
             None => v.err(
                 &["os_variant"],
-                format!("`{}` is not a libosinfo short id kvmtune knows; expected e.g. rhel9.0, centos-stream9, fedora40, debian12, ubuntu24.04, almalinux9, rocky9, sles15sp5, win11, win2k22", os.escape_debug()),
+                format!("`{}` is not a libosinfo short id (osinfo-db's, or a newer one of the rhel, centos, centos-stream, fedora, debian, ubuntu, almalinux, rocky, sles or win families); expected e.g. rhel9.0, centos-stream9, centos7.0, fedora40, debian12, ubuntu24.04, almalinux9, rocky9, sles15sp5, win11, win2k22", os.escape_debug()),
             ),
         }
     }
@@ -156,21 +281,69 @@ mod tests {
     use super::*;
 
     #[test]
-    fn os_short_ids_invert_osinfo_ids() {
-        for short in [
-            "rhel9.0",
-            "centos-stream9",
-            "fedora40",
-            "debian12",
-            "ubuntu24.04",
-            "sles15sp5",
-            "win2k22",
-            "almalinux9",
-            "rocky9",
+    fn osinfo_db_is_the_authority_on_ids() {
+        for (short, id) in [
+            ("centos7", "http://centos.org/centos/7.0"),
+            ("centos7.0", "http://centos.org/centos/7.0"),
+            ("debian6.0", "http://debian.org/debian/6"),
+            ("debian6", "http://debian.org/debian/6"),
+            ("debiansqueeze", "http://debian.org/debian/6"),
+            ("debian3.0", "http://debian.org/debian/3"),
+            ("rhel9.0", "http://redhat.com/rhel/9.0"),
+            ("win2k22", "http://microsoft.com/win/2k22"),
+            ("sle15sp4", "http://suse.com/sle/15.4"),
+            ("archlinux", "http://archlinux.org/archlinux/rolling"),
+            // Newer than the table: the family's pattern.
+            ("ubuntu24.04", "http://ubuntu.com/ubuntu/24.04"),
+            ("fedora40", "http://fedoraproject.org/fedora/40"),
+            ("rhel8.10", "http://redhat.com/rhel/8.10"),
+            ("rhel10.0", "http://redhat.com/rhel/10.0"),
+            ("sles15sp5", "http://suse.com/sles/15.5"),
+            ("win2k25", "http://microsoft.com/win/2k25"),
+            ("centos-stream10", "http://centos.org/centos-stream/10"),
         ] {
-            let id = osinfo_id(short).unwrap();
-            assert_eq!(osinfo_short(&id).as_deref(), Some(short), "{id}");
+            assert_eq!(osinfo_id(short).as_deref(), Some(id), "{short}");
         }
+        // Not in osinfo-db and not newer than it: refused, never guessed.
+        for short in [
+            "rhel9",
+            "rhel7.5.1",
+            "debian2",
+            "ubuntu20.05",
+            "win12",
+            "fedora-40",
+            "ubuntu",
+            "foo12",
+        ] {
+            assert_eq!(osinfo_id(short), None, "{short}");
+        }
+    }
+
+    #[test]
+    fn import_maps_ids_back_to_a_short_id_that_means_them() {
+        for (id, short) in [
+            ("http://centos.org/centos/7.0", "centos7.0"),
+            ("http://debian.org/debian/6", "debian6"),
+            ("http://ubuntu.com/ubuntu/22.04", "ubuntu22.04"),
+            ("http://redhat.com/rhel/9.0", "rhel9.0"),
+            ("http://microsoft.com/win/2k22", "win2k22"),
+            ("http://ubuntu.com/ubuntu/24.04", "ubuntu24.04"),
+            ("http://suse.com/sles/15.5", "sles15sp5"),
+        ] {
+            assert_eq!(osinfo_short(id).as_deref(), Some(short), "{id}");
+        }
+        // What no short id means (the old pattern's centos/7) is not imported.
+        assert_eq!(osinfo_short("http://centos.org/centos/7"), None);
         assert_eq!(osinfo_short("http://example.com/os/1"), None);
+        // Every id of the table round-trips.
+        for (short, id) in TABLE
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split_once('\t'))
+        {
+            assert_eq!(osinfo_id(short).as_deref(), Some(id), "{short}");
+            let back = osinfo_short(id).unwrap_or_else(|| panic!("{id}"));
+            assert_eq!(osinfo_id(&back).as_deref(), Some(id), "{id} via {back}");
+        }
     }
 }
