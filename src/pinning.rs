@@ -61,6 +61,8 @@ pub enum AllocError {
     NotWholeCores { vcpus: u32, tpc: usize },
     #[error("the guest has no vCPU count: declare vcpu.count")]
     NoCount,
+    #[error("the guest has {0} vCPUs, more than the {max} QEMU accepts", max = crate::domain::settings::vcpu::MAX_VCPUS)]
+    TooManyVcpus(u32),
     #[error("the host topology is unknown (libvirt reports no NUMA cells and there is no sysfs node tree under --root)")]
     NoTopology,
     #[error("`emulatorpin: isolate` needs one more free CPU on node {0}, none is left")]
@@ -459,6 +461,10 @@ fn place(st: &mut State, req: &Request, overcommit: bool) -> Result<Vec<u32>, Al
     if n == 0 {
         return Err(AllocError::NoCount);
     }
+    // Declared counts are validated; one read from a hand-written XML may be anything.
+    if req.vcpus > crate::domain::settings::vcpu::MAX_VCPUS {
+        return Err(AllocError::TooManyVcpus(req.vcpus));
+    }
     let nodes = st.topo.nodes();
     if let Some(k) = req.numa_node {
         if !nodes.contains(&k) {
@@ -561,20 +567,25 @@ fn place(st: &mut State, req: &Request, overcommit: bool) -> Result<Vec<u32>, Al
             .filter(|c| !st.reserved.contains(c) && !st.blocked.contains(c))
             .collect();
         if !usable.is_empty() {
-            let mut cpus = Vec::new();
-            for _ in 0..n {
-                let c = *usable
+            // Each vCPU on the least loaded usable CPU (taken ones last, then by id): a heap
+            // keyed like that, so n vCPUs cost n log(CPUs).
+            let mut heap: std::collections::BinaryHeap<std::cmp::Reverse<(bool, u32, u32)>> =
+                usable
                     .iter()
-                    .min_by_key(|c| {
-                        (
+                    .map(|c| {
+                        std::cmp::Reverse((
                             st.taken.contains(c),
                             st.load.get(c).copied().unwrap_or(0),
-                            **c,
-                        )
+                            *c,
+                        ))
                     })
-                    .expect("non-empty");
+                    .collect();
+            let mut cpus = Vec::with_capacity(n);
+            for _ in 0..n {
+                let std::cmp::Reverse((taken, load, c)) = heap.pop().expect("non-empty");
                 *st.load.entry(c).or_default() += 1;
                 cpus.push(c);
+                heap.push(std::cmp::Reverse((taken, load + 1, c)));
             }
             return Ok(cpus);
         }

@@ -13,6 +13,7 @@ use std::fmt;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::vcpu::MAX_VCPUS;
 use super::{GuestDesired, GuestKey, Validation};
 use crate::config::raw::{CpuMode, RawCpu, RawCpuFeatures, RawGuest, RawTopology};
 use crate::domain::edit::{parse_u32, Editor};
@@ -80,8 +81,12 @@ pub struct Topology {
 }
 
 impl Topology {
-    pub fn vcpus(&self) -> u64 {
-        self.sockets as u64 * self.dies as u64 * self.cores as u64 * self.threads as u64
+    /// sockets × dies × cores × threads, `None` when that overflows (validation bounds each
+    /// part and the product by [`MAX_VCPUS`]).
+    pub fn vcpus(&self) -> Option<u64> {
+        [self.dies, self.cores, self.threads]
+            .into_iter()
+            .try_fold(u64::from(self.sockets), |p, x| p.checked_mul(u64::from(x)))
     }
 }
 
@@ -163,10 +168,7 @@ impl super::GuestSetting for Setting {
         if let (false, Some(want)) = (declared_topology, d.vcpu_count) {
             // libvirt rejects a vCPU count that the guest's existing topology does not multiply to.
             if let Some(t) = ed.path_child(&["cpu", "topology"]) {
-                let product: u64 = ["sockets", "dies", "cores", "threads"]
-                    .iter()
-                    .map(|a| parse_u32(ed.doc.attr(t, a)).unwrap_or(1) as u64)
-                    .product();
+                let product = xml_product(&ed.doc, t);
                 if product != want as u64 {
                     ed.issue(
                         &["vcpu", "count"],
@@ -223,13 +225,39 @@ fn validate_topology(v: &mut Validation, t: &RawTopology, count: Option<u32>) ->
         );
         return None;
     }
+    // libvirt refuses a product above UINT_MAX, QEMU one above its machine type's limit.
+    let product = topo.vcpus().filter(|p| *p <= u64::from(MAX_VCPUS));
+    let Some(product) = product else {
+        let parts = [
+            ("sockets", topo.sockets),
+            ("dies", topo.dies),
+            ("cores", topo.cores),
+            ("threads", topo.threads),
+        ];
+        let big: Vec<String> = parts
+            .iter()
+            .filter(|(_, n)| *n > MAX_VCPUS)
+            .map(|(a, n)| format!("{a} {n}"))
+            .collect();
+        let what = if big.is_empty() {
+            "sockets × dies × cores × threads".to_string()
+        } else {
+            big.join(", ")
+        };
+        v.err(
+            &at,
+            format!(
+                "the topology gives more than {MAX_VCPUS} vCPUs ({what}), the most QEMU accepts"
+            ),
+        );
+        return None;
+    };
     if let Some(count) = count {
-        if topo.vcpus() != count as u64 {
+        if product != u64::from(count) {
             v.err(
                 &at,
                 format!(
-                    "topology gives {} vCPUs (sockets × dies × cores × threads) but vcpu.count is {count}",
-                    topo.vcpus()
+                    "topology gives {product} vCPUs (sockets × dies × cores × threads) but vcpu.count is {count}"
                 ),
             );
             return None;
@@ -262,10 +290,12 @@ fn edit_mode(ed: &mut Editor, el: Option<NodeId>, c: &CpuDesired, mode: CpuMode)
 }
 
 fn edit_topology(ed: &mut Editor, t: Topology) {
-    if let Some(c) = ed.vcpus.filter(|c| t.vcpus() != *c as u64) {
+    // Validated: the product is at most MAX_VCPUS.
+    let product = t.vcpus().unwrap_or(u64::MAX);
+    if let Some(c) = ed.vcpus.filter(|c| product != u64::from(*c)) {
         ed.issue(
             &["cpu", "topology"],
-            GuestIssue::TopologyMismatch(t.vcpus(), c),
+            GuestIssue::TopologyMismatch(product, c),
         );
     }
     let el = ed.path_child(&["cpu", "topology"]);
@@ -323,6 +353,16 @@ fn edit_feature(ed: &mut Editor, name: &str, policy: &str) {
     ed.doc.set_attr(f, "policy", policy);
 }
 
+/// The vCPUs a `<topology>` element gives (absent parts count as 1; `u64::MAX` when the
+/// product overflows, which no count matches).
+fn xml_product(doc: &Document, t: NodeId) -> u64 {
+    ["sockets", "dies", "cores", "threads"]
+        .iter()
+        .map(|a| u64::from(parse_u32(doc.attr(t, a)).unwrap_or(1)))
+        .try_fold(1u64, |p, x| p.checked_mul(x))
+        .unwrap_or(u64::MAX)
+}
+
 /// `<cpu>` as the raw model, and whether a `vcpu.count` may be declared beside it (the
 /// topology, if any, multiplies to the count `count` the XML has, or is imported too).
 pub(crate) fn read(doc: &Document, count: Option<u32>) -> (Option<RawCpu>, bool) {
@@ -330,14 +370,7 @@ pub(crate) fn read(doc: &Document, count: Option<u32>) -> (Option<RawCpu>, bool)
         return (None, true);
     };
     let topo_el = doc.child(el, "topology");
-    let product: u64 = topo_el
-        .map(|t| {
-            ["sockets", "dies", "cores", "threads"]
-                .iter()
-                .map(|a| parse_u32(doc.attr(t, a)).unwrap_or(1) as u64)
-                .product()
-        })
-        .unwrap_or(0);
+    let product: u64 = topo_el.map(|t| xml_product(doc, t)).unwrap_or(0);
     let topology = topo_el.and_then(|t| {
         let get = |a| parse_u32(doc.attr(t, a)).filter(|v| *v > 0);
         let dies = match doc.attr(t, "dies") {
@@ -396,4 +429,46 @@ fn read_features(doc: &Document, el: NodeId) -> Option<RawCpuFeatures> {
         }
     }
     (!require.is_empty() || !disable.is_empty()).then_some(RawCpuFeatures { require, disable })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{domain, guest, invalid, plan};
+
+    #[test]
+    fn topologies_beyond_what_qemu_accepts_are_located_errors_never_a_wrapped_product() {
+        // 2^32-1 each: the product overflows u64 (it wrapped, or panicked in debug builds).
+        let e = invalid(
+            "    cpu: { topology: { sockets: 4294967295, dies: 4294967295, cores: 4294967295, threads: 4294967295 } }\n",
+        );
+        assert!(
+            e.contains("guests.g.cpu.topology: the topology gives more than 4096 vCPUs (sockets 4294967295, dies 4294967295, cores 4294967295, threads 4294967295), the most QEMU accepts"),
+            "{e}"
+        );
+        // 2^16 each multiplies to exactly 2^64, which wrapped to 0.
+        let e = invalid(
+            "    cpu: { topology: { sockets: 65536, dies: 65536, cores: 65536, threads: 65536 } }\n",
+        );
+        assert!(e.contains("more than 4096 vCPUs"), "{e}");
+        // Each part within bounds, the product not.
+        let e = invalid("    cpu: { topology: { sockets: 64, cores: 64, threads: 2 } }\n");
+        assert!(
+            e.contains("more than 4096 vCPUs (sockets × dies × cores × threads)"),
+            "{e}"
+        );
+        // The largest accepted one validates and plans.
+        let body = "    vcpu: { count: 4096 }\n    cpu: { topology: { sockets: 16, cores: 128, threads: 2 } }\n";
+        assert!(guest(body).cpu.unwrap().topology.is_some());
+        assert!(plan(body, &domain("<vcpu>2</vcpu>")).is_ok());
+    }
+
+    #[test]
+    fn an_overflowing_topology_in_the_xml_never_matches_a_count() {
+        let xml = domain(
+            "<vcpu>4</vcpu>\n  <cpu>\n    <topology sockets='4294967295' dies='4294967295' cores='4294967295' threads='4294967295'/>\n  </cpu>",
+        );
+        assert!(plan("    vcpu: { count: 4 }\n", &xml).is_err());
+        let imported = crate::domain::import::import_guest(&xml).unwrap();
+        assert!(imported.cpu.and_then(|c| c.topology).is_none());
+    }
 }

@@ -11,10 +11,11 @@ use std::fmt;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::vcpu::MAX_VCPUS;
 use super::{not_on_host, GuestDesired, GuestKey, Validation};
 use crate::config::raw::{RawCpuSet, RawCputune, RawGuest, RawVcpupin, ThreadPolicy};
 use crate::cpuset::CpuSet;
-use crate::domain::edit::{canon_cpuset, parse_u32, Editor};
+use crate::domain::edit::{canon_cpuset, parse_u32, sorted_anchors, Editor};
 use crate::domain::import::{cpuset_attr, raw_set};
 use crate::domain::running::{check, is_iothread, set_text, sets_of, vcpu_index, Check, Running};
 use crate::domain::{GuestIssue, LocatedIssue};
@@ -106,18 +107,30 @@ impl super::GuestSetting for Setting {
         match &ct.vcpupin {
             Some(RawVcpupin::Map(pins)) => {
                 let mut m = BTreeMap::new();
-                for (idx, cs) in pins {
+                // vCPU indices out of range: one error, at the first, naming how many.
+                let limit = out.vcpu_count.unwrap_or(MAX_VCPUS);
+                let mut out_of_range = pins.keys().filter(|i| **i >= limit);
+                if let Some(first) = out_of_range.next() {
+                    let more = out_of_range.count();
+                    let more = match more {
+                        0 => String::new(),
+                        1 => " (and 1 more index)".into(),
+                        n => format!(" (and {n} more indices)"),
+                    };
+                    let why = match out.vcpu_count {
+                        Some(c) => format!("the guest has {c} vCPUs (0-{})", c - 1),
+                        None => format!(
+                            "a guest has at most {MAX_VCPUS} vCPUs (0-{})",
+                            MAX_VCPUS - 1
+                        ),
+                    };
+                    v.err(
+                        &["cputune", "vcpupin", &first.to_string()],
+                        format!("vCPU index {first} is out of range{more}: {why}"),
+                    );
+                }
+                for (idx, cs) in pins.iter().filter(|(i, _)| **i < limit) {
                     let at = ["cputune", "vcpupin", &idx.to_string()];
-                    if let Some(c) = out.vcpu_count.filter(|c| idx >= c) {
-                        v.err(
-                            &at,
-                            format!(
-                                "vCPU index {idx} is out of range: the guest has {c} vCPUs (0-{})",
-                                c - 1
-                            ),
-                        );
-                        continue;
-                    }
                     if let Some(c) = v.cpuset(&at, cs) {
                         m.insert(*idx, c);
                     }
@@ -297,6 +310,10 @@ fn emulatorpin(v: &mut Validation, ct: &RawCputune, out: &mut GuestDesired) {
 }
 
 /// An authoritative map of `<cputune><{elem} {id_attr}='N' cpuset='...'/>` entries.
+///
+/// Linear in the pins (plus a sort): removals and insertions are each one pass over
+/// `<cputune>`'s children, new pins going where inserting them one by one in id order
+/// would put them ([`sorted_anchors`]).
 fn pin_map(ed: &mut Editor, pins_of: Pins, pins: &BTreeMap<u32, CpuSet>) {
     let (elem, id_attr) = (pins_of.elem(), pins_of.id_attr());
     let ct = ed.doc.child(ed.root(), "cputune");
@@ -311,8 +328,10 @@ fn pin_map(ed: &mut Editor, pins_of: Pins, pins: &BTreeMap<u32, CpuSet>) {
         }
     }
     let all: BTreeSet<u32> = pins.keys().chain(observed.keys()).copied().collect();
+    let mut gone: Vec<NodeId> = Vec::new();
+    let mut added: Vec<(u32, String)> = Vec::new();
     for idx in all {
-        let els = observed.get(&idx).cloned().unwrap_or_default();
+        let els = observed.get(&idx).map(Vec::as_slice).unwrap_or_default();
         let values: Vec<String> = els
             .iter()
             .map(|e| canon_cpuset(ed.doc.attr(*e, "cpuset")).unwrap_or_default())
@@ -323,27 +342,29 @@ fn pin_map(ed: &mut Editor, pins_of: Pins, pins: &BTreeMap<u32, CpuSet>) {
             continue;
         }
         // Duplicates go; the first element carries the value.
-        for extra in els.iter().skip(1) {
-            ed.doc.remove(*extra);
-        }
+        gone.extend(els.iter().skip(1));
         match (els.first(), after) {
             (Some(el), Some(a)) => ed.doc.set_attr(*el, "cpuset", &a),
-            (Some(el), None) => ed.doc.remove(*el),
-            (None, Some(a)) => {
-                let ct = ed.domain_child("cputune");
-                let prev = ed
-                    .doc
-                    .children_named(ct, elem)
-                    .into_iter()
-                    .rfind(|p| parse_u32(ed.doc.attr(*p, id_attr)).is_some_and(|v| v < idx));
-                let el = match prev {
-                    Some(p) => ed.doc.insert_element_after(p, elem),
-                    None => ed.doc.append_element(ct, elem),
-                };
-                ed.doc.set_attr(el, id_attr, &idx.to_string());
-                ed.doc.set_attr(el, "cpuset", &a);
-            }
+            (Some(el), None) => gone.push(*el),
+            (None, Some(a)) => added.push((idx, a)),
             (None, None) => {}
+        }
+    }
+    ed.doc.remove_many(&gone);
+    if !added.is_empty() {
+        let ct = ed.domain_child("cputune");
+        let existing: Vec<(u32, NodeId)> = ed
+            .doc
+            .children_named(ct, elem)
+            .into_iter()
+            .filter_map(|p| Some((parse_u32(ed.doc.attr(p, id_attr))?, p)))
+            .collect();
+        let ids: Vec<u32> = added.iter().map(|(i, _)| *i).collect();
+        let after = sorted_anchors(&existing, &ids);
+        let new = ed.doc.insert_elements(ct, &after, elem);
+        for (el, (idx, a)) in new.into_iter().zip(added) {
+            ed.doc.set_attr(el, id_attr, &idx.to_string());
+            ed.doc.set_attr(el, "cpuset", &a);
         }
     }
     if let Some(ct) = ed.doc.child(ed.root(), "cputune") {
