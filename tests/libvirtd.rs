@@ -1165,3 +1165,296 @@ fn automatic_pinning_converges_on_the_real_host() {
     );
     assert_eq!(first_attr(&xml, "memory", "nodeset").as_deref(), Some("0"));
 }
+
+// --------------------------------------------- domain XML as libvirt reads it (issue 12) --
+
+/// `(id, enabled)` of each `<vcpus><vcpu>` entry.
+fn vcpus_list(xml: &str) -> Vec<(String, String)> {
+    let ids = attr_values(xml, "vcpu", "id");
+    let on = attr_values(xml, "vcpu", "enabled");
+    ids.into_iter().zip(on).collect()
+}
+
+/// Regression: a declared `total_*` beside an existing `read_*`/`write_*` of its kind (or the
+/// other way round) made libvirt refuse the definition ("total and read/write ... cannot be
+/// set at the same time"). The conflicting throttles are replaced, each shown as removed.
+#[test]
+fn a_declared_iotune_rate_replaces_the_ones_libvirt_refuses_beside_it() {
+    let disk = |dev: &str, tune: &str| {
+        format!(
+            "<disk type='file' device='disk'><driver name='qemu' type='raw'/>\
+             <source file='/var/lib/kvmtune-it-none-{dev}.img'/><target dev='{dev}' bus='virtio'/>\
+             <iotune>{tune}</iotune></disk>"
+        )
+    };
+    let g = Guest::define(
+        "iotune-pairs",
+        Spec {
+            devices_extra: disk(
+                "vdb",
+                "<read_iops_sec>100</read_iops_sec><read_iops_sec_max>200</read_iops_sec_max>\
+                 <read_iops_sec_max_length>5</read_iops_sec_max_length><write_bytes_sec>50</write_bytes_sec>",
+            ) + &disk(
+                "vdc",
+                "<total_bytes_sec>1000</total_bytes_sec><total_bytes_sec_max>2000</total_bytes_sec_max>",
+            ),
+            ..Spec::default()
+        },
+    );
+    let yaml = format!(
+        "guests:\n  {}:\n    disks:\n      vdb: {{ iotune: {{ total_iops_sec: 500, total_bytes_sec: 4000 }} }}\n      vdc: {{ iotune: {{ read_bytes_sec: 300 }} }}\n",
+        g.name()
+    );
+    let (p, _) = assert_converges(&yaml);
+    let removed: Vec<&str> = p
+        .changes
+        .iter()
+        .filter(|c| c.after.is_none())
+        .map(|c| c.path.as_str())
+        .collect();
+    assert_eq!(
+        removed,
+        [
+            "disks.vdb.iotune.write_bytes_sec",
+            "disks.vdb.iotune.read_iops_sec",
+            "disks.vdb.iotune.read_iops_sec_max",
+            "disks.vdb.iotune.read_iops_sec_max_length",
+            "disks.vdc.iotune.total_bytes_sec",
+            "disks.vdc.iotune.total_bytes_sec_max",
+        ]
+    );
+    let xml = g.inactive_xml();
+    for gone in ["read_iops_sec", "write_bytes_sec", "total_bytes_sec_max"] {
+        assert!(!xml.contains(&format!("<{gone}>")), "{gone} left: {xml}");
+    }
+    for kept in [
+        "<total_iops_sec>500</total_iops_sec>",
+        "<total_bytes_sec>4000</total_bytes_sec>",
+        "<read_bytes_sec>300</read_bytes_sec>",
+    ] {
+        assert!(xml.contains(kept), "{kept} missing: {xml}");
+    }
+}
+
+/// Regression: `interfaces."*"` skipped an interface without `<mac>` (in a file rendered
+/// offline: libvirt generates the MAC only when it defines the guest). It is tuned, and once
+/// libvirt has defined it (with a generated MAC, the rendered settings kept) the plan is
+/// empty.
+#[test]
+fn star_covers_an_interface_without_a_mac_and_converges_after_define() {
+    let g = Guest::define(
+        "nic-no-mac",
+        Spec {
+            devices_extra: "<interface type='user'><mac address='52:54:00:6b:74:02'/>\
+                            <model type='e1000'/></interface>"
+                .into(),
+            ..Spec::default()
+        },
+    );
+    let yaml = format!(
+        "guests:\n  {}:\n    interfaces: {{ \"*\": {{ model: virtio, queues: 2 }} }}\n",
+        g.name()
+    );
+    // A hand-written file: the second interface without its MAC.
+    let file = g
+        .inactive_xml()
+        .replace("<mac address='52:54:00:6b:74:02'/>", "");
+    assert!(!file.contains("52:54:00:6b:74:02"));
+    let d = load(&yaml);
+    let gd = d.guests.values().next().unwrap();
+    let rendered = kvmtune::domain::plan_guest(gd, &file, None).unwrap();
+    let paths: Vec<String> = rendered.changes.iter().map(|c| c.key.to_string()).collect();
+    assert!(
+        paths.contains(&"interfaces.*.model".to_string()),
+        "{paths:?}"
+    );
+    let path = std::env::temp_dir().join(format!("{}.rendered.xml", g.name()));
+    std::fs::write(&path, &rendered.new_xml).unwrap();
+    virsh_ok(&["define", path.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&path);
+    let xml = g.inactive_xml();
+    let macs = attr_values(&xml, "mac", "address");
+    assert_eq!(macs.len(), 2, "libvirt generates the missing MAC: {xml}");
+    assert_eq!(xml.matches("<model type='virtio'/>").count(), 2, "{xml}");
+    let after = plan_yaml(&yaml);
+    assert!(
+        after.is_empty() && !after.has_errors(),
+        "{:#?}",
+        after.changes
+    );
+    assert_converges(&yaml);
+}
+
+/// Regression: a MAC key on a `type='hostdev'` interface wrote `<driver queues=...>`, which
+/// libvirt drops (never converging), or a driver name libvirt refuses. It is a located plan
+/// error; `"*"` leaves the interface alone and converges.
+#[test]
+fn nic_settings_on_a_hostdev_interface_are_a_plan_error() {
+    let g = Guest::define(
+        "nic-hostdev",
+        Spec {
+            devices_extra: "<interface type='hostdev' managed='yes'><mac address='52:54:00:6b:74:09'/>\
+                            <source><address type='pci' domain='0x0000' bus='0x00' slot='0x1f' function='0x7'/></source>\
+                            </interface>"
+                .into(),
+            ..Spec::default()
+        },
+    );
+    let before = g.inactive_xml();
+    let p = plan_yaml(&format!(
+        "guests:\n  {}:\n    interfaces: {{ \"52:54:00:6b:74:09\": {{ model: virtio, queues: 2 }} }}\n",
+        g.name()
+    ));
+    assert!(p.is_empty());
+    assert_eq!(p.errors.len(), 1, "{:?}", p.errors);
+    let e = &p.errors[0];
+    assert_eq!(
+        e.key,
+        format!("guests.{}.interfaces.52:54:00:6b:74:09", g.name())
+    );
+    assert!(e.message.contains("hostdev"), "{}", e.message);
+    assert!(e.location.is_some());
+    assert_eq!(g.inactive_xml(), before);
+    assert_converges(&format!(
+        "guests:\n  {}:\n    interfaces: {{ \"*\": {{ model: virtio, queues: 2 }} }}\n",
+        g.name()
+    ));
+    let xml = g.inactive_xml();
+    assert_eq!(xml.matches("queues='2'").count(), 1, "{xml}");
+}
+
+/// Regression: `iothreads: 1` beside `<iothreadids>` listing 1 and 2 left both ids; libvirt
+/// read 2 back and the plan never converged. Ids above the count go; what still uses one is
+/// a plan error naming it.
+#[test]
+fn lowering_iothreads_with_iothreadids_converges() {
+    let tuning =
+        "<iothreads>2</iothreads><iothreadids><iothread id='1'/><iothread id='2'/></iothreadids>";
+    let g = Guest::define(
+        "iothreadids",
+        Spec {
+            tuning: tuning.into(),
+            ..Spec::default()
+        },
+    );
+    let (p, _) = assert_converges(&format!("guests:\n  {}:\n    iothreads: 1\n", g.name()));
+    assert_eq!(paths(&p), ["iothreads"]);
+    let xml = g.inactive_xml();
+    assert_eq!(text_of(&xml, &["iothreads"]).as_deref(), Some("1"));
+    assert_eq!(attr_values(&xml, "iothread", "id"), ["1"]);
+    // Raising it again: libvirt adds the ids.
+    assert_converges(&format!("guests:\n  {}:\n    iothreads: 3\n", g.name()));
+    assert_eq!(
+        attr_values(&g.inactive_xml(), "iothread", "id"),
+        ["1", "2", "3"]
+    );
+
+    let used = Guest::define(
+        "iothreadids-used",
+        Spec {
+            tuning: tuning.into(),
+            disk_driver: " iothread='2'".into(),
+            ..Spec::default()
+        },
+    );
+    let before = used.inactive_xml();
+    let p = plan_yaml(&format!("guests:\n  {}:\n    iothreads: 1\n", used.name()));
+    assert_eq!(p.errors.len(), 1, "{:?}", p.errors);
+    assert_eq!(p.errors[0].key, format!("guests.{}.iothreads", used.name()));
+    assert!(
+        p.errors[0].message.contains("disk vda (iothread 2)"),
+        "{}",
+        p.errors[0].message
+    );
+    assert_eq!(used.inactive_xml(), before);
+    assert_converges(&format!(
+        "guests:\n  {}:\n    iothreads: 1\n    disks: {{ vda: {{ iothread: 1 }} }}\n",
+        used.name()
+    ));
+}
+
+/// Regression: with a `<vcpus>` list, a new `vcpu.count` left it stale: libvirt refused a
+/// lower count ("vcpu id '2' is out of range"), booted a higher one with the old number
+/// online, and read `current` from the list (never converging on a declared one). The list
+/// follows the count and `current`, by libvirt's rules.
+#[test]
+fn vcpu_count_and_current_keep_a_vcpus_list_consistent() {
+    let list = |n: u32| {
+        let entries: String = (0..n)
+            .map(|i| {
+                format!(
+                    "<vcpu id='{i}' enabled='yes' hotpluggable='{}'/>",
+                    if i == 0 { "no" } else { "yes" }
+                )
+            })
+            .collect();
+        format!("<vcpus>{entries}</vcpus>")
+    };
+    let g = Guest::define(
+        "vcpus-list",
+        Spec {
+            vcpus: 2,
+            tuning: list(2),
+            ..Spec::default()
+        },
+    );
+    let yaml = |body: &str| format!("guests:\n  {}:\n{body}", g.name());
+    // Raised: every vCPU online at boot, as without the list.
+    assert_converges(&yaml("    vcpu: { count: 4 }\n"));
+    let xml = g.inactive_xml();
+    assert_eq!(text_of(&xml, &["vcpu"]).as_deref(), Some("4"));
+    assert_eq!(first_attr(&xml, "vcpu", "current"), None, "{xml}");
+    assert_eq!(
+        vcpus_list(&xml),
+        (0..4)
+            .map(|i| (i.to_string(), "yes".to_string()))
+            .collect::<Vec<_>>()
+    );
+    // current, read from (and written to) the list.
+    let (p, _) = assert_converges(&yaml("    vcpu: { count: 4, current: 2 }\n"));
+    assert_eq!(paths(&p), ["vcpu.current"]);
+    let xml = g.inactive_xml();
+    assert_eq!(first_attr(&xml, "vcpu", "current").as_deref(), Some("2"));
+    let on: Vec<String> = vcpus_list(&xml).into_iter().map(|(_, e)| e).collect();
+    assert_eq!(on, ["yes", "yes", "no", "no"]);
+    // Lowered below the listed ids.
+    assert_converges(&yaml("    vcpu: { count: 3 }\n"));
+    let xml = g.inactive_xml();
+    assert_eq!(text_of(&xml, &["vcpu"]).as_deref(), Some("3"));
+    assert_eq!(vcpus_list(&xml).len(), 3, "{xml}");
+    assert_eq!(first_attr(&xml, "vcpu", "current").as_deref(), Some("2"));
+    assert_converges(&yaml("    vcpu: { count: 1 }\n"));
+    let xml = g.inactive_xml();
+    assert_eq!(vcpus_list(&xml), [("0".to_string(), "yes".to_string())]);
+}
+
+/// Regression: `os_variant` ids came from a hand-written rule (`centos7` → `…/centos/7`,
+/// which osinfo-db does not have). They come from osinfo-db's table now; a short id newer
+/// than the table falls back to its family's pattern.
+#[test]
+fn os_variant_ids_are_osinfo_dbs_and_converge() {
+    let g = Guest::define("os-variant", Spec::default());
+    for (short, id) in [
+        ("centos7", "http://centos.org/centos/7.0"),
+        ("debian6.0", "http://debian.org/debian/6"),
+        ("ubuntu24.04", "http://ubuntu.com/ubuntu/24.04"),
+    ] {
+        let (p, _) = assert_converges(&format!(
+            "guests:\n  {}:\n    os_variant: {short}\n",
+            g.name()
+        ));
+        assert_eq!(paths(&p), ["os_variant"]);
+        let xml = g.inactive_xml();
+        assert_eq!(first_attr(&xml, "libosinfo:os", "id").as_deref(), Some(id));
+        // Import names an id the way validation reads it back.
+        let imported = kvmtune::domain::import::import_guest(&xml).unwrap();
+        assert_eq!(
+            imported
+                .os_variant
+                .as_deref()
+                .and_then(kvmtune::desired::osinfo_id)
+                .as_deref(),
+            Some(id)
+        );
+    }
+}
