@@ -53,6 +53,8 @@ pub enum GuestIssue {
     NicNotVirtio(String, String),
     #[error("interface {0} is of type `hostdev` (a passed-through host device, which the guest drives itself): {1} cannot be set on it (libvirt refuses or drops them)")]
     NicHostdev(String, String),
+    #[error("the guest's vcpu count {0} is above {max}, the most QEMU accepts", max = settings::vcpu::MAX_VCPUS)]
+    TooManyVcpus(u32),
     #[error("iothreads: {0} removes I/O threads still in use: {1}")]
     IothreadInUse(u32, String),
 }

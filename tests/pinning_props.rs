@@ -369,3 +369,47 @@ fn overcommit_is_refused_unless_allowed() {
     inp.allow_overcommit = true;
     assert!(allocate(&inp).values().all(|r| r.is_ok()));
 }
+
+/// Overcommit places every vCPU on the least loaded CPU: the most vCPUs a guest can have
+/// spread evenly, other guests' CPUs only when nothing else is usable; a count above that (read from a
+/// hand-written XML, since declared ones are validated) is an error, not an endless loop.
+#[test]
+fn overcommit_spreads_the_most_vcpus_evenly_and_refuses_more() {
+    let max = kvmtune::domain::settings::vcpu::MAX_VCPUS;
+    let req = |vcpus| Request {
+        vcpus,
+        guest_threads: 1,
+        numa_node: None,
+        threads: ThreadPolicy::Prefer,
+        emulator: None,
+    };
+    let mut inp = AllocInput {
+        topology: HostTopology::synthetic(1, 8, 2),
+        allow_overcommit: true,
+        taken: [3].into(),
+        ..Default::default()
+    };
+    inp.requests.insert("big".into(), req(max));
+    let res = allocate(&inp);
+    let a = res["big"].as_ref().unwrap();
+    assert_eq!(a.vcpus.len(), max as usize);
+    let mut load: BTreeMap<u32, usize> = BTreeMap::new();
+    for c in &a.vcpus {
+        *load.entry(*c).or_default() += 1;
+    }
+    // The CPU another guest pinned is left out while others are usable; 4096 over 15.
+    assert!(!load.contains_key(&3), "{load:?}");
+    assert_eq!(load.len(), 15);
+    let spread: BTreeSet<usize> = load.values().copied().collect();
+    assert_eq!(spread, [273, 274].into(), "{load:?}");
+    // The first 15 vCPUs: by id, the least loaded first.
+    let first: Vec<u32> = a.vcpus[..15].to_vec();
+    assert_eq!(first, (0..16).filter(|c| *c != 3).collect::<Vec<_>>());
+
+    inp.requests.insert("big".into(), req(u32::MAX));
+    let res = allocate(&inp);
+    assert_eq!(
+        res["big"].as_ref().unwrap_err().to_string(),
+        "the guest has 4294967295 vCPUs, more than the 4096 QEMU accepts"
+    );
+}

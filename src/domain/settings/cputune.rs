@@ -390,3 +390,155 @@ fn import_pins(
     }
     (!m.is_empty()).then_some(m)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{converges, domain, guest, invalid};
+    use super::*;
+
+    /// The pin map as the editor wrote it before it was linear: one element at a time, each
+    /// new pin after the last pin with a smaller index (else appended), each removal alone.
+    fn one_at_a_time(xml: &str, pins: &BTreeMap<u32, CpuSet>) -> String {
+        let mut doc = Document::parse(xml).unwrap();
+        let ct = doc.child(doc.root(), "cputune").unwrap();
+        let mut observed: BTreeMap<u32, Vec<NodeId>> = BTreeMap::new();
+        for p in doc.children_named(ct, "vcpupin") {
+            if let Some(i) = parse_u32(doc.attr(p, "vcpu")) {
+                observed.entry(i).or_default().push(p);
+            }
+        }
+        let all: BTreeSet<u32> = pins.keys().chain(observed.keys()).copied().collect();
+        for idx in all {
+            let els = observed.get(&idx).cloned().unwrap_or_default();
+            let before: Vec<String> = els
+                .iter()
+                .map(|e| canon_cpuset(doc.attr(*e, "cpuset")).unwrap_or_default())
+                .collect();
+            let before = (!before.is_empty()).then(|| before.join("; "));
+            let after = pins.get(&idx).map(|c| c.to_string());
+            if before == after {
+                continue;
+            }
+            for extra in els.iter().skip(1) {
+                doc.remove(*extra);
+            }
+            match (els.first(), after) {
+                (Some(el), Some(a)) => doc.set_attr(*el, "cpuset", &a),
+                (Some(el), None) => doc.remove(*el),
+                (None, Some(a)) => {
+                    let prev = doc
+                        .children_named(ct, "vcpupin")
+                        .into_iter()
+                        .rfind(|p| parse_u32(doc.attr(*p, "vcpu")).is_some_and(|v| v < idx));
+                    let el = match prev {
+                        Some(p) => doc.insert_element_after(p, "vcpupin"),
+                        None => doc.append_element(ct, "vcpupin"),
+                    };
+                    doc.set_attr(el, "vcpu", &idx.to_string());
+                    doc.set_attr(el, "cpuset", &a);
+                }
+                (None, None) => {}
+            }
+        }
+        doc.to_xml()
+    }
+
+    #[test]
+    fn linear_pin_map_writes_what_the_one_at_a_time_editor_wrote() {
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = |n: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        };
+        for case in 0..300 {
+            // Existing pins in random order (repeats and gaps included), an emulatorpin
+            // somewhere, and a declared map overlapping them.
+            let mut els: Vec<String> = (0..next(8))
+                .map(|_| format!("<vcpupin vcpu='{}' cpuset='{}'/>", next(12), next(4)))
+                .collect();
+            let at = next(els.len() as u64 + 1) as usize;
+            if next(2) == 0 {
+                els.insert(at, "<emulatorpin cpuset='0'/>".into());
+            }
+            let inner = els.iter().map(|e| format!("\n    {e}")).collect::<String>();
+            let xml = domain(&format!(
+                "<vcpu>12</vcpu>\n  <cputune>{inner}\n  </cputune>"
+            ));
+            let pins: BTreeMap<u32, CpuSet> = (0..next(10))
+                .map(|_| {
+                    let c = next(4) as u32;
+                    (next(12) as u32, CpuSet::from_cpus([c]).unwrap())
+                })
+                .collect();
+            let body = format!(
+                "    cputune: {{ vcpupin: {{ {} }} }}\n",
+                pins.iter()
+                    .map(|(i, c)| format!("{i}: \"{c}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            let p = super::super::testing::plan(&body, &xml).unwrap();
+            let want = one_at_a_time(&xml, &pins);
+            let got = Document::parse(&p.new_xml).unwrap().to_xml();
+            // The one-at-a-time editor also pruned an emptied <cputune>.
+            // (Without changes a plan keeps the input as it is.)
+            let pruned = if p.changes.is_empty() {
+                xml.clone()
+            } else {
+                let mut d = Document::parse(&want).unwrap();
+                if let Some(ct) = d.child(d.root(), "cputune") {
+                    if d.elements(ct).is_empty() && d.attrs(ct).is_empty() {
+                        d.remove(ct);
+                    }
+                }
+                d.to_xml()
+            };
+            assert_eq!(got, pruned, "case {case}\n{xml}\n{body}");
+        }
+    }
+
+    #[test]
+    fn the_most_vcpus_qemu_accepts_validate_and_plan_and_one_more_is_one_error() {
+        let n = MAX_VCPUS;
+        let map = |n: u32| {
+            (0..n)
+                .map(|i| format!("{i}: \"{}\"", i % 64))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        // Existing pins on every other vCPU, all re-pinned, the rest added.
+        let existing: String = (0..n)
+            .step_by(2)
+            .map(|i| format!("\n    <vcpupin vcpu='{i}' cpuset='{}'/>", (i + 1) % 64))
+            .collect();
+        let xml = domain(&format!(
+            "<vcpu>{n}</vcpu>\n  <cputune>{existing}\n  </cputune>"
+        ));
+        let body = format!(
+            "    vcpu: {{ count: {n} }}\n    cputune: {{ vcpupin: {{ {} }} }}\n",
+            map(n)
+        );
+        let p = converges(&body, &xml);
+        assert_eq!(p.changes.len(), n as usize);
+        let doc = Document::parse(&p.new_xml).unwrap();
+        let ct = doc.child(doc.root(), "cputune").unwrap();
+        let order: Vec<u32> = doc
+            .children_named(ct, "vcpupin")
+            .into_iter()
+            .map(|e| parse_u32(doc.attr(e, "vcpu")).unwrap())
+            .collect();
+        assert_eq!(order, (0..n).collect::<Vec<_>>());
+        assert_eq!(guest(&body).vcpupin.unwrap().len(), n as usize);
+        // Beyond it: one error for the whole map, at its first out-of-range index.
+        let e = invalid(&format!(
+            "    cputune: {{ vcpupin: {{ {} }} }}\n",
+            map(n + 3)
+        ));
+        assert_eq!(
+            e,
+            "guests.g.cputune.vcpupin.4096: vCPU index 4096 is out of range (and 2 more indices): a guest has at most 4096 vCPUs (0-4095)"
+        );
+    }
+}

@@ -273,12 +273,7 @@ fn vcpus_list_for(ed: &mut Editor, count: u32, on: u32) {
         return;
     };
     if count > MAX_VCPUS {
-        ed.issue(
-            &["vcpu", "count"],
-            GuestIssue::NotOnHost(format!(
-                "the guest's vcpu count {count} is above {MAX_VCPUS}, the most QEMU accepts"
-            )),
-        );
+        ed.issue(&["vcpu", "count"], GuestIssue::TooManyVcpus(count));
         return;
     }
     let gone: Vec<NodeId> = entries
