@@ -3,8 +3,15 @@
 //! Invariant: a read-only [`Hypervisor`] can never change anything (libvirt enforces it);
 //! reading N guests costs one `virConnectListAllDomains` plus one `virDomainGetXMLDesc` per
 //! declared guest that exists. Domains are never undefined, destroyed or started here.
+//!
+//! Writing N guests costs one `virDomainDefineXMLFlags` plus one `virDomainGetXMLDesc` (the
+//! read-back every define returns, for the caller to verify) per guest. [`DefineMode`] says
+//! whether libvirtd also checks each XML against its RelaxNG schema (the default; most of a
+//! define's cost), and a [`DefinePool`] keeps several defines in flight on a few connections.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use virt::connect::Connect;
 use virt::sys;
@@ -462,11 +469,25 @@ impl Hypervisor {
         dom.create().map_err(err)
     }
 
-    /// Defines `xml` with schema validation and returns the persistent XML libvirt stored.
+    /// Defines `xml` with schema validation ([`DefineMode::Schema`]) and returns the
+    /// persistent XML libvirt stored.
     pub fn define(&self, name: &str, xml: &str) -> Result<String, LibvirtError> {
+        self.define_with(name, xml, DefineMode::Schema)
+    }
+
+    /// Defines `xml`, checked as `mode` says, and returns the persistent XML libvirt stored
+    /// (`virDomainGetXMLDesc(INACTIVE)` of the defined domain): the caller must check that
+    /// every value it wrote is in it (with [`DefineMode::Parse`], that check is the only one
+    /// that catches an element libvirt did not keep).
+    pub fn define_with(
+        &self,
+        name: &str,
+        xml: &str,
+        mode: DefineMode,
+    ) -> Result<String, LibvirtError> {
         let dom = self
             .conn
-            .define_domain_xml_flags(xml, sys::VIR_DOMAIN_DEFINE_VALIDATE)
+            .define_domain_xml_flags(xml, mode.flags())
             .map_err(|e| LibvirtError::Define {
                 name: name.to_string(),
                 msg: msg(e),
@@ -476,6 +497,18 @@ impl Hypervisor {
                 name: name.to_string(),
                 msg: msg(e),
             })
+    }
+
+    /// A pool of `connections` (at least 1) for [`DefinePool::define_all`]: this connection
+    /// and `connections - 1` more read-write ones to the same URI, opened now.
+    pub fn define_pool(&self, connections: usize) -> Result<DefinePool<'_>, LibvirtError> {
+        let extra = (1..connections.max(1))
+            .map(|_| Hypervisor::open(&self.uri, false))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(DefinePool {
+            primary: self,
+            extra,
+        })
     }
 
     /// The named guest's live XML (`virDomainGetXMLDesc` with flags 0: the running
@@ -507,4 +540,211 @@ pub struct LiveDomain {
     pub active: bool,
     /// The live XML (flags 0).
     pub xml: String,
+}
+
+/// How libvirt checks a guest definition before storing it ([`Hypervisor::define_with`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DefineMode {
+    /// `VIR_DOMAIN_DEFINE_VALIDATE`: libvirtd also validates the XML against its RelaxNG
+    /// domain schema, and rejects it, defining nothing, when it does not conform. libvirt
+    /// (9.0) loads and compiles the schema again on every call: ~9 ms of daemon CPU per
+    /// define, about 8× the define itself (docs/benchmarks.md).
+    #[default]
+    Schema,
+    /// Flags 0: libvirt's domain parser only. It still rejects XML that is not well-formed
+    /// and bad values of every element it implements, but it drops elements and attributes it
+    /// does not know without an error. Safe only for XML whose unowned parts are libvirt's own
+    /// formatting (`virDomainGetXMLDesc(INACTIVE)`), when the caller checks the returned
+    /// stored XML for every value it wrote (kvmtune's executor re-plans the guest against it).
+    Parse,
+}
+
+impl DefineMode {
+    fn flags(self) -> sys::virDomainDefineFlags {
+        match self {
+            DefineMode::Schema => sys::VIR_DOMAIN_DEFINE_VALIDATE,
+            DefineMode::Parse => 0,
+        }
+    }
+}
+
+/// A few read-write connections to one URI that define independent guests concurrently
+/// (from [`Hypervisor::define_pool`]).
+///
+/// One thread per connection; each takes the next guest, defines it and reads it back on its
+/// own connection. libvirtd serves the connections from its worker threads, so up to
+/// [`DefinePool::connections`] defines are in flight: that overlaps the daemon's per-define
+/// work with the round trips and with the caller's verification, and, when the daemon is
+/// CPU-bound (schema validation), spreads it over its cores. Every define is still one atomic
+/// libvirt call: a guest is wholly redefined or untouched, whatever happens to the others.
+pub struct DefinePool<'a> {
+    primary: &'a Hypervisor,
+    extra: Vec<Hypervisor>,
+}
+
+impl DefinePool<'_> {
+    /// How many defines can be in flight.
+    pub fn connections(&self) -> usize {
+        1 + self.extra.len()
+    }
+
+    /// Defines every `(name, xml)` of `jobs` as `mode` says. `done(i, result)` runs on the
+    /// calling thread for each job `i` as it finishes, in completion order (not job order),
+    /// with what [`Hypervisor::define_with`] returns for it; `done` verifies the stored XML
+    /// and may make further calls on the primary connection. Each connection runs at most one
+    /// job ahead of `done`: when `done` is called for a job, at most one more per connection
+    /// has been started (and may be defined already). When `done` returns
+    /// [`ControlFlow::Break`], no further job is taken; those under way (at most one per
+    /// connection) finish and are still reported. Returns how many jobs were reported
+    /// (`jobs.len()` unless stopped).
+    ///
+    /// With one connection the jobs run in order on the calling thread, one at a time.
+    pub fn define_all(
+        &self,
+        jobs: &[(&str, &str)],
+        mode: DefineMode,
+        mut done: impl FnMut(usize, Result<String, LibvirtError>) -> ControlFlow<()>,
+    ) -> usize {
+        if self.extra.is_empty() || jobs.len() < 2 {
+            let mut reported = 0;
+            for (i, (name, xml)) in jobs.iter().enumerate() {
+                reported += 1;
+                if done(i, self.primary.define_with(name, xml, mode)).is_break() {
+                    break;
+                }
+            }
+            return reported;
+        }
+        let next = AtomicUsize::new(0);
+        let stop = AtomicBool::new(false);
+        // A rendezvous channel: a worker hands over its result before it takes the next job,
+        // so the defines run at most one job per connection ahead of `done`.
+        let (tx, rx) = std::sync::mpsc::sync_channel(0);
+        std::thread::scope(|s| {
+            let conns = std::iter::once(self.primary).chain(self.extra.iter());
+            for hv in conns.take(jobs.len()) {
+                let (tx, next, stop) = (tx.clone(), &next, &stop);
+                s.spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some((name, xml)) = jobs.get(i) else {
+                            break;
+                        };
+                        if tx.send((i, hv.define_with(name, xml, mode))).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+            // The workers hold the only senders left: the loop ends when they have all exited.
+            drop(tx);
+            let mut reported = 0;
+            for (i, r) in rx {
+                reported += 1;
+                if done(i, r).is_break() {
+                    stop.store(true, Ordering::Relaxed);
+                }
+            }
+            reported
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// libvirt's in-process test driver: every connection to `test:///default` in this
+    /// process shares one hypervisor with one running domain, `test`.
+    fn test_hv() -> Hypervisor {
+        Hypervisor::open("test:///default", false).expect("test:///default")
+    }
+
+    /// A copy of the driver's `test` domain named `name`, with a UUID made from `id` (so that
+    /// re-defining it updates the same domain).
+    fn guest_xml(hv: &Hypervisor, name: &str, id: u64) -> String {
+        let base = hv.conn.lookup_domain_by_name("test").unwrap();
+        let xml = base.xml_desc(sys::VIR_DOMAIN_XML_INACTIVE).unwrap();
+        let start = xml.find("<uuid>").unwrap();
+        let end = xml.find("</uuid>").unwrap() + "</uuid>".len();
+        format!(
+            "{}<uuid>6465666e-706f-4f6c-8000-{id:012x}</uuid>{}",
+            &xml[..start],
+            &xml[end..]
+        )
+        .replace("<name>test</name>", &format!("<name>{name}</name>"))
+    }
+
+    #[test]
+    fn pool_defines_every_job_once_and_reads_it_back() {
+        let hv = test_hv();
+        const ID: u64 = 0x100;
+        let names: Vec<String> = (0..25).map(|i| format!("definepool-all-{i}")).collect();
+        let xmls: Vec<String> = (names.iter().enumerate())
+            .map(|(i, n)| guest_xml(&hv, n, ID + i as u64))
+            .collect();
+        let jobs: Vec<(&str, &str)> = names
+            .iter()
+            .zip(&xmls)
+            .map(|(n, x)| (n.as_str(), x.as_str()))
+            .collect();
+        for connections in [1, 3] {
+            let pool = hv.define_pool(connections).unwrap();
+            assert_eq!(pool.connections(), connections);
+            let mut seen = vec![0; jobs.len()];
+            let reported = pool.define_all(&jobs, DefineMode::Parse, |i, r| {
+                let stored = r.unwrap();
+                assert!(stored.contains(&format!("<name>{}</name>", jobs[i].0)));
+                seen[i] += 1;
+                ControlFlow::Continue(())
+            });
+            assert_eq!(reported, jobs.len());
+            assert!(seen.iter().all(|&k| k == 1), "{seen:?}");
+        }
+    }
+
+    #[test]
+    fn pool_stops_taking_jobs_on_break() {
+        let hv = test_hv();
+        const ID: u64 = 0x200;
+        let names: Vec<String> = (0..40).map(|i| format!("definepool-stop-{i}")).collect();
+        let xmls: Vec<String> = (names.iter().enumerate())
+            .map(|(i, n)| guest_xml(&hv, n, ID + i as u64))
+            .collect();
+        let jobs: Vec<(&str, &str)> = names
+            .iter()
+            .zip(&xmls)
+            .map(|(n, x)| (n.as_str(), x.as_str()))
+            .collect();
+        for connections in [1, 2, 4] {
+            let pool = hv.define_pool(connections).unwrap();
+            let mut calls = 0;
+            let reported = pool.define_all(&jobs, DefineMode::Parse, |_, r| {
+                r.unwrap();
+                calls += 1;
+                ControlFlow::Break(())
+            });
+            assert_eq!(reported, calls);
+            // The break stops new jobs; at most one per connection was already under way.
+            assert!(reported <= 1 + connections, "{reported} with {connections}");
+        }
+    }
+
+    #[test]
+    fn only_schema_mode_rejects_an_element_libvirt_does_not_know() {
+        let hv = test_hv();
+        let xml = guest_xml(&hv, "definepool-unknown", 0x300)
+            .replace("</domain>", "<bogus-element/></domain>");
+        let err = hv
+            .define_with("definepool-unknown", &xml, DefineMode::Schema)
+            .unwrap_err();
+        assert!(matches!(err, LibvirtError::Define { .. }), "{err}");
+        assert!(hv.domain("definepool-unknown").is_err(), "nothing defined");
+        // Without the schema, libvirt defines it and drops what it does not know: the caller's
+        // read-back check is what must catch such a loss.
+        let stored = hv
+            .define_with("definepool-unknown", &xml, DefineMode::Parse)
+            .unwrap();
+        assert!(!stored.contains("bogus-element"));
+    }
 }
