@@ -14,7 +14,9 @@ fi
 
 export KVMTUNE_TEST_URI=qemu:///system
 
-cargo build --all-targets
+# The fault-injection feature compiles in the test-only kill points (src/faults.rs) that
+# tests/faults.rs and tests/gitops_libvirtd.rs need; without it those tests fail.
+cargo build --all-targets --features fault-injection
 
 # --all-targets covers lib, bins, tests, examples, benches (not doc tests).
-cargo test --all-targets -- --test-threads=2
+cargo test --all-targets --features fault-injection -- --test-threads=2

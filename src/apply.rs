@@ -8,11 +8,13 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::desired::Desired;
-use crate::domain::plan_guest;
+use crate::desired::{Desired, GuestDesired};
+use crate::domain::{plan_guest, GuestKey};
 use crate::host;
+use crate::host::persist::PersistKey;
 use crate::libvirt::Hypervisor;
-use crate::plan::{Action, Plan};
+use crate::model::{DomainName, HostKey};
+use crate::plan::{Action, LiveStep, Plan};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -73,22 +75,33 @@ impl HostIo<'static> {
     };
 }
 
-/// Executes `plan`. `desired` is used only to verify that what libvirt stored matches.
-pub fn apply(plan: &Plan, desired: &Desired, root: &Path, hv: Option<&Hypervisor>) -> ApplyReport {
-    apply_with(plan, desired, root, hv, HostIo::REAL, &mut |_, _, _| {})
+/// Where and how apply reaches the system.
+#[derive(Clone, Copy)]
+pub struct Target<'a> {
+    pub root: &'a Path,
+    pub hv: Option<&'a Hypervisor>,
+    pub io: HostIo<'a>,
 }
 
-/// [`apply`] through the given host seams, calling `progress(done, total, target)` before
-/// each action.
+/// Executes `plan`. `desired` gives the typed settings each guest action is checked
+/// against, and that what libvirt stored is verified with.
+pub fn apply(plan: &Plan, desired: &Desired, root: &Path, hv: Option<&Hypervisor>) -> ApplyReport {
+    let t = Target {
+        root,
+        hv,
+        io: HostIo::REAL,
+    };
+    apply_with(plan, desired, t, &mut |_, _, _| {})
+}
+
+/// [`apply`] through the given seams, calling `progress(done, total, target)` before each
+/// action.
 pub fn apply_with(
     plan: &Plan,
     desired: &Desired,
-    root: &Path,
-    hv: Option<&Hypervisor>,
-    io: HostIo,
+    t: Target,
     progress: &mut dyn FnMut(usize, usize, &str),
 ) -> ApplyReport {
-    let (files, cmds) = (io.files, io.cmds);
     let mut report = ApplyReport::default();
     let total = plan.actions.len();
     for (i, action) in plan.actions.iter().enumerate() {
@@ -108,90 +121,15 @@ pub fn apply_with(
             failed: Vec::new(),
         };
         match action {
-            Action::Host(ops) => {
-                for op in ops {
-                    match op {
-                        host::HostOp::Run(_) => report.host_commands += 1,
-                        _ => report.host_writes += 1,
-                    }
-                    let paths = op.paths();
-                    let result = host::execute(files, cmds, root, op);
-                    crate::faults::point(match op {
-                        host::HostOp::Run(_) => "host-command",
-                        _ => "host-write",
-                    });
-                    match result {
-                        Ok(note) => {
-                            res.applied.extend(paths);
-                            report.notes.extend(note);
-                        }
-                        Err(e) => {
-                            let why = e.to_string();
-                            if paths.is_empty() {
-                                res.failed.push((host_step_name(op), why));
-                            } else {
-                                res.failed
-                                    .extend(paths.into_iter().map(|p| (p, why.clone())));
-                            }
-                        }
-                    }
-                }
-            }
-            Action::Guest {
-                name,
-                new_xml,
-                define,
-                live,
-                ..
-            } => {
-                let Some(hv) = hv else {
-                    res.failed = paths
-                        .into_iter()
-                        .map(|p| (p, "no libvirt connection".into()))
-                        .collect();
-                    res.outcome = Outcome::Failed;
-                    report.results.push(res);
-                    continue;
-                };
-                let mut defined = true;
-                if *define {
-                    report.defines += 1;
-                    if let Err(e) = hv
-                        .define(name.as_str(), new_xml)
-                        .map_err(|e| e.to_string())
-                        .and_then(|stored| verify(desired, &plan.resolved, name, &stored))
-                    {
-                        defined = false;
-                        // Nothing of this guest's definition changed (or it did not stick).
-                        res.failed = paths.iter().map(|p| (p.clone(), e.clone())).collect();
-                    }
-                    crate::faults::point("define");
-                }
-                if defined {
-                    for step in live {
-                        report.live_changes += 1;
-                        let result = hv.live(name.as_str(), &step.op);
-                        crate::faults::point("live");
-                        match result {
-                            Ok(()) => {}
-                            Err(e) if e.unsupported => res.deferred.push((
-                                step.path.clone(),
-                                format!("libvirt cannot change it on the running guest ({e}); in effect at restart"),
-                            )),
-                            Err(e) => res.failed.push((step.path.clone(), e.to_string())),
-                        }
-                    }
-                    let failed: Vec<&str> = res.failed.iter().map(|(p, _)| p.as_str()).collect();
-                    res.applied = paths
-                        .into_iter()
-                        .filter(|p| !failed.contains(&p.as_str()))
-                        .collect();
-                }
+            Action::Host(ops) => host_steps(ops, t, &mut report, &mut res),
+            Action::Guest { .. } | Action::Restore { .. } => {
+                guest(plan, desired, action, t.hv, paths, &mut report, &mut res)
             }
             Action::Restart { name, timeout_secs } => {
                 report.restarts += 1;
-                let timeout = std::time::Duration::from_secs(*timeout_secs);
-                match hv.map(|hv| hv.restart(name.as_str(), timeout)) {
+                let secs = (*timeout_secs).min(crate::plan::MAX_SHUTDOWN_SECS);
+                let timeout = std::time::Duration::from_secs(secs);
+                match t.hv.map(|hv| hv.restart(name.as_str(), timeout)) {
                     Some(Ok(())) => res.applied.push("restart".into()),
                     Some(Err(e)) => res.failed.push(("restart".into(), e.to_string())),
                     None => res
@@ -208,14 +146,217 @@ pub fn apply_with(
     report
 }
 
-/// Re-plans the guest against what libvirt stored: every owned value must have landed.
-fn verify(
+fn host_steps(ops: &[host::HostOp], t: Target, report: &mut ApplyReport, res: &mut TargetResult) {
+    // Keys whose runtime step failed: they are not persisted for boot (the failure would
+    // repeat at every boot).
+    let mut unverified: Vec<PersistKey> = Vec::new();
+    for op in ops {
+        if op.is_command() {
+            report.host_commands += 1;
+        } else {
+            report.host_writes += 1;
+        }
+        let (op, skipped) = without_unverified(op, &unverified);
+        for label in skipped {
+            res.failed.push((
+                label,
+                "not persisted: its runtime change failed (see above)".into(),
+            ));
+        }
+        let paths = op.paths();
+        let result = host::execute(t.io.files, t.io.cmds, t.root, &op);
+        crate::faults::point(if op.is_command() {
+            "host-command"
+        } else {
+            "host-write"
+        });
+        match result {
+            Ok(note) => {
+                res.applied.extend(paths);
+                report.notes.extend(note);
+            }
+            Err(e) => {
+                unverified.extend(persisted_as(&op));
+                let why = e.to_string();
+                if paths.is_empty() {
+                    res.failed.push((op.name(), why));
+                } else {
+                    res.failed
+                        .extend(paths.into_iter().map(|p| (p, why.clone())));
+                }
+            }
+        }
+    }
+}
+
+/// The owned-file entry a runtime step's value is persisted as.
+fn persisted_as(op: &host::HostOp) -> Option<PersistKey> {
+    match op {
+        host::HostOp::Write {
+            key: HostKey::Sysctl { key },
+            ..
+        } => Some(PersistKey::Sysctl { key: key.clone() }),
+        host::HostOp::Write { key, .. } => Some(PersistKey::Value { key: key.clone() }),
+        host::HostOp::LoadModule { module } => Some(PersistKey::Module {
+            module: module.clone(),
+        }),
+        _ => None,
+    }
+}
+
+/// `op` without the owned-file entries of keys whose runtime step failed, and the labels of
+/// the entries left out.
+fn without_unverified(op: &host::HostOp, unverified: &[PersistKey]) -> (host::HostOp, Vec<String>) {
+    let host::HostOp::OwnedFile {
+        file,
+        entries,
+        before,
+        labels,
+    } = op
+    else {
+        return (op.clone(), Vec::new());
+    };
+    let (keep, drop): (Vec<_>, Vec<_>) = entries
+        .iter()
+        .cloned()
+        .partition(|e| !unverified.contains(&e.key));
+    if drop.is_empty() {
+        return (op.clone(), Vec::new());
+    }
+    let dropped: Vec<String> = drop.iter().map(|e| e.label()).collect();
+    let op = host::HostOp::OwnedFile {
+        file: *file,
+        entries: keep,
+        before: before.clone(),
+        labels: labels
+            .iter()
+            .filter(|l| !dropped.contains(l))
+            .cloned()
+            .collect(),
+    };
+    (op, dropped)
+}
+
+/// Checks a guest action against its typed settings and the domain as it is now, then
+/// defines and makes the live changes. Any refusal fails every path of the target and
+/// changes nothing.
+fn guest(
+    plan: &Plan,
     desired: &Desired,
-    resolved: &std::collections::BTreeMap<crate::desired::DomainName, crate::desired::GuestDesired>,
-    name: &crate::desired::DomainName,
-    stored: &str,
+    action: &Action,
+    hv: Option<&Hypervisor>,
+    paths: Vec<String>,
+    report: &mut ApplyReport,
+    res: &mut TargetResult,
+) {
+    let fail_all = |res: &mut TargetResult, why: String| {
+        let mut ps = paths.clone();
+        if ps.is_empty() {
+            ps.push("definition".into());
+        }
+        res.failed = ps.into_iter().map(|p| (p, why.clone())).collect();
+    };
+    let (name, define_xml, live): (_, Option<&String>, &[LiveStep]) = match action {
+        Action::Guest {
+            name,
+            new_xml,
+            define,
+            live,
+            ..
+        } => (name, define.then_some(new_xml), live),
+        Action::Restore {
+            name,
+            xml,
+            define,
+            live,
+            ..
+        } => (name, define.then_some(xml), live),
+        _ => return,
+    };
+    let Some(hv) = hv else {
+        return fail_all(res, "no libvirt connection".into());
+    };
+    let gd = plan.guest_desired(desired, name);
+    if let Err(why) = precheck(gd, plan, action, hv) {
+        return fail_all(res, format!("guest {name}: refusing: {why}"));
+    }
+    if let Some(xml) = define_xml {
+        report.defines += 1;
+        let stored = hv.define(name.as_str(), xml).map_err(|e| e.to_string());
+        let verified = match (stored, action) {
+            (Ok(s), Action::Guest { .. }) => verify(gd, name, &s),
+            (Ok(_), _) => Ok(()),
+            (Err(e), _) => Err(e),
+        };
+        crate::faults::point("define");
+        if let Err(e) = verified {
+            // Nothing of this guest's definition changed (or it did not stick).
+            return fail_all(res, e);
+        }
+    }
+    for step in live {
+        report.live_changes += 1;
+        let result = hv.live(name.as_str(), &step.op);
+        crate::faults::point("live");
+        match result {
+            Ok(()) => {}
+            Err(e) if e.unsupported => res.deferred.push((
+                step.key.to_string(),
+                format!(
+                    "libvirt cannot change it on the running guest ({e}); in effect at restart"
+                ),
+            )),
+            Err(e) => res.failed.push((step.key.to_string(), e.to_string())),
+        }
+    }
+    let failed: Vec<&str> = res.failed.iter().map(|(p, _)| p.as_str()).collect();
+    res.applied = paths
+        .into_iter()
+        .filter(|p| !failed.contains(&p.as_str()))
+        .collect();
+}
+
+/// What must hold before a guest action runs: it names a declared guest (rollback: a
+/// recorded one), it is what its typed settings give, and the domain is still the one (same
+/// UUID, same persistent definition) it was planned against.
+fn precheck(
+    gd: Option<&GuestDesired>,
+    plan: &Plan,
+    action: &Action,
+    hv: &Hypervisor,
 ) -> Result<(), String> {
-    let Some(gd) = resolved.get(name).or_else(|| desired.guests.get(name)) else {
+    let (name, uuid, old_xml) = match action {
+        Action::Guest {
+            name,
+            uuid,
+            old_xml,
+            ..
+        }
+        | Action::Restore {
+            name,
+            uuid,
+            old_xml,
+            ..
+        } => (name, uuid, old_xml),
+        _ => return Ok(()),
+    };
+    let gd = gd.ok_or("the configuration does not declare this guest")?;
+    crate::plan::check_guest_action(gd, plan.inputs, action)?;
+    match hv.current(name.as_str()).map_err(|e| e.to_string())? {
+        None => Err("no such domain is defined now".into()),
+        Some((u, _)) if !u.eq_ignore_ascii_case(uuid.as_str()) => Err(format!(
+            "the domain now has UUID {u}, the plan is for UUID {uuid}"
+        )),
+        Some((_, xml)) if xml != *old_xml => {
+            Err("its definition changed since the plan was made (plan again)".into())
+        }
+        Some(_) => Ok(()),
+    }
+}
+
+/// Re-plans the guest against what libvirt stored: every owned value must have landed.
+fn verify(gd: Option<&GuestDesired>, name: &DomainName, stored: &str) -> Result<(), String> {
+    let Some(gd) = gd else {
         return Ok(());
     };
     match plan_guest(gd, stored, None) {
@@ -224,11 +365,11 @@ fn verify(
             let left: Vec<String> = p
                 .changes
                 .iter()
-                .filter(|c| c.path != "memory_backing.hugepages")
+                .filter(|c| !matches!(c.key, GuestKey::MemoryBacking(_)))
                 .map(|c| {
                     format!(
                         "{}: wanted {}, libvirt stored {}",
-                        c.path,
+                        c.key,
                         c.after.as_deref().unwrap_or("null"),
                         c.before.as_deref().unwrap_or("null")
                     )
@@ -251,14 +392,5 @@ fn verify(
                 .collect::<Vec<_>>()
                 .join("; ")
         )),
-    }
-}
-
-/// A name for a host step that carries no plan path (a re-assert write, `mkdir`).
-fn host_step_name(op: &host::HostOp) -> String {
-    match op {
-        host::HostOp::Write { write, .. } => write.path.clone(),
-        host::HostOp::File(f) => format!("/{}", f.file),
-        host::HostOp::Run(r) => r.argv.first().cloned().unwrap_or_default(),
     }
 }

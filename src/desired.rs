@@ -2,137 +2,73 @@
 //!
 //! Invariant: every value here has passed all checks that need no hypervisor (CPU sets parse,
 //! page sizes are real, vcpupin indexes fit the declared count, ...). `None` / absent means
-//! "not managed": kvmtune never touches what is not declared.
+//! "not managed": kvmtune never touches what is not declared. A guest's part is defined by
+//! its setting units ([`crate::domain::settings`]) and re-exported here.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 
-use crate::config::raw::{
-    CacheMode, CpuMode, DeviceClass, IoMode, NetDriver, NumaMode, Placement, ThpDefrag, ThpEnabled,
-};
-use crate::config::source::{KeyPath, SourceMap};
+use crate::config::raw::{ThpDefrag, ThpEnabled};
+use crate::config::source::SourceMap;
 use crate::cpuset::CpuSet;
 use crate::units::PageSize;
 
-/// A libvirt domain name: non-empty, no `/`, no control characters.
-#[derive(
-    Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, serde::Serialize, serde::Deserialize,
-)]
-#[serde(try_from = "String", into = "String")]
-pub struct DomainName(String);
+pub use crate::domain::settings::blkiotune::{BlkioDevice, BlkioField};
+pub use crate::domain::settings::cpu::{CpuDesired, Topology};
+pub use crate::domain::settings::cputune::{AutoPin, EmulatorAuto};
+pub use crate::domain::settings::disks::{DiskDesired, IotuneField};
+pub use crate::domain::settings::interfaces::InterfaceDesired;
+pub use crate::domain::settings::memory_backing::HugepagesBacking;
+pub use crate::domain::settings::memtune::MemtuneField;
+pub use crate::domain::settings::numatune::NumaMemory;
+pub use crate::domain::settings::os_variant::{osinfo_id, OsVariant};
+pub use crate::domain::settings::{DeviceKey, GuestDesired};
+pub use crate::model::{DomainName, IfName, MacAddr, ModuleName, ProfileName, SysctlKey};
 
-impl TryFrom<String> for DomainName {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
-        DomainName::new(&s)
-    }
+mod validate;
+
+use std::path::PathBuf;
+
+use crate::config::source::SourceFile;
+use crate::config::ConfigErrors;
+
+/// Loads, merges and validates configuration files (directories expand to their *.yaml).
+pub fn load(paths: &[PathBuf]) -> Result<Desired, ConfigErrors> {
+    load_for(paths, None)
 }
 
-impl From<DomainName> for String {
-    fn from(d: DomainName) -> String {
-        d.0
-    }
+/// [`load`] on the host named `hostname`: files whose `hosts:` globs do not match it are left
+/// out (with `None`, every file applies).
+pub fn load_for(paths: &[PathBuf], hostname: Option<&str>) -> Result<Desired, ConfigErrors> {
+    Ok(read_for(paths, hostname)?.0)
 }
 
-impl schemars::JsonSchema for DomainName {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "DomainName".into()
-    }
-    fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        String::json_schema(g)
-    }
+/// [`load_for`], also returning the files as read (for saved plans).
+pub fn read_for(
+    paths: &[PathBuf],
+    hostname: Option<&str>,
+) -> Result<(Desired, Vec<SourceFile>), ConfigErrors> {
+    let sources = crate::config::read_sources(paths)?;
+    let d = load_sources_for(&sources, hostname)?;
+    Ok((d, sources))
 }
 
-impl DomainName {
-    pub fn new(s: &str) -> Result<DomainName, String> {
-        if s.is_empty() {
-            return Err("guest name is empty".into());
-        }
-        if s.len() > 255 {
-            return Err("guest name is longer than 255 bytes".into());
-        }
-        if s.contains('/') || s.chars().any(char::is_control) {
-            return Err(format!(
-                "`{}` is not a valid libvirt domain name (no `/` or control characters)",
-                s.escape_debug()
-            ));
-        }
-        Ok(DomainName(s.to_string()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
+/// Like [`load`], for files already in memory.
+pub fn load_sources(files: &[SourceFile]) -> Result<Desired, ConfigErrors> {
+    load_sources_for(files, None)
 }
 
-impl fmt::Display for DomainName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
+/// [`load_for`], for files already in memory.
+pub fn load_sources_for(
+    files: &[SourceFile],
+    hostname: Option<&str>,
+) -> Result<Desired, ConfigErrors> {
+    let (raw, map) = crate::config::parse_sources_for(files, hostname)?;
+    validate::validate(&raw, map)
 }
 
-/// A sysctl key in dotted form (`net.ipv4.conf.all.arp_filter`), safe to map under /proc/sys.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
-pub struct SysctlKey(String);
-
-impl SysctlKey {
-    pub fn new(s: &str) -> Result<SysctlKey, String> {
-        let ok_part = |p: &str| {
-            !p.is_empty()
-                && p != ".."
-                && p.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | ':' | '@'))
-        };
-        if s.split('.').all(ok_part) {
-            Ok(SysctlKey(s.to_string()))
-        } else {
-            Err(format!(
-                "`{}` is not a sysctl key, expected dotted names like vm.swappiness",
-                s.escape_debug()
-            ))
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// The path below /proc/sys: `vm/swappiness`.
-    pub fn proc_path(&self) -> String {
-        self.0.replace('.', "/")
-    }
-}
-
-impl fmt::Display for SysctlKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// A MAC address, lowercase canonical `52:54:00:aa:bb:cc`.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
-pub struct MacAddr(String);
-
-impl MacAddr {
-    pub fn new(s: &str) -> Result<MacAddr, String> {
-        let parts: Vec<&str> = s.split(':').collect();
-        if parts.len() == 6
-            && parts
-                .iter()
-                .all(|p| p.len() == 2 && p.chars().all(|c| c.is_ascii_hexdigit()))
-        {
-            Ok(MacAddr(s.to_ascii_lowercase()))
-        } else {
-            Err(format!(
-                "`{}` is not a MAC address, expected six hex pairs like 52:54:00:12:34:56 (or \"*\")",
-                s.escape_debug()
-            ))
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
+/// Parses one file's text (for tests and `render`).
+pub fn load_str(name: &str, text: &str) -> Result<Desired, ConfigErrors> {
+    load_sources(&[SourceFile::from_text(name, text)])
 }
 
 /// The whole desired state after validation.
@@ -164,11 +100,11 @@ pub struct HostDesired {
     pub hugepages_boot: BTreeSet<(PageSize, Option<u32>)>,
     /// `persist: false`: runtime values only, no files under /etc.
     pub runtime_only: bool,
-    pub tuned_profile: Option<String>,
+    pub tuned_profile: Option<ProfileName>,
     pub ksm: KsmDesired,
-    pub interfaces: BTreeMap<String, NicDesired>,
+    pub interfaces: BTreeMap<IfName, NicDesired>,
     /// Module names as /sys/module spells them (`-` → `_`), with their list position.
-    pub modules: BTreeMap<String, usize>,
+    pub modules: BTreeMap<ModuleName, usize>,
     /// What automatic pinning may hand out (`host.cpu_pool`).
     pub cpu_pool: CpuPool,
 }
@@ -179,24 +115,6 @@ pub struct CpuPool {
     /// Housekeeping CPUs never given to vCPUs.
     pub reserved: Option<CpuSet>,
     pub allow_overcommit: bool,
-}
-
-/// `emulatorpin: auto | isolate`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EmulatorAuto {
-    /// The reserved CPUs of the guest's NUMA node(s).
-    Reserved,
-    /// One dedicated CPU of the guest's NUMA node.
-    Isolate,
-}
-
-/// Automatic pinning of one guest (`cputune.vcpupin: auto`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AutoPin {
-    pub emulator: Option<EmulatorAuto>,
-    pub nodeset: bool,
-    pub numa_node: Option<u32>,
-    pub threads: crate::config::raw::ThreadPolicy,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -230,137 +148,4 @@ impl HostDesired {
             && self.interfaces.is_empty()
             && self.modules.is_empty()
     }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct NumaMemory {
-    pub mode: Option<NumaMode>,
-    pub nodeset: Option<CpuSet>,
-    pub placement: Option<Placement>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HugepagesBacking {
-    Off,
-    DefaultSize,
-    Size(PageSize),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Topology {
-    pub sockets: u32,
-    pub dies: u32,
-    pub cores: u32,
-    pub threads: u32,
-}
-
-impl Topology {
-    pub fn vcpus(&self) -> u64 {
-        self.sockets as u64 * self.dies as u64 * self.cores as u64 * self.threads as u64
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct CpuDesired {
-    pub mode: Option<CpuMode>,
-    pub model: Option<String>,
-    pub topology: Option<Topology>,
-    /// Feature name → policy (`require` / `disable`); unlisted features are left alone.
-    pub features: BTreeMap<String, &'static str>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct DiskDesired {
-    pub cache: Option<CacheMode>,
-    pub io: Option<IoMode>,
-    pub iothread: Option<u32>,
-    /// libvirt `<iotune>` element name → value (0 = unlimited).
-    pub iotune: BTreeMap<&'static str, u64>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct InterfaceDesired {
-    pub model: Option<String>,
-    pub driver: Option<NetDriver>,
-    pub queues: Option<u32>,
-    pub mtu: Option<u32>,
-}
-
-/// Weight and throttles of one host block device in `<blkiotune>`; element name → value.
-pub type BlkioDevice = BTreeMap<&'static str, u64>;
-
-/// A libosinfo OS: short id (`rhel9.0`) and the id URL written to metadata.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OsVariant {
-    pub short_id: String,
-    pub id: String,
-}
-
-/// Which devices a disk/interface entry applies to.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub enum DeviceKey<T> {
-    All,
-    One(T),
-}
-
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct GuestDesired {
-    pub vcpu_count: Option<u32>,
-    pub vcpu_current: Option<u32>,
-    pub vcpu_placement: Option<Placement>,
-    pub vcpu_cpuset: Option<CpuSet>,
-    /// Authoritative when present: pins not listed are removed.
-    pub vcpupin: Option<BTreeMap<u32, CpuSet>>,
-    /// `vcpupin: auto`: the planner fills `vcpupin` (and `emulatorpin` / the memory nodeset
-    /// when they are `auto`) before planning the guest.
-    pub auto_pin: Option<AutoPin>,
-    pub emulatorpin: Option<CpuSet>,
-    pub numa_memory: Option<NumaMemory>,
-    pub hugepages: Option<HugepagesBacking>,
-    pub cpu: Option<CpuDesired>,
-    /// `All` first, then per target dev overrides.
-    pub disks: BTreeMap<DeviceKey<String>, DiskDesired>,
-    pub interfaces: BTreeMap<DeviceKey<MacAddr>, InterfaceDesired>,
-    /// Authoritative when present, like `vcpupin`.
-    pub iothreadpin: Option<BTreeMap<u32, CpuSet>>,
-    pub iothreads: Option<u32>,
-    pub blkio_weight: Option<u32>,
-    /// Host device path (`/dev/sda`) → its settings; devices not listed are kept.
-    pub blkio_devices: BTreeMap<String, BlkioDevice>,
-    /// `<memtune>` element name → KiB.
-    pub memtune: BTreeMap<&'static str, u64>,
-    pub remove_devices: std::collections::BTreeSet<DeviceClass>,
-    pub os_variant: Option<OsVariant>,
-    /// The YAML key path of this guest (`guests.<name>`), for locating errors.
-    pub key_path: KeyPath,
-}
-
-/// The libosinfo id URL of a short id, for the common families (`rhel9.0`,
-/// `centos-stream9`, `fedora40`, `debian12`, `ubuntu24.04`, `almalinux9`, `rocky9`,
-/// `sles15sp5`, `win11`, `win2k22`).
-pub fn osinfo_id(short: &str) -> Option<String> {
-    let split = short.find(|c: char| c.is_ascii_digit())?;
-    let (family, version) = short.split_at(split);
-    let ok_version = !version.is_empty()
-        && version
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '.')
-        && version.starts_with(|c: char| c.is_ascii_digit());
-    if !ok_version {
-        return None;
-    }
-    let v = version.to_string();
-    Some(match family {
-        "rhel" => format!("http://redhat.com/rhel/{v}"),
-        "centos" => format!("http://centos.org/centos/{v}"),
-        "centos-stream" => format!("http://centos.org/centos-stream/{v}"),
-        "fedora" => format!("http://fedoraproject.org/fedora/{v}"),
-        "debian" => format!("http://debian.org/debian/{v}"),
-        "ubuntu" => format!("http://ubuntu.com/ubuntu/{v}"),
-        "almalinux" => format!("http://almalinux.org/almalinux/{v}"),
-        "rocky" => format!("http://rockylinux.org/rocky/{v}"),
-        "sles" => format!("http://suse.com/sles/{}", v.replace("sp", ".")),
-        "win" => format!("http://microsoft.com/win/{v}"),
-        _ => return None,
-    })
 }

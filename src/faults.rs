@@ -10,10 +10,9 @@
 /// Where execution passes a named point.
 #[cfg(feature = "fault-injection")]
 pub fn point(name: &str) {
-    
     use std::sync::Mutex;
     static COUNTS: Mutex<Vec<(String, u64)>> = Mutex::new(Vec::new());
-    
+
     let Ok(spec) = std::env::var("KVMTUNE_FAULT") else {
         return;
     };

@@ -5,8 +5,9 @@
 //! (round trips, idempotence, preservation) are kvmtune's own invariants, so a panic here is a
 //! bug in kvmtune, never in the input.
 
-use crate::config::{load_sources, source::SourceFile};
+use crate::config::source::SourceFile;
 use crate::cpuset::CpuSet;
+use crate::desired::load_sources;
 use crate::domain::plan_guest;
 use crate::xmltree::Document;
 
@@ -55,7 +56,7 @@ pub fn domain_xml(data: &[u8]) {
     if Document::parse(xml).is_err() {
         return;
     }
-    let d = crate::config::load_str("t.yaml", TUNINGS[pick as usize % TUNINGS.len()])
+    let d = crate::desired::load_str("t.yaml", TUNINGS[pick as usize % TUNINGS.len()])
         .expect("built-in tuning");
     let g = d.guests.values().next().expect("one guest");
     let Ok(p) = plan_guest(g, xml, None) else {
@@ -69,4 +70,57 @@ pub fn domain_xml(data: &[u8]) {
         again.changes
     );
     assert_eq!(again.new_xml, p.new_xml);
+}
+
+/// Saved plans: any bytes either parse into the typed blueprint or are refused; a parsed plan
+/// serialises and parses back to itself, and its checks against its own configuration
+/// (`prepare`) return normally.
+pub fn saved_plan(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(mut s) = crate::saved::SavedPlan::from_json(text) else {
+        return;
+    };
+    let again =
+        crate::saved::SavedPlan::from_json(&s.to_json()).expect("a parsed plan round-trips");
+    assert_eq!(again, s);
+    let _ = s.prepare("hv-1");
+}
+
+/// Lock files: parsed under the configuration's guards; a parsed lock renders and parses
+/// back to itself.
+pub fn lock_file(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(l) = crate::observe::parse_lock(std::path::Path::new("kvmtune.lock.yaml"), text) else {
+        return;
+    };
+    let again = crate::model::lock::Lock::parse(&l.render()).expect("a rendered lock parses");
+    assert_eq!(again, l);
+}
+
+/// Apply records: a manifest either validates or is refused; a valid one becomes desired host
+/// state (or a located refusal) and plans against an empty host without panicking.
+pub fn apply_record(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(m) = crate::state::parse_manifest("20261202T000000.000Z", text) else {
+        return;
+    };
+    let Ok(d) = crate::rollback::host_desired(&m.host) else {
+        return;
+    };
+    let owned = m
+        .host
+        .owned
+        .iter()
+        .map(|(k, e)| (*k, e.clone().unwrap_or_default()))
+        .collect();
+    let p = crate::host::plan_host_with(&d, &Default::default(), Some(&owned));
+    for op in &p.ops {
+        op.check().expect("planned steps pass their own checks");
+    }
 }

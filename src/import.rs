@@ -39,9 +39,22 @@ pub fn import(
     hv: Option<&Hypervisor>,
     req: &ImportRequest,
 ) -> Result<RawConfig, ImportError> {
+    import_with_notes(root, hv, req).map(|(c, _)| c)
+}
+
+/// [`import`], with what was found but cannot be expressed (and so was left out), one line
+/// each with its key.
+pub fn import_with_notes(
+    root: &Path,
+    hv: Option<&Hypervisor>,
+    req: &ImportRequest,
+) -> Result<(RawConfig, Vec<String>), ImportError> {
     let mut cfg = RawConfig::default();
+    let mut notes = Vec::new();
     if req.host {
-        cfg.host = Some(import_host(root)?);
+        let (h, n) = import_host(root)?;
+        cfg.host = Some(h);
+        notes = n;
     }
     let names: BTreeSet<String> = if req.all_guests {
         match hv {
@@ -68,28 +81,94 @@ pub fn import(
         }
         cfg.guests = guests;
     }
-    Ok(cfg)
+    Ok((cfg, notes))
 }
 
 /// The host part, with `persist: false` unless kvmtune's persisted files already agree.
-fn import_host(root: &Path) -> Result<RawHost, ImportError> {
+/// Values the configuration cannot express (a profile name tuned allows but kvmtune does
+/// not, a pool beyond the validated bounds) are left out, each with a note.
+fn import_host(root: &Path) -> Result<(RawHost, Vec<String>), ImportError> {
     let host_err = |err| ImportError::Host {
         root: root.display().to_string(),
         err,
     };
     let mut raw = crate::host::import::import_host(root).map_err(host_err)?;
-    let cfg = RawConfig {
-        host: Some(raw.clone()),
-        ..Default::default()
+    let mut notes = Vec::new();
+    let d = loop {
+        let cfg = RawConfig {
+            host: Some(raw.clone()),
+            ..Default::default()
+        };
+        let errors = match crate::desired::load_str("import.yaml", &to_yaml(&cfg, None)) {
+            Ok(d) => break d,
+            Err(e) => e,
+        };
+        let before = notes.len();
+        let mut value = serde_yaml::to_value(&raw).expect("raw host serializes");
+        for e in &errors.0 {
+            if let crate::config::source::ConfigError::Invalid { path, msg, .. } = e {
+                let rel: Vec<&str> = path.split('.').skip(1).collect();
+                if remove_path(&mut value, &rel) {
+                    notes.push(format!("{path}: {msg}: not imported"));
+                }
+            }
+        }
+        if notes.len() == before || notes.len() > 64 {
+            return Err(ImportError::Invalid(errors.to_string()));
+        }
+        raw = serde_yaml::from_value(value).map_err(|e| ImportError::Invalid(e.to_string()))?;
     };
-    let d = crate::config::load_str("import.yaml", &to_yaml(&cfg, None))
-        .map_err(|e| ImportError::Invalid(e.to_string()))?;
     let obs = crate::host::observe(root, &d.host, Default::default()).map_err(host_err)?;
     let p = crate::host::plan_host(&d.host, &obs);
     if !p.changes.is_empty() {
         raw.persist = Some(false);
     }
-    Ok(raw)
+    Ok((raw, notes))
+}
+
+/// Removes the value at `path` (mapping keys and sequence indexes); whether it was there.
+/// A sequence entry or a mapping value left empty takes its parent key with it.
+fn remove_path(v: &mut serde_yaml::Value, path: &[&str]) -> bool {
+    use serde_yaml::Value;
+    let Some((first, rest)) = path.split_first() else {
+        return false;
+    };
+    match v {
+        Value::Mapping(m) => {
+            let key = Value::String(first.to_string());
+            if rest.is_empty() {
+                return m.remove(&key).is_some();
+            }
+            let Some(child) = m.get_mut(&key) else {
+                return false;
+            };
+            // A sequence entry's field: drop the whole entry (a pool without its count is not a pool).
+            if let (Value::Sequence(_), [_index]) = (&*child, rest) {
+                return remove_path(child, rest);
+            }
+            if let (Value::Sequence(s), [index, ..]) = (&mut *child, rest) {
+                if let Ok(i) = index.parse::<usize>() {
+                    if i < s.len() {
+                        s.remove(i);
+                        if s.is_empty() {
+                            m.remove(&key);
+                        }
+                        return true;
+                    }
+                }
+                return false;
+            }
+            remove_path(child, rest)
+        }
+        Value::Sequence(s) => match first.parse::<usize>() {
+            Ok(i) if i < s.len() => {
+                s.remove(i);
+                true
+            }
+            _ => false,
+        },
+        _ => false,
+    }
 }
 
 /// The configuration as YAML, with a comment saying where it came from.

@@ -6,6 +6,7 @@
 //! [`verify`] compares running guests with the desired state.
 pub mod apply;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod cpuset;
 pub mod desired;
@@ -17,9 +18,11 @@ pub mod host;
 pub mod import;
 pub mod libvirt;
 pub mod lint;
+pub mod model;
 pub mod observe;
 pub mod offline;
 pub mod pinning;
+pub mod pipeline;
 pub mod plan;
 pub mod render;
 pub mod rollback;

@@ -44,7 +44,7 @@ pub struct GuestObserved {
 #[derive(
     Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
 )]
-#[serde(tag = "op", rename_all = "snake_case")]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum LiveOp {
     PinVcpu {
         vcpu: u32,
@@ -143,7 +143,9 @@ fn with_params(
 }
 
 /// The host's CPU count and NUMA node count as libvirt reports them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 pub struct NodeInfo {
     pub cpus: u32,
     pub nodes: u32,
@@ -499,6 +501,18 @@ impl Hypervisor {
             })
     }
 
+    /// The named domain; `None` when no such domain exists.
+    fn lookup(&self, name: &str) -> Result<Option<virt::domain::Domain>, LibvirtError> {
+        match self.conn.lookup_domain_by_name(name) {
+            Ok(d) => Ok(Some(d)),
+            Err(e) if e.code().is(virt::error::ErrorNumber::NoDomain) => Ok(None),
+            Err(e) => Err(LibvirtError::Read {
+                name: name.to_string(),
+                msg: msg(e),
+            }),
+        }
+    }
+
     /// A pool of `connections` (at least 1) for [`DefinePool::define_all`]: this connection
     /// and `connections - 1` more read-write ones to the same URI, opened now.
     pub fn define_pool(&self, connections: usize) -> Result<DefinePool<'_>, LibvirtError> {
@@ -514,15 +528,8 @@ impl Hypervisor {
     /// The named guest's live XML (`virDomainGetXMLDesc` with flags 0: the running
     /// definition when it runs) and whether it runs; `None` when no such domain exists.
     pub fn live_guest(&self, name: &str) -> Result<Option<LiveDomain>, LibvirtError> {
-        let dom = match self.conn.lookup_domain_by_name(name) {
-            Ok(d) => d,
-            Err(e) if e.code().is(virt::error::ErrorNumber::NoDomain) => return Ok(None),
-            Err(e) => {
-                return Err(LibvirtError::Read {
-                    name: name.to_string(),
-                    msg: msg(e),
-                })
-            }
+        let Some(dom) = self.lookup(name)? else {
+            return Ok(None);
         };
         let read_err = |e| LibvirtError::Read {
             name: name.to_string(),
@@ -531,6 +538,22 @@ impl Hypervisor {
         let active = dom.is_active().map_err(read_err)?;
         let xml = dom.xml_desc(0).map_err(read_err)?;
         Ok(Some(LiveDomain { active, xml }))
+    }
+
+    /// The named domain's UUID and persistent XML now; `None` when no such domain exists.
+    pub fn current(&self, name: &str) -> Result<Option<(String, String)>, LibvirtError> {
+        let Some(dom) = self.lookup(name)? else {
+            return Ok(None);
+        };
+        let read_err = |e| LibvirtError::Read {
+            name: name.to_string(),
+            msg: msg(e),
+        };
+        let uuid = dom.uuid_string().map_err(read_err)?;
+        let xml = dom
+            .xml_desc(sys::VIR_DOMAIN_XML_INACTIVE)
+            .map_err(read_err)?;
+        Ok(Some((uuid, xml)))
     }
 }
 
@@ -739,7 +762,10 @@ mod tests {
             .define_with("definepool-unknown", &xml, DefineMode::Schema)
             .unwrap_err();
         assert!(matches!(err, LibvirtError::Define { .. }), "{err}");
-        assert!(hv.domain("definepool-unknown").is_err(), "nothing defined");
+        assert!(
+            hv.current("definepool-unknown").unwrap().is_none(),
+            "nothing defined"
+        );
         // Without the schema, libvirt defines it and drops what it does not know: the caller's
         // read-back check is what must catch such a loss.
         let stored = hv

@@ -4,13 +4,30 @@
 //! through the given (read-only for `plan`) libvirt connection, which is only needed when
 //! guests are declared.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+use crate::cpuset::CpuSet;
 use crate::desired::{Desired, HugepagesBacking};
 use crate::host;
 use crate::libvirt::{Hypervisor, LibvirtError};
-use crate::plan::Observed;
+
+/// Everything observed that the plan depends on.
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    pub host: crate::host::HostObserved,
+    /// Declared guest name → its state, `None` when no such domain exists.
+    pub guests: BTreeMap<String, Option<crate::libvirt::GuestObserved>>,
+    /// Host CPU and NUMA node counts from libvirt (read when guests are declared).
+    pub node: Option<crate::libvirt::NodeInfo>,
+    /// Host CPU topology (read when automatic pinning is used, and by `check`).
+    pub topology: Option<crate::topology::HostTopology>,
+    /// Pins of the guests not declared (domain name → its vcpupin sets), read only when
+    /// automatic pinning is used.
+    pub other_pins: BTreeMap<String, Vec<CpuSet>>,
+    /// The lock file's contents (`--lock-file`), when it exists.
+    pub lock: Option<crate::model::lock::Lock>,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ObserveError {
@@ -82,7 +99,7 @@ pub fn observe_with(
             for (name, xmls) in hv.other_guest_xml(&names)? {
                 let pins = xmls
                     .iter()
-                    .flat_map(|x| crate::pinning::XmlPins::read(x).vcpupin.into_values())
+                    .flat_map(|x| crate::domain::pins::XmlPins::read(x).vcpupin.into_values())
                     .collect();
                 obs.other_pins.insert(name, pins);
             }
@@ -100,8 +117,21 @@ pub fn observe_with(
             msg,
         };
         if let Some(text) = host::files::read_opt(path).map_err(|e| lock_err(e.to_string()))? {
-            obs.lock = Some(crate::pinning::Lock::parse(&text).map_err(lock_err)?);
+            obs.lock = Some(parse_lock(path, &text).map_err(lock_err)?);
         }
     }
     Ok(obs)
+}
+
+/// Parses a lock file under the configuration's guards (size, alias expansion, one
+/// document), then as a lock.
+pub fn parse_lock(path: &Path, text: &str) -> Result<crate::model::lock::Lock, String> {
+    use crate::config::source::{SourceFile, MAX_FILE_BYTES};
+    if text.len() as u64 > MAX_FILE_BYTES {
+        return Err(format!("larger than {} MiB", MAX_FILE_BYTES >> 20));
+    }
+    SourceFile::from_text(path, text)
+        .index()
+        .map_err(|e| e.to_string())?;
+    crate::model::lock::Lock::parse(text)
 }

@@ -19,6 +19,55 @@ pub enum RenderError {
     Issues(Vec<String>),
 }
 
+/// `d` with guest `name`'s automatic pins resolved offline: against the host topology, the
+/// lock file's pins, and this XML (other guests' pins are not known without a hypervisor,
+/// except through the lock file). `d` itself when the guest does not use `auto`.
+pub fn resolve_auto(
+    d: &Desired,
+    name: &str,
+    xml: &str,
+    topology: Option<crate::topology::HostTopology>,
+    lock: Option<crate::model::lock::Lock>,
+) -> Result<Desired, RenderError> {
+    let Some((key, g)) = d.guests.iter().find(|(k, _)| k.as_str() == name) else {
+        return Ok(d.clone());
+    };
+    if g.auto_pin.is_none() {
+        return Ok(d.clone());
+    }
+    let mut only = d.clone();
+    only.guests.retain(|k, _| k == key);
+    let mut obs = crate::observe::Observed {
+        topology,
+        lock,
+        ..Default::default()
+    };
+    obs.guests.insert(
+        name.to_string(),
+        Some(crate::libvirt::GuestObserved {
+            uuid: String::new(),
+            active: false,
+            xml: xml.to_string(),
+            live_xml: None,
+        }),
+    );
+    let res = crate::pinning::resolve(&only, &obs);
+    if let Some(e) = res.errors.get(key) {
+        let mut k = g.key_path.clone();
+        k.extend(["cputune", "vcpupin"].map(String::from));
+        let loc = d
+            .sources
+            .find(&k)
+            .map(|l| format!("{l}: "))
+            .unwrap_or_default();
+        return Err(RenderError::Issues(vec![format!(
+            "{loc}{}: guest {name}: automatic pinning: {e}",
+            dotted(&k)
+        )]));
+    }
+    Ok(res.view(d))
+}
+
 /// The tuned XML of guest `name` (its declared settings applied to `xml`).
 pub fn render_guest(
     d: &Desired,

@@ -17,14 +17,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::{Deserialize, Serialize};
-
 use crate::config::raw::ThreadPolicy;
 use crate::cpuset::CpuSet;
 use crate::desired::{Desired, DomainName, EmulatorAuto, GuestDesired};
-use crate::plan::Observed;
+use crate::observe::Observed;
 use crate::topology::HostTopology;
-use crate::xmltree::Document;
 
 /// What one guest asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -393,37 +390,13 @@ pub fn allocate(input: &AllocInput) -> BTreeMap<String, Result<Assignment, Alloc
             continue;
         };
         let nodes: BTreeSet<u32> = input.topology.nodes_of(cpus.iter().copied());
-        let emulator = match req.emulator {
-            None => None,
-            Some(EmulatorAuto::Reserved) => {
-                let on_node: Vec<u32> = input
-                    .reserved
-                    .iter()
-                    .copied()
-                    .filter(|c| {
-                        input
-                            .topology
-                            .node_of(*c)
-                            .is_some_and(|n| nodes.contains(&n))
-                    })
-                    .collect();
-                let all: Vec<u32> = input
-                    .reserved
-                    .iter()
-                    .copied()
-                    .filter(|c| input.topology.cpu(*c).is_some())
-                    .collect();
-                match CpuSet::from_cpus(on_node).or_else(|| CpuSet::from_cpus(all)) {
-                    Some(s) => Some(s),
-                    None => {
-                        out.insert(name.clone(), Err(AllocError::NoReserved));
-                        continue;
-                    }
-                }
+        let dedicated = emulators.get(name.as_str()).copied();
+        let emulator = match emulator_set(input, req.emulator, &nodes, dedicated) {
+            Ok(e) => e,
+            Err(e) => {
+                out.insert(name.clone(), Err(e));
+                continue;
             }
-            Some(EmulatorAuto::Isolate) => emulators
-                .get(name.as_str())
-                .and_then(|e| CpuSet::from_cpus([*e])),
         };
         out.insert(
             name.clone(),
@@ -435,6 +408,43 @@ pub fn allocate(input: &AllocInput) -> BTreeMap<String, Result<Assignment, Alloc
         );
     }
     out
+}
+
+/// The emulator CPUs of a guest whose vCPUs are on `nodes`: the reserved CPUs of those nodes
+/// (else every reserved CPU of the host), or its `dedicated` CPU.
+fn emulator_set(
+    input: &AllocInput,
+    mode: Option<EmulatorAuto>,
+    nodes: &BTreeSet<u32>,
+    dedicated: Option<u32>,
+) -> Result<Option<CpuSet>, AllocError> {
+    match mode {
+        None => Ok(None),
+        Some(EmulatorAuto::Reserved) => {
+            let on_node: Vec<u32> = input
+                .reserved
+                .iter()
+                .copied()
+                .filter(|c| {
+                    input
+                        .topology
+                        .node_of(*c)
+                        .is_some_and(|n| nodes.contains(&n))
+                })
+                .collect();
+            let all: Vec<u32> = input
+                .reserved
+                .iter()
+                .copied()
+                .filter(|c| input.topology.cpu(*c).is_some())
+                .collect();
+            CpuSet::from_cpus(on_node)
+                .or_else(|| CpuSet::from_cpus(all))
+                .map(Some)
+                .ok_or(AllocError::NoReserved)
+        }
+        Some(EmulatorAuto::Isolate) => Ok(dedicated.and_then(|e| CpuSet::from_cpus([e]))),
+    }
 }
 
 /// A free CPU for dedicated emulator threads on the first of `nodes`.
@@ -586,116 +596,39 @@ fn place(st: &mut State, req: &Request, overcommit: bool) -> Result<Vec<u32>, Al
 
 // ------------------------------------------------------------------ lock file --
 
-/// `kvmtune.lock.yaml`: the CPUs automatic pinning chose, so a later run reproduces them.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Lock {
-    pub version: u32,
-    #[serde(default)]
-    pub guests: BTreeMap<String, LockedGuest>,
-}
+pub use crate::model::lock::{Lock, LockedGuest};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LockedGuest {
-    /// Host CPU of each vCPU, by vCPU index.
-    pub vcpupin: Vec<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub emulatorpin: Option<String>,
-    pub nodeset: String,
-}
-
-impl Lock {
-    pub const HEADER: &'static str = "# kvmtune.lock.yaml: CPUs chosen by automatic pinning (vcpupin: auto).\n# Written by `kvmtune apply --lock-file`; commit it so later runs reproduce these pins.\n";
-
-    pub fn parse(text: &str) -> Result<Lock, String> {
-        let l: Lock = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
-        if l.version != 1 {
-            return Err(format!("lock file version {} is not 1", l.version));
-        }
-        Ok(l)
-    }
-
-    pub fn render(&self) -> String {
-        format!(
-            "{}{}",
-            Lock::HEADER,
-            serde_yaml::to_string(self).expect("lock serializes")
-        )
-    }
-
-    fn assignment(&self, name: &str) -> Option<Assignment> {
-        let g = self.guests.get(name)?;
-        Some(Assignment {
-            vcpus: g.vcpupin.clone(),
-            emulator: g.emulatorpin.as_deref().and_then(|e| e.parse().ok()),
-            nodes: g.nodeset.parse().ok()?,
-        })
-    }
+/// A guest's locked assignment.
+fn locked_assignment(lock: &Lock, name: &str) -> Option<Assignment> {
+    let g = lock.guests.get(name)?;
+    Some(Assignment {
+        vcpus: g.vcpupin.clone(),
+        emulator: g.emulatorpin.as_deref().and_then(|e| e.parse().ok()),
+        nodes: g.nodeset.parse().ok()?,
+    })
 }
 
 // ------------------------------------------------------------ planner wrapper --
 
-/// Pins, counts and topology read from a domain XML.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct XmlPins {
-    pub vcpus: Option<u32>,
-    pub vcpupin: BTreeMap<u32, CpuSet>,
-    pub emulatorpin: Option<CpuSet>,
-    pub threads: Option<u32>,
-}
+pub use crate::domain::pins::XmlPins;
 
-impl XmlPins {
-    pub fn read(xml: &str) -> XmlPins {
-        let Ok(doc) = Document::parse(xml) else {
-            return XmlPins::default();
-        };
-        let root = doc.root();
-        let mut out = XmlPins {
-            vcpus: doc
-                .child(root, "vcpu")
-                .and_then(|v| doc.text(v).trim().parse().ok()),
-            ..Default::default()
-        };
-        if let Some(ct) = doc.child(root, "cputune") {
-            for p in doc.children_named(ct, "vcpupin") {
-                let idx = doc.attr(p, "vcpu").and_then(|v| v.trim().parse().ok());
-                let set = doc.attr(p, "cpuset").and_then(|v| v.parse().ok());
-                if let (Some(i), Some(s)) = (idx, set) {
-                    out.vcpupin.insert(i, s);
-                }
-            }
-            out.emulatorpin = doc
-                .child(ct, "emulatorpin")
-                .and_then(|e| doc.attr(e, "cpuset"))
-                .and_then(|v| v.parse().ok());
-        }
-        out.threads = doc
-            .child(root, "cpu")
-            .and_then(|c| doc.child(c, "topology"))
-            .and_then(|t| doc.attr(t, "threads"))
-            .and_then(|v| v.trim().parse().ok());
-        out
-    }
-
-    /// A previous 1:1 assignment: every vCPU pinned to exactly one CPU.
-    fn assignment(&self, topo: &HostTopology) -> Option<Assignment> {
-        let n = self.vcpus?;
-        let cpus: Option<Vec<u32>> = (0..n)
-            .map(|i| {
-                self.vcpupin
-                    .get(&i)
-                    .filter(|s| s.len() == 1)
-                    .map(|s| s.highest())
-            })
-            .collect();
-        let cpus = cpus?;
-        Some(Assignment {
-            nodes: CpuSet::from_cpus(topo.nodes_of(cpus.iter().copied()))?,
-            vcpus: cpus,
-            emulator: self.emulatorpin.clone(),
+/// A previous 1:1 assignment of a guest: every vCPU pinned to exactly one CPU.
+fn xml_assignment(x: &XmlPins, topo: &HostTopology) -> Option<Assignment> {
+    let n = x.vcpus?;
+    let cpus: Option<Vec<u32>> = (0..n)
+        .map(|i| {
+            x.vcpupin
+                .get(&i)
+                .filter(|s| s.len() == 1)
+                .map(|s| s.highest())
         })
-    }
+        .collect();
+    let cpus = cpus?;
+    Some(Assignment {
+        nodes: CpuSet::from_cpus(topo.nodes_of(cpus.iter().copied()))?,
+        vcpus: cpus,
+        emulator: x.emulatorpin.clone(),
+    })
 }
 
 /// CPUs the pins of a guest occupy; a pin covering every host CPU counts as unpinned.
@@ -778,8 +711,8 @@ pub fn input(d: &Desired, obs: &Observed) -> AllocInput {
                 let prev = obs
                     .lock
                     .as_ref()
-                    .and_then(|l| l.assignment(name.as_str()))
-                    .or_else(|| x.assignment(&topo));
+                    .and_then(|l| locked_assignment(l, name.as_str()))
+                    .or_else(|| xml_assignment(&x, &topo));
                 if let Some(p) = prev {
                     input.previous.insert(name.to_string(), p);
                 }
@@ -789,6 +722,64 @@ pub fn input(d: &Desired, obs: &Observed) -> AllocInput {
     }
     input.topology = topo;
     input
+}
+
+/// `gd` with an assignment's pins (and emulatorpin / nodeset when they are `auto`) filled in.
+fn fill(gd: &GuestDesired, a: &crate::desired::AutoPin, asg: &Assignment) -> GuestDesired {
+    let mut g = gd.clone();
+    g.vcpupin = Some(
+        asg.vcpus
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| Some((u32::try_from(i).ok()?, CpuSet::from_cpus([*c])?)))
+            .collect(),
+    );
+    if a.emulator.is_some() {
+        g.emulatorpin = asg.emulator.clone();
+    }
+    if a.nodeset {
+        let nm = g.numa_memory.get_or_insert(crate::desired::NumaMemory {
+            mode: None,
+            nodeset: None,
+            placement: None,
+        });
+        nm.nodeset = Some(asg.nodes.clone());
+    }
+    g
+}
+
+/// The `auto` guests as a saved plan's lock resolved them: each gets exactly its locked
+/// assignment (no allocation, no decision). Refuses a lock that lacks an `auto` guest or
+/// whose pins do not fit the guest's declared vCPU count.
+pub fn from_lock(d: &Desired, lock: &Lock) -> Result<BTreeMap<DomainName, GuestDesired>, String> {
+    let mut out = BTreeMap::new();
+    for (name, gd) in &d.guests {
+        let Some(a) = &gd.auto_pin else { continue };
+        let asg = locked_assignment(lock, name.as_str()).ok_or_else(|| {
+            format!("the plan's automatic pins do not cover guest {name} (vcpupin: auto)")
+        })?;
+        if gd.vcpu_count.is_some_and(|n| n as usize != asg.vcpus.len()) {
+            return Err(format!(
+                "the plan's automatic pins for guest {name} are for {} vCPUs, it declares {}",
+                asg.vcpus.len(),
+                gd.vcpu_count.unwrap_or(0)
+            ));
+        }
+        out.insert(name.clone(), fill(gd, a, &asg));
+    }
+    Ok(out)
+}
+
+impl Resolution {
+    /// `d` with the resolved guests in place of their `auto` declarations (what lints and
+    /// `render` see).
+    pub fn view(&self, d: &Desired) -> Desired {
+        let mut r = d.clone();
+        for (n, g) in &self.guests {
+            r.guests.insert(n.clone(), g.clone());
+        }
+        r
+    }
 }
 
 /// Runs the allocator and fills the `auto` guests' pins. Pure.
@@ -812,25 +803,7 @@ pub fn resolve(d: &Desired, obs: &Observed) -> Resolution {
                 res.errors.insert(name.clone(), e.clone());
             }
             Ok(asg) => {
-                let mut g = gd.clone();
-                g.vcpupin = Some(
-                    asg.vcpus
-                        .iter()
-                        .enumerate()
-                        .map(|(i, c)| (i as u32, CpuSet::from_cpus([*c]).expect("one CPU")))
-                        .collect(),
-                );
-                if a.emulator.is_some() {
-                    g.emulatorpin = asg.emulator.clone();
-                }
-                if a.nodeset {
-                    let nm = g.numa_memory.get_or_insert(crate::desired::NumaMemory {
-                        mode: None,
-                        nodeset: None,
-                        placement: None,
-                    });
-                    nm.nodeset = Some(asg.nodes.clone());
-                }
+                let g = fill(gd, a, asg);
                 res.lock.guests.insert(
                     name.to_string(),
                     LockedGuest {

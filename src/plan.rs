@@ -9,29 +9,15 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::config::source::{dotted, KeyPath};
-use crate::cpuset::CpuSet;
-use crate::desired::{Desired, DomainName};
-use crate::domain::{plan_guest, GuestIssue, GuestPlan, LocatedIssue};
-use crate::host::{plan_host, HostObserved, HostOp};
-use crate::libvirt::{GuestObserved, LiveOp, NodeInfo};
+pub use crate::model::{guest_target, Change, Effect, PlanError};
 
-/// Everything observed that the plan depends on.
-#[derive(Debug, Clone, Default)]
-pub struct Observed {
-    pub host: HostObserved,
-    /// Declared guest name → its state, `None` when no such domain exists.
-    pub guests: BTreeMap<String, Option<GuestObserved>>,
-    /// Host CPU and NUMA node counts from libvirt (read when guests are declared).
-    pub node: Option<NodeInfo>,
-    /// Host CPU topology (read when automatic pinning is used, and by `check`).
-    pub topology: Option<crate::topology::HostTopology>,
-    /// Pins of the guests not declared (domain name → its vcpupin sets), read only when
-    /// automatic pinning is used.
-    pub other_pins: BTreeMap<String, Vec<CpuSet>>,
-    /// The lock file's contents (`--lock-file`), when it exists.
-    pub lock: Option<crate::pinning::Lock>,
-}
+use crate::config::source::{dotted, KeyPath};
+use crate::desired::Desired;
+use crate::domain::{plan_guest, GuestKey, GuestPlan, LocatedIssue};
+use crate::host::{plan_host, HostOp};
+use crate::libvirt::{GuestObserved, LiveOp, NodeInfo};
+use crate::model::{DomainName, Uuid};
+pub use crate::observe::Observed;
 
 /// Choices the user makes on the command line that change what the plan does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -42,63 +28,8 @@ pub struct PlanOptions {
     pub shutdown_timeout_secs: u64,
 }
 
-/// When a change takes effect.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Effect {
-    /// In effect once applied.
-    Live,
-    /// Written to the persistent definition; in effect at the guest's next start.
-    Restart,
-    /// Needs a host reboot.
-    Reboot,
-}
-
-impl Effect {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Effect::Live => "live",
-            Effect::Restart => "restart",
-            Effect::Reboot => "reboot",
-        }
-    }
-}
-
-/// One setting that differs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub struct Change {
-    /// `host` or `guest/<name>`.
-    pub target: String,
-    /// YAML key names: `cputune.vcpupin.0`, `sysctl.vm.swappiness`.
-    pub path: String,
-    pub before: Option<String>,
-    pub after: Option<String>,
-    pub effect: Effect,
-}
-
-/// A declared setting that cannot be planned (missing guest, missing sysctl, ...).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub struct PlanError {
-    pub target: String,
-    /// Dotted YAML key path.
-    pub key: String,
-    /// `file:line:column` of the key, when known.
-    pub location: Option<String>,
-    pub message: String,
-}
-
-impl std::fmt::Display for PlanError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.location {
-            Some(l) => write!(f, "{l}: {}: {}", self.key, self.message),
-            None => write!(f, "{}: {}", self.key, self.message),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Summary {
     pub changes: usize,
     pub targets: usize,
@@ -107,6 +38,7 @@ pub struct Summary {
 
 /// A setting written to a running guest's persistent definition that is not in effect yet.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Pending {
     pub target: String,
     pub path: String,
@@ -116,10 +48,12 @@ pub struct Pending {
     pub defined: Option<String>,
 }
 
-/// One live operation and the change path it serves.
+/// One live operation and the setting it serves (a saved plan's step must be exactly what the
+/// settings give for its key).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct LiveStep {
-    pub path: String,
+    pub key: GuestKey,
     pub op: LiveOp,
 }
 
@@ -127,36 +61,137 @@ pub struct LiveStep {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "kind", content = "action", rename_all = "snake_case")]
 pub enum Action {
-    /// Host steps (writes, owned-file replacements, commands), in order.
+    /// Host steps (typed writes, owned-file replacements, commands), in order.
     Host(Vec<HostOp>),
     /// Define `new_xml` for the guest (when `define`), then make `live` changes on the running
-    /// guest.
+    /// guest. `old_xml` is its persistent definition when planned (the stale check);
+    /// `new_xml` is exactly what the typed settings give when applied to it
+    /// ([`check_guest_action`]), with the same name and UUID.
     Guest {
         name: DomainName,
-        uuid: String,
+        uuid: Uuid,
         old_xml: String,
         new_xml: String,
         define: bool,
         live: Vec<LiveStep>,
     },
+    /// Rollback only (never in a saved plan): define a recorded definition of the same domain
+    /// (same name and UUID) over `old_xml`.
+    #[serde(skip)]
+    Restore {
+        name: DomainName,
+        uuid: Uuid,
+        old_xml: String,
+        xml: String,
+        define: bool,
+        live: Vec<LiveStep>,
+    },
     /// Gracefully restart a running guest so that its pending changes take effect.
-    Restart { name: DomainName, timeout_secs: u64 },
+    Restart {
+        name: DomainName,
+        /// At most a day.
+        #[schemars(range(max = 86400))]
+        timeout_secs: u64,
+    },
 }
 
 impl Action {
     pub fn target(&self) -> String {
         match self {
             Action::Host(_) => "host".into(),
-            Action::Guest { name, .. } | Action::Restart { name, .. } => guest_target(name),
+            Action::Guest { name, .. }
+            | Action::Restore { name, .. }
+            | Action::Restart { name, .. } => guest_target(name),
         }
     }
 }
 
-pub fn guest_target(name: &DomainName) -> String {
-    format!("guest/{name}")
+/// What planning read of the host that guest actions are derived from: the executor checks
+/// each guest action against its typed settings with these same values.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlanInputs {
+    /// The kernel's default huge page size.
+    pub host_page: Option<crate::units::PageSize>,
+    /// Host CPU and NUMA node counts.
+    pub node: Option<NodeInfo>,
 }
 
+/// Why a guest action is not what its typed settings give.
+pub fn check_guest_action(
+    gd: &crate::desired::GuestDesired,
+    inputs: PlanInputs,
+    action: &Action,
+) -> Result<(), String> {
+    let same_domain = |xml: &str, what: &str, name: &DomainName, uuid: &Uuid| {
+        match crate::domain::identity(xml) {
+            Some((n, u)) if n == name.as_str() && u == uuid.as_str() => Ok(()),
+            Some((n, u)) => Err(format!(
+                "its {what} is of domain `{n}` (UUID {u}), not of `{name}` (UUID {uuid})"
+            )),
+            None => Err(format!(
+                "its {what} is not a domain definition with a name and UUID"
+            )),
+        }
+    };
+    match action {
+        Action::Guest {
+            name,
+            uuid,
+            old_xml,
+            new_xml,
+            define,
+            live,
+        } => {
+            same_domain(old_xml, "recorded definition", name, uuid)?;
+            same_domain(new_xml, "new definition", name, uuid)?;
+            let derived = crate::domain::plan_guest(gd, old_xml, inputs.host_page)
+                .map_err(|_| "its settings do not apply to its recorded definition".to_string())?;
+            if derived.new_xml != *new_xml || *define == derived.changes.is_empty() {
+                return Err(
+                    "its new definition is not what its settings give when applied to its recorded definition (only the elements kvmtune owns may change)".into(),
+                );
+            }
+            check_live(gd, inputs, live)
+        }
+        Action::Restore {
+            name,
+            uuid,
+            xml,
+            live,
+            ..
+        } => {
+            same_domain(xml, "recorded definition", name, uuid)?;
+            check_live(gd, inputs, live)
+        }
+        Action::Restart { timeout_secs, .. } if *timeout_secs > MAX_SHUTDOWN_SECS => Err(format!(
+            "shutdown timeout {timeout_secs} s is above {MAX_SHUTDOWN_SECS} s"
+        )),
+        Action::Restart { .. } | Action::Host(_) => Ok(()),
+    }
+}
+
+fn check_live(
+    gd: &crate::desired::GuestDesired,
+    inputs: PlanInputs,
+    live: &[LiveStep],
+) -> Result<(), String> {
+    for step in live {
+        if live_op(gd, &step.key, inputs.node).as_ref() != Some(&step.op) {
+            return Err(format!(
+                "its live step for {} is not what the settings give",
+                step.key
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The longest graceful shutdown `--restart-guests` waits for (a day).
+pub const MAX_SHUTDOWN_SECS: u64 = 86_400;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Plan {
     pub format_version: u32,
     pub changes: Vec<Change>,
@@ -182,6 +217,21 @@ pub struct Plan {
     /// What `--lock-file` gets: the automatic pins of this plan (`None` without `auto`).
     #[serde(skip)]
     pub lock: Option<crate::pinning::Lock>,
+    /// What guest actions were derived from (saved with `plan --out`).
+    #[serde(skip)]
+    pub inputs: PlanInputs,
+}
+
+impl Plan {
+    /// The settings a guest action was made from: its resolved (automatic pins filled in)
+    /// desired state, else the declared one.
+    pub fn guest_desired<'a>(
+        &'a self,
+        d: &'a Desired,
+        name: &DomainName,
+    ) -> Option<&'a crate::desired::GuestDesired> {
+        self.resolved.get(name).or_else(|| d.guests.get(name))
+    }
 }
 
 impl Plan {
@@ -198,13 +248,16 @@ fn locate(d: &Desired, key: &KeyPath) -> Option<String> {
     d.sources.find(key).map(|l| l.to_string())
 }
 
-/// Computes the plan. Pure.
-pub fn plan(d: &Desired, obs: &Observed) -> Plan {
-    plan_with(d, obs, PlanOptions::default())
+/// What planning takes besides the desired and observed state, worked out before it (see
+/// [`crate::pipeline`]): the automatic pins and the lint errors that reject the configuration.
+#[derive(Debug, Clone, Default)]
+pub struct Prepared {
+    pub auto: Option<crate::pinning::Resolution>,
+    pub lint_errors: Vec<PlanError>,
 }
 
-/// [`plan`] with command-line options. Pure.
-pub fn plan_with(d: &Desired, obs: &Observed, opts: PlanOptions) -> Plan {
+/// Computes the plan. Pure.
+pub fn plan(d: &Desired, obs: &Observed, opts: PlanOptions, prep: Prepared) -> Plan {
     let mut changes = Vec::new();
     let mut errors = Vec::new();
     let mut actions = Vec::new();
@@ -233,37 +286,8 @@ pub fn plan_with(d: &Desired, obs: &Observed, opts: PlanOptions) -> Plan {
         actions.push(Action::Host(host.ops));
     }
     let notes = host.notes;
-
-    // Automatic pinning: concrete pins for `auto` guests, chosen before any guest is planned.
-    let auto = d
-        .guests
-        .values()
-        .any(|g| g.auto_pin.is_some())
-        .then(|| crate::pinning::resolve(d, obs));
-    let resolved_desired;
-    let lint_view: &Desired = match &auto {
-        Some(a) => {
-            let mut r = d.clone();
-            for (n, g) in &a.guests {
-                r.guests.insert(n.clone(), g.clone());
-            }
-            resolved_desired = r;
-            &resolved_desired
-        }
-        None => d,
-    };
-    // The guide's rules that reject a configuration (`kvmtune check` shows all of them).
-    for l in crate::lint::lints(lint_view, obs, None)
-        .into_iter()
-        .filter(|l| l.severity == crate::lint::Severity::Error)
-    {
-        errors.push(PlanError {
-            target: l.target.clone(),
-            location: l.key.as_ref().and_then(|k| locate(d, k)),
-            key: l.key.as_ref().map(|k| dotted(k)).unwrap_or_default(),
-            message: format!("[{}] {} (guide {})", l.id, l.message, l.section),
-        });
-    }
+    let auto = prep.auto;
+    errors.extend(prep.lint_errors);
 
     // Guests are independent: plan them on two threads when there are many (the result is
     // the same, in the same order, as planning them one by one).
@@ -312,6 +336,10 @@ pub fn plan_with(d: &Desired, obs: &Observed, opts: PlanOptions) -> Plan {
         actions,
         resolved: auto.as_ref().map(|a| a.guests.clone()).unwrap_or_default(),
         lock: auto.map(|a| a.lock),
+        inputs: PlanInputs {
+            host_page: obs.host.default_hugepage,
+            node: obs.node,
+        },
     }
 }
 
@@ -387,9 +415,21 @@ fn plan_one(
     out.pending = gp.pending;
     if !gp.changes.is_empty() {
         out.changes = gp.changes;
+        let Ok(uuid) = Uuid::new(&g.uuid) else {
+            out.errors.push(PlanError {
+                target,
+                location: locate(d, &gd.key_path),
+                key: dotted(&gd.key_path),
+                message: format!(
+                    "guest {name}: libvirt reports UUID `{}`, which is not a UUID",
+                    g.uuid
+                ),
+            });
+            return out;
+        };
         out.actions.push(Action::Guest {
             name: name.clone(),
-            uuid: g.uuid.clone(),
+            uuid,
             old_xml: g.xml.clone(),
             define: !persistent.changes.is_empty(),
             new_xml: persistent.new_xml,
@@ -400,23 +440,15 @@ fn plan_one(
         out.restart = Some(target);
         out.actions.push(Action::Restart {
             name: name.clone(),
-            timeout_secs: opts.shutdown_timeout_secs,
+            timeout_secs: opts.shutdown_timeout_secs.min(MAX_SHUTDOWN_SECS),
         });
     }
     out
 }
 
 /// Settings libvirt can change on a running guest (`VIR_DOMAIN_AFFECT_LIVE`).
-pub fn live_capable(path: &str) -> bool {
-    path.starts_with("cputune.vcpupin.")
-        || path.starts_with("cputune.iothreadpin.")
-        || path == "cputune.emulatorpin"
-        || path == "numatune.memory.nodeset"
-        || path == "vcpu.current"
-        || path.starts_with("blkiotune.")
-        || path.starts_with("memtune.")
-        || (path.starts_with("disks.") && path.contains(".iotune."))
-        || path == "os_variant"
+pub fn live_capable(key: &GuestKey) -> bool {
+    crate::domain::settings::live_capable(key)
 }
 
 struct GuestChanges {
@@ -454,10 +486,10 @@ fn plan_running(
     let running = plan_guest(gd, live_xml, None)
         .map(|p| p.changes)
         .unwrap_or_default();
-    let in_persistent: std::collections::BTreeSet<&str> =
-        persistent.changes.iter().map(|c| c.path.as_str()).collect();
+    let in_persistent: std::collections::BTreeSet<&GuestKey> =
+        persistent.changes.iter().map(|c| &c.key).collect();
     for c in &persistent.changes {
-        let effect = if live_capable(&c.path) {
+        let effect = if live_capable(&c.key) {
             Effect::Live
         } else {
             Effect::Restart
@@ -465,26 +497,31 @@ fn plan_running(
         out.changes.push(change(target, c, effect));
     }
     for c in &running {
-        let persisted = in_persistent.contains(c.path.as_str());
-        let op = live_capable(&c.path)
-            .then(|| live_op(gd, &c.path, node))
+        let persisted = in_persistent.contains(&c.key);
+        let op = live_capable(&c.key)
+            .then(|| live_op(gd, &c.key, node))
             .flatten();
+        let setting = c.key.setting();
         match op {
-            Some(op) if persisted || drift_fixable(&c.path) => {
+            // Live-only drift is fixed live only where the unit says so (CPU pinning, which
+            // libvirt always changes live); other settings that differ only on the running
+            // guest (libvirt or the host refused them live) are pending, not retried forever.
+            Some(op) if persisted || setting.fixes_live_drift() => {
                 if !persisted {
                     // Drift on the running guest only: fix it live.
                     out.changes.push(change(target, c, Effect::Live));
                 }
                 out.live.push(LiveStep {
-                    path: c.path.clone(),
+                    key: c.key.clone(),
                     op,
                 });
             }
             // Written, but not in effect (libvirt could not apply it live, or it needs a
-            // restart): in effect at the next start.
-            _ if !persisted && !live_normalized(gd, &c.path) => out.pending.push(Pending {
+            // restart): in effect at the next start. Settings whose live XML never reads
+            // like the definition are not pending.
+            _ if !persisted && !setting.live_normalized(gd) => out.pending.push(Pending {
                 target: target.to_string(),
-                path: c.path.clone(),
+                path: c.key.to_string(),
                 running: c.before.clone(),
                 defined: c.after.clone(),
             }),
@@ -494,154 +531,30 @@ fn plan_running(
     out
 }
 
-/// Live-only drift kvmtune corrects on a running guest: CPU pinning, which libvirt always
-/// changes live. Other live settings that differ only on the running guest (because libvirt or
-/// the host refused them live) are reported as pending instead of retried forever.
-fn drift_fixable(path: &str) -> bool {
-    path.starts_with("cputune.")
-}
-
-/// Settings whose live XML never reads like the definition (libvirt expands them at start).
-fn live_normalized(gd: &crate::desired::GuestDesired, path: &str) -> bool {
-    use crate::config::raw::CpuMode;
-    let mode = gd.cpu.as_ref().and_then(|c| c.mode);
-    // host-model becomes an expanded custom model in the live XML.
-    path.starts_with("cpu.") && mode == Some(CpuMode::HostModel)
-}
-
 fn change(target: &str, c: &crate::domain::SettingChange, effect: Effect) -> Change {
     Change {
         target: target.to_string(),
-        path: c.path.clone(),
+        path: c.key.to_string(),
         before: c.before.clone(),
         after: c.after.clone(),
         effect,
     }
 }
 
-/// The live operation that makes `path` what `gd` declares.
-fn live_op(
+/// The live operation that makes `key` what `gd` declares.
+pub fn live_op(
     gd: &crate::desired::GuestDesired,
-    path: &str,
+    key: &GuestKey,
     node: Option<NodeInfo>,
 ) -> Option<LiveOp> {
-    if let Some(idx) = path.strip_prefix("cputune.vcpupin.") {
-        let vcpu: u32 = idx.parse().ok()?;
-        let cpuset = match gd.vcpupin.as_ref()?.get(&vcpu) {
-            Some(c) => c.to_string(),
-            // Unpinned: the guest's default CPUs, else every host CPU.
-            None => match &gd.vcpu_cpuset {
-                Some(c) => c.to_string(),
-                None => CpuSet::from_cpus(0..node?.cpus)?.to_string(),
-            },
-        };
-        return Some(LiveOp::PinVcpu { vcpu, cpuset });
-    }
-    if let Some(id) = path.strip_prefix("cputune.iothreadpin.") {
-        let iothread: u32 = id.parse().ok()?;
-        let cpuset = match gd.iothreadpin.as_ref()?.get(&iothread) {
-            Some(c) => c.to_string(),
-            None => CpuSet::from_cpus(0..node?.cpus)?.to_string(),
-        };
-        return Some(LiveOp::PinIothread { iothread, cpuset });
-    }
-    if let Some(field) = path.strip_prefix("memtune.") {
-        return Some(LiveOp::Memtune {
-            field: field.to_string(),
-            kib: *gd.memtune.get(field)?,
-        });
-    }
-    if path == "blkiotune.weight" {
-        return Some(LiveOp::Blkio {
-            field: "weight".into(),
-            value: gd.blkio_weight?.to_string(),
-        });
-    }
-    if let Some(rest) = path.strip_prefix("blkiotune.devices.") {
-        let (dev, field) = rest.rsplit_once('.')?;
-        let value = gd.blkio_devices.get(dev)?.get(field)?;
-        return Some(LiveOp::Blkio {
-            field: format!("device_{field}"),
-            value: format!("{dev},{value}"),
-        });
-    }
-    if let Some(rest) = path.strip_prefix("disks.") {
-        let (disk, field) = rest.split_once(".iotune.")?;
-        let d = gd
-            .disks
-            .get(&crate::desired::DeviceKey::One(disk.to_string()))
-            .and_then(|d| d.iotune.get(field))
-            .or_else(|| {
-                gd.disks
-                    .get(&crate::desired::DeviceKey::All)
-                    .and_then(|d| d.iotune.get(field))
-            })?;
-        return Some(LiveOp::BlockIotune {
-            disk: disk.to_string(),
-            field: field.to_string(),
-            value: *d,
-        });
-    }
-    match path {
-        "os_variant" => Some(LiveOp::OsMetadata {
-            id: gd.os_variant.as_ref()?.id.clone(),
-        }),
-        "cputune.emulatorpin" => Some(LiveOp::PinEmulator {
-            cpuset: gd.emulatorpin.as_ref()?.to_string(),
-        }),
-        "numatune.memory.nodeset" => Some(LiveOp::NumaNodeset {
-            nodeset: gd.numa_memory.as_ref()?.nodeset.as_ref()?.to_string(),
-        }),
-        "vcpu.current" => Some(LiveOp::SetVcpus {
-            count: gd.vcpu_current?,
-        }),
-        _ => None,
-    }
+    crate::domain::settings::live_op(gd, key, node)
 }
 
 /// Declared CPUs and NUMA nodes that this host does not have (libvirt accepts them at define
 /// time and fails only when the guest starts).
 fn host_fit(gd: &crate::desired::GuestDesired, node: Option<NodeInfo>) -> Vec<LocatedIssue> {
-    let Some(node) = node else { return Vec::new() };
-    let mut issues = Vec::new();
-    let mut check = |key: &[&str], set: &CpuSet, limit: u32, what: &str| {
-        if set.highest() >= limit {
-            let mut k = gd.key_path.clone();
-            k.extend(key.iter().map(|s| s.to_string()));
-            issues.push(LocatedIssue {
-                key: k,
-                issue: GuestIssue::NotOnHost(format!(
-                    "{what} {} is not on this host (it has {limit} {what}s: 0-{})",
-                    set.highest(),
-                    limit.saturating_sub(1)
-                )),
-            });
-        }
-    };
-    if let Some(c) = &gd.vcpu_cpuset {
-        check(&["vcpu", "cpuset"], c, node.cpus, "CPU");
+    match node {
+        Some(node) => crate::domain::settings::host_fit(gd, node),
+        None => Vec::new(),
     }
-    for (i, c) in gd.vcpupin.iter().flatten() {
-        check(&["cputune", "vcpupin", &i.to_string()], c, node.cpus, "CPU");
-    }
-    if let Some(c) = &gd.emulatorpin {
-        check(&["cputune", "emulatorpin"], c, node.cpus, "CPU");
-    }
-    for (i, c) in gd.iothreadpin.iter().flatten() {
-        check(
-            &["cputune", "iothreadpin", &i.to_string()],
-            c,
-            node.cpus,
-            "CPU",
-        );
-    }
-    if let Some(n) = gd.numa_memory.as_ref().and_then(|m| m.nodeset.as_ref()) {
-        check(
-            &["numatune", "memory", "nodeset"],
-            n,
-            node.nodes,
-            "NUMA node",
-        );
-    }
-    issues
 }

@@ -1,23 +1,27 @@
-//! `kvmtune rollback`: a plan that puts back what one apply record says was there before.
+//! `kvmtune rollback`: the forward planner, run on what one apply record says was there before.
 //!
-//! Invariant: rollback goes through the same plan → show → apply path as `apply`. Guests:
-//! the record's persistent XML is imported ([`crate::domain::import`]) into a desired state
-//! and planned normally (so running guests get the same live changes and pending-restart
-//! report), and the define writes the backed-up XML itself, so what `import` cannot express
-//! (removed devices) comes back too. Host: each kernel file gets its previous value, each
-//! owned file under /etc its previous content (one that did not exist is emptied, never
-//! deleted), tuned its previous profile. A guest whose UUID
-//! changed since (another domain with the same name) is a plan error, never overwritten.
+//! Invariant: rollback has no planner of its own. Host: the record's typed values become a
+//! [`HostDesired`] (validated like configuration) and its owned files' entries become the
+//! owned files' contents, and [`crate::host::plan_host_with`] plans them, so the order and the
+//! kernel's rules (tuned first, VFs through 0, the global pool before node pools) are the
+//! forward path's. An owned file that did not exist is written declaring nothing (kvmtune
+//! never deletes files). Guests: the record's persistent XML is imported into a desired state
+//! and planned normally (running guests get the same live changes and pending-restart
+//! report), and the define restores the recorded XML itself ([`Action::Restore`]: same name
+//! and UUID, checked by the executor), so what `import` cannot express (removed devices)
+//! comes back too. A guest whose UUID changed since (another domain with the same name) is a
+//! plan error, never overwritten.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::config::raw::RawConfig;
-use crate::desired::{Desired, DomainName};
-use crate::host::{Check, CommandRun, FileWrite, HostOp, HostWrite, Readback, ROOT_ARG};
+use crate::config::raw::{RawConfig, ThpDefrag, ThpEnabled};
+use crate::desired::{Desired, DomainName, HostDesired, NicDesired};
+use crate::host::persist::Entry;
 use crate::libvirt::Hypervisor;
-use crate::plan::{guest_target, Action, Change, Effect, Plan, PlanError, Summary};
-use crate::state::Record;
+use crate::model::{guest_target, HostKey, KsmKnob, NicAttr, OwnedFileKind, ThpKnob, Uuid};
+use crate::plan::{Action, Plan, PlanError, Summary};
+use crate::state::{HostBefore, Record};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RollbackError {
@@ -27,16 +31,90 @@ pub enum RollbackError {
         name: String,
         msg: String,
     },
+    #[error("record {id}: {msg}")]
+    Record { id: String, msg: String },
     #[error(transparent)]
     Observe(#[from] crate::observe::ObserveError),
     #[error("reading host file /{file}: {err}")]
     Host { file: String, err: std::io::Error },
 }
 
-/// The rollback plan and the desired state apply verifies defines against.
+/// The rollback plan and the desired state apply checks guest actions and defines against.
 pub struct RollbackPlan {
     pub plan: Plan,
     pub desired: Desired,
+}
+
+/// The host state a record describes, as desired state (runtime values only: the owned
+/// files come from the record's entries).
+pub fn host_desired(h: &HostBefore) -> Result<HostDesired, String> {
+    let mut d = HostDesired {
+        runtime_only: true,
+        ..Default::default()
+    };
+    let num = |k: &HostKey, v: &str| {
+        v.parse::<u64>()
+            .map_err(|_| format!("{}: `{}` is not a number", k.path(), v.escape_debug()))
+    };
+    let small = |k: &HostKey, v: &str| {
+        num(k, v)
+            .and_then(|n| u32::try_from(n).map_err(|_| format!("{}: {n} is too large", k.path())))
+    };
+    let choice = |k: &HostKey, v: &str| -> Result<serde_json::Value, String> {
+        let _ = k;
+        Ok(serde_json::Value::String(v.to_string()))
+    };
+    for kv in &h.values {
+        let (k, v) = (&kv.key, kv.value.as_str());
+        crate::model::keys::check_value(v)?;
+        match k {
+            HostKey::Sysctl { key } => {
+                d.sysctl.insert(key.clone(), v.to_string());
+            }
+            HostKey::Thp { knob, .. } => {
+                let bad = |_| format!("{}: `{}` is not a THP setting", k.path(), v.escape_debug());
+                match knob {
+                    ThpKnob::Enabled => {
+                        d.thp_enabled =
+                            Some(serde_json::from_value::<ThpEnabled>(choice(k, v)?).map_err(bad)?)
+                    }
+                    ThpKnob::Defrag => {
+                        d.thp_defrag =
+                            Some(serde_json::from_value::<ThpDefrag>(choice(k, v)?).map_err(bad)?)
+                    }
+                }
+            }
+            HostKey::HugePagePool { size, node } => {
+                d.hugepages.insert((*size, *node), num(k, v)?);
+            }
+            HostKey::Ksm { knob } => match knob {
+                KsmKnob::Run => d.ksm.run = Some(num(k, v)? != 0),
+                KsmKnob::MergeAcrossNodes => d.ksm.merge_across_nodes = Some(num(k, v)? != 0),
+                KsmKnob::SleepMillisecs => d.ksm.sleep_millisecs = Some(small(k, v)?),
+                KsmKnob::PagesToScan => d.ksm.pages_to_scan = Some(small(k, v)?),
+            },
+            HostKey::Interface { name, attr } => {
+                let nic = d.interfaces.entry(name.clone()).or_insert(NicDesired {
+                    mtu: None,
+                    sriov_numvfs: None,
+                });
+                match attr {
+                    NicAttr::Mtu => nic.mtu = Some(small(k, v)?),
+                    NicAttr::SriovNumvfs => nic.sriov_numvfs = Some(small(k, v)?),
+                }
+            }
+        }
+    }
+    d.tuned_profile = h.tuned.as_ref().and_then(|t| t.profile.clone());
+    Ok(d)
+}
+
+/// What each owned file gets back: its recorded entries, or none when it did not exist.
+fn owned_entries(h: &HostBefore) -> BTreeMap<OwnedFileKind, Vec<Entry>> {
+    h.owned
+        .iter()
+        .map(|(k, e)| (*k, e.clone().unwrap_or_default()))
+        .collect()
 }
 
 pub fn plan_rollback(
@@ -45,95 +123,58 @@ pub fn plan_rollback(
     hv: Option<&Hypervisor>,
 ) -> Result<RollbackPlan, RollbackError> {
     let id = &rec.manifest.id;
-    let mut raw = RawConfig::default();
-    for g in &rec.manifest.guests {
-        let xml = &rec.xml[&g.uuid];
-        let rg = crate::domain::import::import_guest(xml).map_err(|msg| RollbackError::Import {
-            id: id.clone(),
-            name: g.name.clone(),
-            msg,
-        })?;
-        raw.guests.insert(g.name.clone(), rg);
-    }
-    let desired =
-        crate::config::load_str(&format!("record {id}"), &crate::import::to_yaml(&raw, None))
-            .map_err(|e| RollbackError::Import {
-                id: id.clone(),
-                name: "(all)".into(),
-                msg: e.to_string(),
+    let mut desired = guests_desired(rec)?;
+    desired.host = host_desired(&rec.manifest.host).map_err(|msg| RollbackError::Record {
+        id: id.clone(),
+        msg,
+    })?;
+    let mut obs = crate::observe::observe(&desired, root, hv)?;
+    for kind in rec.manifest.host.owned.keys() {
+        let file = kind.file();
+        let content =
+            crate::host::files::read_opt(&root.join(file)).map_err(|err| RollbackError::Host {
+                file: file.to_string(),
+                err,
             })?;
-    let obs = crate::observe::observe(&desired, root, hv)?;
-    let mut plan = crate::plan::plan(&desired, &obs);
+        obs.host.files.insert(file.to_string(), content);
+    }
+    let mut plan = crate::pipeline::plan(&desired, &obs);
+    // The host part, with the owned files' recorded entries.
+    let owned = owned_entries(&rec.manifest.host);
+    let host = crate::host::plan_host_with(&desired.host, &obs.host, Some(&owned));
+    for (kind, before) in &rec.manifest.host.owned {
+        if before.is_none()
+            && host
+                .ops
+                .iter()
+                .any(|op| matches!(op, crate::host::HostOp::OwnedFile { file, .. } if file == kind))
+        {
+            plan.notes.push(format!(
+                "/{} did not exist before {id}: it is rewritten declaring nothing, not deleted (remove it by hand if you like)",
+                kind.file()
+            ));
+        }
+    }
+    plan.changes.retain(|c| c.target != "host");
+    plan.actions.retain(|a| !matches!(a, Action::Host(_)));
+    let host_changes: Vec<_> = host
+        .changes
+        .into_iter()
+        .map(|c| crate::model::Change {
+            target: "host".into(),
+            path: c.path,
+            before: c.before,
+            after: c.after,
+            effect: c.effect,
+        })
+        .collect();
+    if !host.ops.is_empty() {
+        plan.actions.insert(0, Action::Host(host.ops));
+    }
+    plan.changes.splice(0..0, host_changes);
     for g in &rec.manifest.guests {
-        let Ok(name) = DomainName::new(&g.name) else {
-            continue;
-        };
-        let target = guest_target(&name);
-        let backup = &rec.xml[&g.uuid];
-        let Some(Some(now)) = obs.guests.get(&g.name) else {
-            continue; // planned as "no guest named ..." already
-        };
-        if now.uuid != g.uuid {
-            plan.errors.push(PlanError {
-                target: target.clone(),
-                key: format!("guests.{}", g.name),
-                location: None,
-                message: format!(
-                    "guest {} now has UUID {}, the backup is of UUID {}: not restoring over another domain",
-                    g.name, now.uuid, g.uuid
-                ),
-            });
-            plan.changes.retain(|c| c.target != target);
-            plan.actions.retain(|a| a.target() != target);
-            continue;
-        }
-        let differs = &now.xml != backup;
-        let mut found = false;
-        for a in plan.actions.iter_mut() {
-            if let Action::Guest {
-                name: n,
-                new_xml,
-                define,
-                ..
-            } = a
-            {
-                if *n == name {
-                    found = true;
-                    *new_xml = backup.clone();
-                    *define = differs;
-                }
-            }
-        }
-        if !found && differs {
-            plan.changes.push(Change {
-                target: target.clone(),
-                path: "definition".into(),
-                before: Some("current".into()),
-                after: Some(format!("as of {id}")),
-                effect: if now.active {
-                    Effect::Restart
-                } else {
-                    Effect::Live
-                },
-            });
-            plan.actions.push(Action::Guest {
-                name,
-                uuid: g.uuid.clone(),
-                old_xml: now.xml.clone(),
-                new_xml: backup.clone(),
-                define: true,
-                live: Vec::new(),
-            });
-        }
+        restore_guest(rec, &obs, g, &mut plan);
     }
-    let (host_changes, ops, notes) = host_rollback(rec, root)?;
-    if !ops.is_empty() {
-        plan.actions.insert(0, Action::Host(ops));
-    }
-    let mut changes = host_changes;
-    changes.append(&mut plan.changes);
-    plan.changes = changes;
-    plan.notes.extend(notes);
     plan.summary = Summary {
         changes: plan.changes.len(),
         targets: plan
@@ -147,118 +188,88 @@ pub fn plan_rollback(
     Ok(RollbackPlan { plan, desired })
 }
 
-/// First words of an owned file emptied by a rollback.
-const EMPTIED: &str = "# kvmtune: emptied by rollback to before apply";
-
-type HostRollback = (Vec<Change>, Vec<HostOp>, Vec<String>);
-
-fn host_rollback(rec: &Record, root: &Path) -> Result<HostRollback, RollbackError> {
-    let mut changes = Vec::new();
-    let mut pre = Vec::new();
-    let mut writes = Vec::new();
-    let mut files = Vec::new();
-    let mut notes = Vec::new();
-    let files_before: &BTreeMap<String, Option<String>> = &rec.manifest.host_files;
-    for (file, prev) in files_before {
-        let now =
-            crate::host::files::read_opt(&root.join(file)).map_err(|err| RollbackError::Host {
-                file: file.clone(),
-                err,
-            })?;
-        let change = |path: String, before: Option<String>, after: Option<String>| Change {
-            target: "host".into(),
-            path,
-            before,
-            after,
-            effect: Effect::Live,
-        };
-        if file == crate::host::tuned::ACTIVE {
-            let tok = |s: &Option<String>| {
-                s.as_deref()
-                    .map(|s| Readback::Tokens.canonical(s))
-                    .filter(|s| !s.is_empty())
-            };
-            let (was, is) = (tok(prev), tok(&now));
-            if let Some(p) = was.clone().filter(|w| Some(w) != is.as_ref()) {
-                changes.push(change("tuned.profile".into(), is, Some(p.clone())));
-                let adm = format!("{ROOT_ARG}{}", crate::host::tuned::TUNED_ADM);
-                pre.push(HostOp::Run(CommandRun {
-                    paths: vec!["tuned.profile".into()],
-                    argv: vec![adm.clone(), "profile".into(), p.clone()],
-                    check: Check::FileValue {
-                        file: file.clone(),
-                        value: p,
-                    },
-                    verify: Some(vec![adm, "verify".into()]),
-                }));
-            }
-        } else if file.starts_with("etc/") {
-            match prev {
-                Some(c) if now.as_ref() != Some(c) => {
-                    let path = format!("/{file} (persisted)");
-                    let lines = |s: &str| format!("{} lines", s.lines().count());
-                    changes.push(change(
-                        path.clone(),
-                        now.as_deref().map(lines),
-                        Some(format!("{} as of {}", lines(c), rec.manifest.id)),
-                    ));
-                    files.push(HostOp::File(FileWrite {
-                        paths: vec![path],
-                        file: file.clone(),
-                        content: c.clone(),
-                    }));
-                }
-                // kvmtune never deletes files: it empties the one it created, so nothing the
-                // rolled-back apply persisted comes back at boot.
-                None if now.as_deref().is_some_and(|n| !n.starts_with(EMPTIED)) => {
-                    let path = format!("/{file} (persisted)");
-                    let content = format!(
-                        "{EMPTIED} {}: this file did not exist before that apply and declares nothing.\n",
-                        rec.manifest.id
-                    );
-                    changes.push(change(
-                        path.clone(),
-                        now.as_deref()
-                            .map(|n| format!("{} lines", n.lines().count())),
-                        Some("(emptied)".into()),
-                    ));
-                    files.push(HostOp::File(FileWrite {
-                        paths: vec![path],
-                        file: file.clone(),
-                        content,
-                    }));
-                    notes.push(format!(
-                        "/{file} did not exist before {}: it is emptied, not deleted (remove it by hand if you like)",
-                        rec.manifest.id
-                    ));
-                }
-                _ => {}
-            }
-        } else if let Some(c) = prev {
-            let readback = if c.contains('[') {
-                Readback::Selected
-            } else {
-                Readback::Tokens
-            };
-            let value = readback.canonical(c);
-            let current = now.as_deref().map(|n| readback.canonical(n));
-            if current.as_deref() != Some(value.as_str()) {
-                let path = format!("/{file}");
-                changes.push(change(path.clone(), current, Some(value.clone())));
-                writes.push(HostOp::Write {
-                    write: HostWrite {
-                        path,
-                        file: file.clone(),
-                        value,
-                        readback,
-                    },
-                    reassert: false,
-                });
-            }
-        }
+/// The recorded guests' XML imported into desired state.
+fn guests_desired(rec: &Record) -> Result<Desired, RollbackError> {
+    let id = &rec.manifest.id;
+    let mut raw = RawConfig::default();
+    for g in &rec.manifest.guests {
+        let xml = &rec.xml[g.uuid.as_str()];
+        let rg = crate::domain::import::import_guest(xml).map_err(|msg| RollbackError::Import {
+            id: id.clone(),
+            name: g.name.to_string(),
+            msg,
+        })?;
+        raw.guests.insert(g.name.to_string(), rg);
     }
-    let mut ops = pre;
-    ops.extend(writes);
-    ops.extend(files);
-    Ok((changes, ops, notes))
+    crate::desired::load_str(&format!("record {id}"), &crate::import::to_yaml(&raw, None)).map_err(
+        |e| RollbackError::Import {
+            id: id.clone(),
+            name: "(all)".into(),
+            msg: e.to_string(),
+        },
+    )
+}
+
+/// Replaces the planned define of a recorded guest by the define of its recorded XML.
+fn restore_guest(
+    rec: &Record,
+    obs: &crate::observe::Observed,
+    g: &crate::state::GuestBackup,
+    plan: &mut Plan,
+) {
+    let id = &rec.manifest.id;
+    let name: &DomainName = &g.name;
+    let target = guest_target(name);
+    let backup = &rec.xml[g.uuid.as_str()];
+    let Some(Some(now)) = obs.guests.get(name.as_str()) else {
+        return; // planned as "no guest named ..." already
+    };
+    if Uuid::new(&now.uuid).ok().as_ref() != Some(&g.uuid) {
+        plan.errors.push(PlanError {
+            target: target.clone(),
+            key: format!("guests.{name}"),
+            location: None,
+            message: format!(
+                "guest {name} now has UUID {}, the backup is of UUID {}: not restoring over another domain",
+                now.uuid, g.uuid
+            ),
+        });
+        plan.changes.retain(|c| c.target != target);
+        plan.actions.retain(|a| a.target() != target);
+        return;
+    }
+    let live = plan
+        .actions
+        .iter()
+        .find_map(|a| match a {
+            Action::Guest { name: n, live, .. } if n == name => Some(live.clone()),
+            _ => None,
+        })
+        .unwrap_or_default();
+    plan.actions
+        .retain(|a| !matches!(a, Action::Guest { name: n, .. } if n == name));
+    if now.xml == *backup && live.is_empty() {
+        return;
+    }
+    if now.xml != *backup && !plan.changes.iter().any(|c| c.target == target) {
+        plan.changes.push(crate::model::Change {
+            target: target.clone(),
+            path: "definition".into(),
+            before: Some("current".into()),
+            after: Some(format!("as of {id}")),
+            effect: if now.active {
+                crate::model::Effect::Restart
+            } else {
+                crate::model::Effect::Live
+            },
+        });
+    }
+    plan.actions.push(Action::Restore {
+        name: name.clone(),
+        uuid: g.uuid.clone(),
+        old_xml: now.xml.clone(),
+        xml: backup.clone(),
+        define: now.xml != *backup,
+        live,
+    });
 }

@@ -17,7 +17,7 @@ use crate::plan::{guest_target, Action, Observed, Plan};
 /// `kind` of a saved plan file.
 pub const KIND: &str = "kvmtune-saved-plan";
 /// Version of the saved plan format this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// A configuration file as it was when the plan was made.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -36,6 +36,7 @@ pub struct SavedOptions {
 /// The file `kvmtune plan --out` writes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[schemars(title = "kvmtune saved plan")]
+#[serde(deny_unknown_fields)]
 pub struct SavedPlan {
     /// Always `kvmtune-saved-plan`.
     pub kind: String,
@@ -58,8 +59,14 @@ pub struct SavedPlan {
     pub config: Vec<ConfigText>,
     /// The plan as `plan --format json` prints it.
     pub plan: Plan,
-    /// Exactly what apply will do, in order.
+    /// Exactly what apply will do, in order: typed keys and guest definitions, never a path
+    /// or a command.
     pub actions: Vec<Action>,
+    /// The automatic pins the plan resolved (what `--lock-file` gets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock: Option<crate::pinning::Lock>,
+    /// What the guest actions were derived from.
+    pub inputs: crate::plan::PlanInputs,
 }
 
 /// Why a saved plan cannot be applied here and now.
@@ -68,7 +75,7 @@ pub enum SavedPlanError {
     #[error("not a kvmtune saved plan: {0}")]
     Parse(String),
     #[error("saved plan format {found} is not supported by this kvmtune (it reads format {FORMAT_VERSION}); plan again")]
-    Version { found: u32 },
+    Version { found: String },
     #[error(
         "saved plan was made on host `{planned}`, this is `{here}`: refusing to apply it here"
     )]
@@ -79,6 +86,8 @@ pub enum SavedPlanError {
     OtherRoot { planned: String, here: String },
     #[error("stale plan: the state of {} changed since it was planned; plan again", .0.join(", "))]
     Stale(Vec<String>),
+    #[error("refusing the saved plan, nothing was applied: {0}")]
+    Refused(String),
 }
 
 /// Where a plan is made (and must be applied).
@@ -120,8 +129,132 @@ impl SavedPlan {
                 })
                 .collect(),
             actions: plan.actions.clone(),
+            lock: plan.lock.clone(),
+            inputs: plan.inputs,
             plan: plan.clone(),
         }
+    }
+
+    /// The configuration the plan was made from, with the plan's automatic pins in place
+    /// (from its lock: nothing is allocated again), after checking that every action is one
+    /// that configuration asks for and that the shown changes are exactly what the actions do.
+    pub fn prepare(&mut self, hostname: &str) -> Result<crate::desired::Desired, SavedPlanError> {
+        let d = self
+            .desired(hostname)
+            .map_err(|e| SavedPlanError::Refused(format!("its configuration: {e}")))?;
+        let auto = d.guests.values().any(|g| g.auto_pin.is_some());
+        self.plan.resolved = match (&self.lock, auto) {
+            (Some(l), true) => crate::pinning::from_lock(&d, l).map_err(SavedPlanError::Refused)?,
+            (None, true) => {
+                return Err(SavedPlanError::Refused(
+                    "its configuration uses vcpupin: auto, but it carries no pins".into(),
+                ))
+            }
+            (_, false) => Default::default(),
+        };
+        self.check_actions(&d).map_err(SavedPlanError::Refused)?;
+        Ok(d)
+    }
+
+    fn check_actions(&self, d: &crate::desired::Desired) -> Result<(), String> {
+        use crate::desired::HugepagesBacking;
+        let hugetlbfs = d.guests.values().any(|g| {
+            matches!(
+                g.hugepages,
+                Some(HugepagesBacking::DefaultSize | HugepagesBacking::Size(_))
+            )
+        });
+        let mut acted: std::collections::BTreeSet<(String, String)> = Default::default();
+        for a in &self.actions {
+            let target = a.target();
+            match a {
+                Action::Host(ops) => {
+                    for op in ops {
+                        op.check().map_err(|e| format!("host: {e}"))?;
+                        if let Some(e) = crate::host::undeclared(&d.host, op, hugetlbfs) {
+                            return Err(format!("host: {e}"));
+                        }
+                        for p in op.paths() {
+                            acted.insert((target.clone(), p));
+                        }
+                    }
+                }
+                Action::Guest { name, .. } | Action::Restart { name, .. } => {
+                    let gd = self.plan.guest_desired(d, name).ok_or_else(|| {
+                        format!("{target}: the configuration does not declare this guest")
+                    })?;
+                    crate::plan::check_guest_action(gd, self.inputs, a)
+                        .map_err(|e| format!("{target}: {e}"))?;
+                    acted.insert((target.clone(), String::new()));
+                }
+                Action::Restore { .. } => return Err(format!("{target}: not a saved action")),
+            }
+        }
+        self.check_shown(&acted)
+    }
+
+    /// Every shown change has an action and every action a shown change; a host value's
+    /// shown before/after is what its writes check and write.
+    fn check_shown(
+        &self,
+        acted: &std::collections::BTreeSet<(String, String)>,
+    ) -> Result<(), String> {
+        for c in &self.plan.changes {
+            let covered = if c.target == "host" {
+                acted.contains(&(c.target.clone(), c.path.clone()))
+            } else {
+                acted.contains(&(c.target.clone(), String::new()))
+            };
+            if !covered {
+                return Err(format!(
+                    "{}: {}: shown as a change, but no action makes it",
+                    c.target, c.path
+                ));
+            }
+        }
+        for (target, path) in acted {
+            let shown = self
+                .plan
+                .changes
+                .iter()
+                .any(|c| c.target == *target && (path.is_empty() || c.path == *path));
+            let restart_only = path.is_empty() && self.plan.restarts.contains(target);
+            if !shown && !restart_only {
+                return Err(format!(
+                    "{target}: an action changes {path} but the plan does not show it"
+                ));
+            }
+        }
+        for a in &self.actions {
+            let Action::Host(ops) = a else { continue };
+            for c in self.plan.changes.iter().filter(|c| c.target == "host") {
+                let writes: Vec<(&Option<String>, &String)> = ops
+                    .iter()
+                    .filter_map(|op| match op {
+                        crate::host::HostOp::Write {
+                            key,
+                            before,
+                            value,
+                            reassert: false,
+                        } if key.path() == c.path => Some((before, value)),
+                        _ => None,
+                    })
+                    .collect();
+                let (Some(first), Some(last)) = (writes.first(), writes.last()) else {
+                    continue;
+                };
+                if *first.0 != c.before || Some(last.1) != c.after.as_ref() {
+                    return Err(format!(
+                        "host: {}: shown as {} → {}, but the plan writes {}",
+                        c.path,
+                        c.before.as_deref().unwrap_or("(absent)"),
+                        c.after.as_deref().unwrap_or("(absent)"),
+                        last.1
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The desired state the plan was made from (to re-observe the same targets and verify).
@@ -134,7 +267,7 @@ impl SavedPlan {
             .iter()
             .map(|c| crate::config::source::SourceFile::from_text(&c.path, &c.text))
             .collect();
-        crate::config::load_sources_for(&sources, Some(hostname))
+        crate::desired::load_sources_for(&sources, Some(hostname))
     }
 
     /// Refuses the plan when any target's state moved since it was made.
@@ -162,18 +295,20 @@ impl SavedPlan {
         if v.get("kind").and_then(|k| k.as_str()) != Some(KIND) {
             return Err(SavedPlanError::Parse(format!("`kind` is not `{KIND}`")));
         }
-        let found = v
-            .get("format_version")
-            .and_then(|f| f.as_u64())
-            .ok_or_else(|| SavedPlanError::Parse("no `format_version`".into()))?;
-        if found != FORMAT_VERSION as u64 {
+        let found = match v.get("format_version") {
+            None => return Err(SavedPlanError::Parse("no `format_version`".into())),
+            Some(f) => f,
+        };
+        if found.as_u64() != Some(FORMAT_VERSION as u64) {
             return Err(SavedPlanError::Version {
-                found: found.min(u32::MAX as u64) as u32,
+                found: crate::model::names::printable(&found.to_string(), 40),
             });
         }
         let mut s: SavedPlan =
             serde_json::from_value(v).map_err(|e| SavedPlanError::Parse(e.to_string()))?;
         s.plan.actions = s.actions.clone();
+        s.plan.lock = s.lock.clone();
+        s.plan.inputs = s.inputs;
         Ok(s)
     }
 
@@ -356,23 +491,14 @@ mod tests {
     }
 
     fn sample() -> SavedPlan {
-        use crate::host::{HostOp, HostWrite, Readback};
         let d =
-            crate::config::load_str("t.yaml", "host:\n  sysctl: { vm.swappiness: 1 }\n").unwrap();
+            crate::desired::load_str("t.yaml", "host:\n  sysctl: { vm.swappiness: 1 }\n").unwrap();
         let mut obs = Observed::default();
         obs.host
             .files
             .insert("proc/sys/vm/swappiness".into(), Some("60\n".into()));
-        let mut plan = crate::plan::plan(&d, &obs);
-        plan.actions.push(Action::Host(vec![HostOp::Write {
-            write: HostWrite {
-                path: "sysctl.vm.swappiness".into(),
-                file: "proc/sys/vm/swappiness".into(),
-                value: "1".into(),
-                readback: Readback::Tokens,
-            },
-            reassert: true,
-        }]));
+        let plan = crate::pipeline::plan(&d, &obs);
+        assert!(!plan.actions.is_empty());
         let origin = Origin {
             hostname: "hv-1".into(),
             uri: "qemu:///system".into(),

@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::host::persist::Entry;
 use crate::host::HostOp;
+use crate::model::{DomainName, HostKey, OwnedFileKind, ProfileName, Uuid};
 use crate::plan::{Action, Plan};
 
 /// The state directory below the root.
@@ -53,9 +55,34 @@ pub fn state_dir(root: &Path) -> PathBuf {
     root.join(STATE_DIR)
 }
 
-fn ensure_dir(p: &Path) -> Result<(), StateError> {
+/// The state directory, created when missing; it must be a real directory (no symlink on
+/// the way below the root), owned by this user (root) and writable by nobody else.
+fn ensure_state_dir(root: &Path) -> Result<PathBuf, StateError> {
+    let dir = state_dir(root);
+    crate::host::files::real_dir_below(root, &dir).map_err(io(&dir))?;
+    let m = std::fs::symlink_metadata(&dir).map_err(io(&dir))?;
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    use std::os::unix::fs::MetadataExt;
+    if m.uid() != me || m.mode() & 0o022 != 0 {
+        return Err(StateError::Io {
+            path: dir.display().to_string(),
+            err: std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!(
+                    "owned by uid {} with mode {:o}: it must be owned by uid {me} and writable by nobody else",
+                    m.uid(),
+                    m.mode() & 0o7777
+                ),
+            ),
+        });
+    }
+    Ok(dir)
+}
+
+/// A new private directory (0700); fails when the name exists (or is a symlink).
+fn new_private_dir(p: &Path) -> Result<(), StateError> {
     std::fs::DirBuilder::new()
-        .recursive(true)
         .mode(0o700)
         .create(p)
         .map_err(io(p))
@@ -85,8 +112,7 @@ pub fn lock(
     timeout: Duration,
     waiting: impl FnOnce(&str),
 ) -> Result<Lock, StateError> {
-    let dir = state_dir(root);
-    ensure_dir(&dir)?;
+    let dir = ensure_state_dir(root)?;
     let path = dir.join("lock");
     let mut file = std::fs::OpenOptions::new()
         .read(true)
@@ -94,8 +120,15 @@ pub fn lock(
         .create(true)
         .truncate(false)
         .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(&path)
         .map_err(io(&path))?;
+    if !file.metadata().map_err(io(&path))?.file_type().is_file() {
+        return Err(io(&path)(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file: refusing to use it as the lock",
+        )));
+    }
     let start = Instant::now();
     let mut waiting = Some(waiting);
     loop {
@@ -133,27 +166,75 @@ pub fn lock(
 fn holder(file: &mut std::fs::File) -> String {
     let mut s = String::new();
     let _ = file.rewind();
-    let _ = file.read_to_string(&mut s);
+    let _ = file.take(4096).read_to_string(&mut s);
     let s = s.trim();
     if s.is_empty() {
         "holder unknown".into()
     } else {
-        s.to_string()
+        crate::model::names::printable(s, 200)
     }
 }
 
-/// One backed-up guest: where its previous persistent XML is.
+/// The record format this build writes and reads.
+pub const RECORD_FORMAT: u32 = 2;
+
+/// One backed-up guest; its previous persistent XML is `guest-<uuid>.xml` in the record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct GuestBackup {
-    pub name: String,
-    pub uuid: String,
-    /// File name inside the record directory (`guest-<uuid>.xml`).
-    pub file: String,
+    pub name: DomainName,
+    pub uuid: Uuid,
+}
+
+impl GuestBackup {
+    /// The file inside the record directory, derived from the (validated) UUID.
+    pub fn file(&self) -> String {
+        format!("guest-{}.xml", self.uuid)
+    }
+}
+
+/// A kernel value before an apply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyValue {
+    pub key: HostKey,
+    pub value: String,
+}
+
+/// The active tuned profile before an apply switched it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TunedBefore {
+    /// `None`: no profile was active.
+    pub profile: Option<ProfileName>,
+}
+
+/// The host as it was before an apply, in typed keys: what rollback plans back to.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostBefore {
+    /// Kernel values (canonical), one per key the apply wrote.
+    #[serde(default)]
+    pub values: Vec<KeyValue>,
+    #[serde(default)]
+    pub tuned: Option<TunedBefore>,
+    /// Owned files: their entries (`None`: the file did not exist).
+    #[serde(default)]
+    pub owned: BTreeMap<OwnedFileKind, Option<Vec<Entry>>>,
+}
+
+impl HostBefore {
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty() && self.tuned.is_none() && self.owned.is_empty()
+    }
 }
 
 /// What one apply changed, written before it changed anything.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Manifest {
+    /// [`RECORD_FORMAT`].
+    pub format: u32,
     /// The record's directory name (UTC timestamp).
     pub id: String,
     pub created: String,
@@ -162,27 +243,45 @@ pub struct Manifest {
     /// `apply` or `rollback`.
     pub command: String,
     pub guests: Vec<GuestBackup>,
-    /// Host file below the root → its content before the apply (`None`: it did not exist).
-    pub host_files: BTreeMap<String, Option<String>>,
+    pub host: HostBefore,
 }
 
-/// The files a host action writes (kernel files, owned files, tuned's record of its profile).
-pub fn host_files_touched(ops: &[HostOp]) -> Vec<String> {
-    let mut out = Vec::new();
+/// Reads what the host steps are about to change.
+pub fn host_before(root: &Path, ops: &[HostOp]) -> Result<HostBefore, StateError> {
+    let mut h = HostBefore::default();
+    let read = |file: &str| {
+        let p = root.join(file);
+        crate::host::files::read_opt(&p).map_err(io(&p))
+    };
     for op in ops {
         match op {
-            HostOp::Write { write, .. } => out.push(write.file.clone()),
-            HostOp::File(f) => out.push(f.file.clone()),
-            HostOp::Run(r) => {
-                if let crate::host::Check::FileValue { file, .. } = &r.check {
-                    out.push(file.clone());
+            HostOp::Write { key, .. } => {
+                if h.values.iter().any(|kv| kv.key == *key) {
+                    continue;
+                }
+                if let Some(c) = read(&key.file())? {
+                    h.values.push(KeyValue {
+                        key: key.clone(),
+                        value: key.readback().canonical(&c),
+                    });
                 }
             }
+            HostOp::Tuned { .. } => {
+                let now = read(crate::host::ops::TUNED_ACTIVE)?;
+                let profile = now
+                    .map(|c| crate::model::Readback::Tokens.canonical(&c))
+                    .and_then(|c| ProfileName::new(&c).ok());
+                h.tuned = Some(TunedBefore { profile });
+            }
+            HostOp::OwnedFile { file, .. } => {
+                let entries = read(file.file())?
+                    .map(|c| crate::host::persist::OwnedFile::entries_of(*file, &c));
+                h.owned.insert(*file, entries);
+            }
+            HostOp::LoadModule { .. } | HostOp::MountHugetlbfs => {}
         }
     }
-    out.sort();
-    out.dedup();
-    out
+    Ok(h)
 }
 
 fn record_id() -> String {
@@ -209,7 +308,7 @@ pub fn backup(
 ) -> Result<Option<Manifest>, StateError> {
     let mut guests = Vec::new();
     let mut xmls = Vec::new();
-    let mut host_files = BTreeMap::new();
+    let mut host = HostBefore::default();
     for a in &plan.actions {
         match a {
             Action::Guest {
@@ -218,52 +317,48 @@ pub fn backup(
                 old_xml,
                 define: true,
                 ..
+            }
+            | Action::Restore {
+                name,
+                uuid,
+                old_xml,
+                ..
             } => {
-                let safe: String = uuid
-                    .chars()
-                    .filter(|c| c.is_ascii_hexdigit() || *c == '-')
-                    .collect();
-                let file = format!("guest-{safe}.xml");
-                guests.push(GuestBackup {
-                    name: name.to_string(),
+                let g = GuestBackup {
+                    name: name.clone(),
                     uuid: uuid.clone(),
-                    file: file.clone(),
-                });
-                xmls.push((file, old_xml.clone()));
+                };
+                xmls.push((g.file(), old_xml.clone()));
+                guests.push(g);
             }
-            Action::Host(ops) => {
-                for f in host_files_touched(ops) {
-                    let content =
-                        crate::host::files::read_opt(&root.join(&f)).map_err(io(&root.join(&f)))?;
-                    host_files.insert(f, content);
-                }
-            }
+            Action::Host(ops) => host = host_before(root, ops)?,
             _ => {}
         }
     }
-    if guests.is_empty() && host_files.is_empty() {
+    if guests.is_empty() && host.is_empty() {
         return Ok(None);
     }
-    let applies = state_dir(root).join("applies");
-    ensure_dir(&applies)?;
+    let applies = ensure_state_dir(root)?.join("applies");
+    crate::host::files::real_dir_below(root, &applies).map_err(io(&applies))?;
     let mut id = record_id();
     while applies.join(&id).exists() {
         std::thread::sleep(Duration::from_millis(2));
         id = record_id();
     }
     let tmp = applies.join(format!(".{id}.tmp"));
-    ensure_dir(&tmp)?;
+    new_private_dir(&tmp)?;
     for (file, xml) in &xmls {
         write_private(&tmp.join(file), xml.as_bytes())?;
     }
     let manifest = Manifest {
+        format: RECORD_FORMAT,
         created: crate::saved::utc(crate::saved::now_secs()).0,
         id: id.clone(),
         hostname: hostname.into(),
         uri: uri.into(),
         command: command.into(),
         guests,
-        host_files,
+        host,
     };
     let json = serde_json::to_string_pretty(&manifest).expect("manifest serializes");
     write_private(&tmp.join("manifest.json"), json.as_bytes())?;
@@ -277,27 +372,88 @@ pub fn backup(
     Ok(Some(manifest))
 }
 
-/// Record ids, oldest first (incomplete `.tmp` directories are ignored).
+/// Whether `name` is a record id kvmtune writes (`20261126T224607.123Z`).
+pub fn is_record_id(name: &str) -> bool {
+    let b = name.as_bytes();
+    b.len() == 20
+        && b[8] == b'T'
+        && b[15] == b'.'
+        && b[19] == b'Z'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| matches!(i, 8 | 15 | 19) || c.is_ascii_digit())
+}
+
+/// Record ids, oldest first: real directories named like a record (incomplete `.tmp`
+/// directories and anything else are ignored).
 pub fn records(root: &Path) -> Result<Vec<String>, StateError> {
     let applies = state_dir(root).join("applies");
     let Some(list) = crate::host::files::list_opt(&applies).map_err(io(&applies))? else {
         return Ok(Vec::new());
     };
-    let mut ids: Vec<String> = list.into_iter().filter(|n| !n.starts_with('.')).collect();
+    let mut ids: Vec<String> = list
+        .into_iter()
+        .filter(|n| is_record_id(n))
+        .filter(|n| {
+            std::fs::symlink_metadata(applies.join(n)).is_ok_and(|m| m.file_type().is_dir())
+        })
+        .collect();
     ids.sort();
     Ok(ids)
 }
 
-/// Removes the oldest records beyond `keep` (and stale temporary directories).
+/// Removes the oldest records beyond `keep` (never the newest one: the record an apply just
+/// wrote is how it is undone) and the temporary directories of interrupted applies (the
+/// caller holds the lock, so none is being written).
 pub fn prune(root: &Path, keep: usize) -> Result<(), StateError> {
     let applies = state_dir(root).join("applies");
     let ids = records(root)?;
-    let excess = ids.len().saturating_sub(keep);
+    let excess = ids.len().saturating_sub(keep.max(1));
     for id in &ids[..excess] {
         let p = applies.join(id);
         std::fs::remove_dir_all(&p).map_err(io(&p))?;
     }
+    for name in crate::host::files::list_opt(&applies)
+        .map_err(io(&applies))?
+        .unwrap_or_default()
+    {
+        let is_tmp = name
+            .strip_prefix('.')
+            .and_then(|n| n.strip_suffix(".tmp"))
+            .is_some_and(is_record_id);
+        let p = applies.join(&name);
+        if is_tmp && std::fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_dir()) {
+            std::fs::remove_dir_all(&p).map_err(io(&p))?;
+        }
+    }
     Ok(())
+}
+
+/// A record's manifest, validated like configuration: format, typed keys, one-line values,
+/// entries that belong to their file, and the id it was stored under. Pure.
+pub fn parse_manifest(id: &str, text: &str) -> Result<Manifest, String> {
+    let format = serde_json::from_str::<serde_json::Value>(text)
+        .ok()
+        .and_then(|v| v.get("format").and_then(|f| f.as_u64()));
+    if format != Some(RECORD_FORMAT as u64) {
+        return Err(format!(
+            "record format {} is not {RECORD_FORMAT} (written by another kvmtune version): roll back with that version",
+            format.map_or("(none)".to_string(), |f| f.to_string())
+        ));
+    }
+    let manifest: Manifest = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    if manifest.id != id {
+        return Err(format!("its manifest names record {}", manifest.id));
+    }
+    for kv in &manifest.host.values {
+        crate::model::keys::check_value(&kv.value)?;
+    }
+    for (kind, entries) in &manifest.host.owned {
+        for e in entries.iter().flatten() {
+            e.check(*kind)?;
+        }
+    }
+    Ok(manifest)
 }
 
 /// A loaded record: its manifest and the guests' previous XML by UUID.
@@ -324,15 +480,12 @@ pub fn load(root: &Path, to: Option<&str>) -> Result<Record, StateError> {
         msg,
     };
     let text =
-        std::fs::read_to_string(dir.join("manifest.json")).map_err(|e| bad(e.to_string()))?;
-    let manifest: Manifest = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        crate::host::files::read(&dir.join("manifest.json")).map_err(|e| bad(e.to_string()))?;
+    let manifest = parse_manifest(id, &text).map_err(bad)?;
     let mut xml = BTreeMap::new();
     for g in &manifest.guests {
-        if g.file.contains('/') {
-            return Err(bad(format!("bad file name {}", g.file)));
-        }
-        let x = std::fs::read_to_string(dir.join(&g.file)).map_err(|e| bad(e.to_string()))?;
-        xml.insert(g.uuid.clone(), x);
+        let x = crate::host::files::read(&dir.join(g.file())).map_err(|e| bad(e.to_string()))?;
+        xml.insert(g.uuid.to_string(), x);
     }
     Ok(Record { manifest, xml })
 }

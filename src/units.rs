@@ -57,8 +57,33 @@ pub fn parse_kib(s: &str) -> Result<u64, SizeError> {
 }
 
 /// A huge page size the x86 kernel supports: 2 MiB or 1 GiB.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, serde::Serialize, serde::Deserialize,
+)]
+#[serde(try_from = "String", into = "String")]
 pub struct PageSize(u64);
+
+impl TryFrom<String> for PageSize {
+    type Error = SizeError;
+    fn try_from(s: String) -> Result<Self, SizeError> {
+        s.parse()
+    }
+}
+
+impl From<PageSize> for String {
+    fn from(p: PageSize) -> String {
+        p.to_string()
+    }
+}
+
+impl schemars::JsonSchema for PageSize {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "PageSize".into()
+    }
+    fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        String::json_schema(g)
+    }
+}
 
 impl PageSize {
     pub const TWO_MIB: PageSize = PageSize(2048);

@@ -5,7 +5,8 @@
 //! `expected` and `actual` in the same canonical text (CPU sets as `0-3`, sizes in KiB); a check
 //! holds only when the running reality equals the declaration. All reading (libvirt's live XML,
 //! `/proc/<pid>/...` below the root) lives in [`procfs`] and [`verify`], never in [`compare`].
-//! Verify never writes anything.
+//! Verify never writes anything. Each setting unit holds its own checks
+//! ([`crate::domain::settings::GuestSetting::verify`]).
 //!
 //! What is compared, and where it is read (libvirt 9.0, QEMU 7.2, cgroup v1 cpuset):
 //! - `cputune.vcpupin.N`: `Cpus_allowed_list` of the thread named `CPU N/KVM` (`CPU N/TCG`).
@@ -22,58 +23,17 @@
 
 pub mod procfs;
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Serialize;
 
-use crate::config::raw::NumaMode;
-use crate::cpuset::CpuSet;
-use crate::desired::{Desired, DeviceKey, GuestDesired, HugepagesBacking};
+use crate::desired::{Desired, GuestDesired};
+use crate::domain::running::Running;
 use crate::libvirt::{Hypervisor, LibvirtError};
-use crate::units::{to_kib, PageSize};
+use crate::units::PageSize;
 use crate::xmltree::Document;
 
-/// One thread of the QEMU process.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ThreadInfo {
-    pub tid: u32,
-    pub comm: String,
-    pub cpus_allowed: Option<CpuSet>,
-    pub mems_allowed: Option<CpuSet>,
-    /// Created by the kernel inside the process (`PF_USER_WORKER`): vhost, KVM's NX recovery.
-    pub kernel_worker: bool,
-}
-
-/// One memory mapping of the QEMU process (from smaps / numa_maps).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mapping {
-    pub start: u64,
-    pub size_kib: u64,
-    pub kernel_page_kib: u64,
-    /// The numa_maps policy (`default`, `bind:0`, `interleave:0-1`, `prefer:1`), when read.
-    pub policy: Option<String>,
-}
-
-/// Everything verify observes about one running guest.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LiveGuest {
-    pub pid: u32,
-    /// The live domain XML (flags 0).
-    pub xml: String,
-    pub threads: Vec<ThreadInfo>,
-    pub mappings: Vec<Mapping>,
-}
-
-/// One declared setting, as declared and as found.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Check {
-    /// YAML key names: `cputune.vcpupin.0`, `disks.vda.cache`.
-    pub setting: String,
-    pub expected: String,
-    pub actual: String,
-    pub ok: bool,
-}
+pub use crate::domain::running::{vcpu_index, Check, LiveGuest, Mapping, ThreadInfo};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -142,269 +102,23 @@ pub enum VerifyError {
     },
 }
 
-/// The vCPU index of a QEMU vCPU thread (`CPU 3/KVM`, `CPU 3/TCG`).
-pub fn vcpu_index(comm: &str) -> Option<u32> {
-    comm.strip_prefix("CPU ")?.split('/').next()?.parse().ok()
-}
-
-/// QEMU names IOThread threads `IO <object id>`; libvirt's IOThread ids are `iothreadN`.
-fn is_iothread(comm: &str) -> bool {
-    comm.starts_with("IO iothread")
-}
-
-fn set_text(s: &Option<CpuSet>) -> String {
-    s.as_ref()
-        .map(|c| c.to_string())
-        .unwrap_or_else(|| "(unknown)".into())
-}
-
-fn check(out: &mut Vec<Check>, setting: String, expected: String, actual: String) {
-    let ok = expected == actual;
-    out.push(Check {
-        setting,
-        expected,
-        actual,
-        ok,
-    });
-}
-
-/// Summarizes the CPU (or node) sets of several threads: the set when they agree, otherwise
-/// each distinct set with the threads that have it.
-fn sets_of<'a>(
-    threads: impl Iterator<Item = &'a ThreadInfo>,
-    get: impl Fn(&ThreadInfo) -> &Option<CpuSet>,
-) -> String {
-    let mut by_set: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for t in threads {
-        by_set
-            .entry(set_text(get(t)))
-            .or_default()
-            .push(format!("{} ({})", t.tid, t.comm));
-    }
-    match by_set.len() {
-        0 => "(no threads)".into(),
-        1 => by_set.into_keys().next().unwrap_or_default(),
-        _ => by_set
-            .into_iter()
-            .map(|(set, ts)| format!("{set} on {}", ts.join(", ")))
-            .collect::<Vec<_>>()
-            .join("; "),
-    }
-}
-
-/// The guest's `<memory>` in KiB.
-fn memory_kib(doc: &Document) -> Option<u64> {
-    let m = doc.child(doc.root(), "memory")?;
-    let v: u64 = doc.text(m).trim().parse().ok()?;
-    to_kib(v, &doc.attr(m, "unit").unwrap_or_else(|| "KiB".into())).ok()
-}
-
-/// Pure: the checks for one running guest.
+/// Pure: the checks for one running guest, unit by unit in registry order.
 pub fn compare(
     d: &GuestDesired,
     live: &LiveGuest,
     host_default_page: Option<PageSize>,
 ) -> Vec<Check> {
-    let mut out = Vec::new();
     let doc = Document::parse(&live.xml).ok();
-
-    if let Some(pins) = &d.vcpupin {
-        for (idx, want) in pins {
-            let t = live
-                .threads
-                .iter()
-                .find(|t| vcpu_index(&t.comm) == Some(*idx));
-            let actual = match t {
-                Some(t) => set_text(&t.cpus_allowed),
-                None => "(no vCPU thread)".into(),
-            };
-            check(
-                &mut out,
-                format!("cputune.vcpupin.{idx}"),
-                want.to_string(),
-                actual,
-            );
-        }
-    }
-    let emulator = || {
-        live.threads
-            .iter()
-            .filter(|t| vcpu_index(&t.comm).is_none() && !is_iothread(&t.comm) && !t.kernel_worker)
+    let run = Running {
+        live,
+        doc: doc.as_ref(),
+        host_page: host_default_page,
     };
-    if let Some(want) = &d.emulatorpin {
-        let actual = sets_of(emulator(), |t| &t.cpus_allowed);
-        check(
-            &mut out,
-            "cputune.emulatorpin".into(),
-            want.to_string(),
-            actual,
-        );
-    }
-    if let Some(nodeset) = d.numa_memory.as_ref().and_then(|n| n.nodeset.as_ref()) {
-        let mode = d.numa_memory.as_ref().and_then(|n| n.mode);
-        let actual = match mode {
-            None | Some(NumaMode::Strict) | Some(NumaMode::Restrictive) => {
-                sets_of(live.threads.iter().filter(|t| !t.kernel_worker), |t| {
-                    &t.mems_allowed
-                })
-            }
-            Some(m) => {
-                // The guest RAM is the largest mapping; its policy is `interleave:0-1` etc.
-                let policy = live
-                    .mappings
-                    .iter()
-                    .max_by_key(|m| m.size_kib)
-                    .and_then(|m| m.policy.clone())
-                    .unwrap_or_else(|| "(unknown)".into());
-                let prefix = if m == NumaMode::Interleave {
-                    "interleave:"
-                } else {
-                    "prefer"
-                };
-                match policy.split_once(':') {
-                    Some((p, nodes)) if format!("{p}:").starts_with(prefix) => nodes
-                        .parse::<CpuSet>()
-                        .map(|c| c.to_string())
-                        .unwrap_or(policy),
-                    _ => format!("policy {policy}"),
-                }
-            }
-        };
-        check(
-            &mut out,
-            "numatune.memory.nodeset".into(),
-            nodeset.to_string(),
-            actual,
-        );
-    }
-    if let Some(hp) = d.hugepages {
-        let mem = doc.as_ref().and_then(memory_kib);
-        let page = match hp {
-            HugepagesBacking::Size(s) => Some(s),
-            HugepagesBacking::DefaultSize => host_default_page,
-            HugepagesBacking::Off => None,
-        };
-        let huge_kib = |page_kib: u64| -> u64 {
-            live.mappings
-                .iter()
-                .filter(|m| m.kernel_page_kib == page_kib)
-                .map(|m| m.size_kib)
-                .sum()
-        };
-        let mem_text = mem
-            .map(|m| format!("{m} KiB"))
-            .unwrap_or_else(|| "the guest memory".into());
-        match (hp, page) {
-            (HugepagesBacking::Off, _) => {
-                let huge: u64 = live
-                    .mappings
-                    .iter()
-                    .filter(|m| m.kernel_page_kib > 4)
-                    .map(|m| m.size_kib)
-                    .sum();
-                let actual = if huge == 0 {
-                    "no huge pages".to_string()
-                } else {
-                    format!("{huge} KiB in huge pages")
-                };
-                check(
-                    &mut out,
-                    "memory_backing.hugepages".into(),
-                    "no huge pages".into(),
-                    actual,
-                );
-            }
-            (_, Some(p)) => {
-                let expected = format!("{mem_text} in {p} pages");
-                let have = huge_kib(p.kib());
-                let actual = match mem {
-                    Some(m) if have >= m => expected.clone(),
-                    _ if have == 0 => "no huge pages".to_string(),
-                    _ => format!("{have} KiB in {p} pages"),
-                };
-                check(
-                    &mut out,
-                    "memory_backing.hugepages".into(),
-                    expected,
-                    actual,
-                );
-            }
-            (_, None) => check(
-                &mut out,
-                "memory_backing.hugepages".into(),
-                format!("{mem_text} in huge pages of the host's default size"),
-                "(the host's default huge page size is unknown)".into(),
-            ),
-        }
-    }
-    if !d.disks.is_empty() {
-        disks(&mut out, d, doc.as_ref());
+    let mut out = Vec::new();
+    for s in crate::domain::settings::SETTINGS {
+        s.verify(d, &run, &mut out);
     }
     out
-}
-
-fn disks(out: &mut Vec<Check>, d: &GuestDesired, doc: Option<&Document>) {
-    let Some(doc) = doc else {
-        check(
-            out,
-            "disks".into(),
-            "a live XML".into(),
-            "(does not parse)".into(),
-        );
-        return;
-    };
-    let list = doc
-        .child(doc.root(), "devices")
-        .map(|devs| doc.children_named(devs, "disk"))
-        .unwrap_or_default();
-    let mut seen = Vec::new();
-    for disk in list {
-        let Some(dev) = doc.child(disk, "target").and_then(|t| doc.attr(t, "dev")) else {
-            continue;
-        };
-        let is_disk = doc.attr(disk, "device").is_none_or(|k| k == "disk");
-        let all = d.disks.get(&DeviceKey::All).filter(|_| is_disk);
-        let one = d.disks.get(&DeviceKey::One(dev.clone()));
-        if one.is_some() {
-            seen.push(dev.clone());
-        }
-        let cache = one.and_then(|o| o.cache).or(all.and_then(|a| a.cache));
-        let io = one.and_then(|o| o.io).or(all.and_then(|a| a.io));
-        let driver = doc.child(disk, "driver");
-        let attr = |name: &str| {
-            driver
-                .and_then(|drv| doc.attr(drv, name))
-                .unwrap_or_else(|| "(unset)".into())
-        };
-        if let Some(c) = cache {
-            check(
-                out,
-                format!("disks.{dev}.cache"),
-                c.as_str().into(),
-                attr("cache"),
-            );
-        }
-        if let Some(i) = io {
-            check(
-                out,
-                format!("disks.{dev}.io"),
-                i.as_str().into(),
-                attr("io"),
-            );
-        }
-    }
-    for k in d.disks.keys() {
-        if let DeviceKey::One(dev) = k {
-            if !seen.contains(dev) {
-                check(
-                    out,
-                    format!("disks.{dev}"),
-                    "a disk".into(),
-                    "(no such disk in the live XML)".into(),
-                );
-            }
-        }
-    }
 }
 
 /// Reads what is in effect for every declared guest and compares. Guests that are defined but
@@ -479,7 +193,7 @@ mod tests {
     }
 
     fn guest(yaml: &str) -> GuestDesired {
-        let d = crate::config::load_str("t.yaml", yaml).unwrap();
+        let d = crate::desired::load_str("t.yaml", yaml).unwrap();
         d.guests.into_values().next().unwrap()
     }
 

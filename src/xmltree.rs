@@ -290,221 +290,273 @@ fn qname(prefix: &str, local: &str) -> String {
     }
 }
 
+/// The state of [`Document::parse`] between tokens.
+struct Parser<'t> {
+    text: &'t str,
+    doc: Document,
+    first_quote: Option<char>,
+    root: Option<NodeId>,
+    root_closed: bool,
+    stack: Vec<NodeId>,
+    /// Element whose start tag is being read, and the end of its last
+    /// attribute (or name).
+    pending: Option<(NodeId, usize, usize)>,
+}
+
+impl Parser<'_> {
+    fn at(&self, off: usize) -> Position {
+        Position::from_offset(self.text, off)
+    }
+
+    fn token(&mut self, token: Token) -> Result<(), XmlError> {
+        match token {
+            Token::ElementStart {
+                prefix,
+                local,
+                span,
+            } => self.element_start(qname(prefix.as_str(), local.as_str()), span),
+            Token::Attribute {
+                prefix,
+                local,
+                value,
+                span,
+            } => self.attribute(qname(prefix.as_str(), local.as_str()), value, span),
+            Token::ElementEnd { end, span } => match end {
+                ElementEnd::Open | ElementEnd::Empty => {
+                    self.start_tag_end(end == ElementEnd::Empty, span)
+                }
+                ElementEnd::Close(prefix, local) => {
+                    self.end_tag(qname(prefix.as_str(), local.as_str()), span)
+                }
+            },
+            Token::Text { text: t } => {
+                if let Some(&parent) = self.stack.last() {
+                    self.doc
+                        .push(Some(parent), Kind::Text(Raw::Orig(t.range())));
+                }
+                Ok(())
+            }
+            Token::Cdata { span, .. } => {
+                if let Some(&parent) = self.stack.last() {
+                    self.doc.push(Some(parent), Kind::Cdata(span.range()));
+                }
+                Ok(())
+            }
+            Token::Comment { span, .. } | Token::ProcessingInstruction { span, .. } => {
+                // Outside the root these stay part of the raw prolog/epilog.
+                if let Some(&parent) = self.stack.last() {
+                    self.doc.push(Some(parent), Kind::Misc(span.range()));
+                }
+                Ok(())
+            }
+            Token::Declaration { .. }
+            | Token::DtdStart { .. }
+            | Token::EmptyDtd { .. }
+            | Token::EntityDeclaration { .. }
+            | Token::DtdEnd { .. } => Ok(()),
+        }
+    }
+
+    fn element_start(&mut self, name: String, span: xmlparser::StrSpan) -> Result<(), XmlError> {
+        let raw_name = span.as_str().get(1..).unwrap_or("");
+        if name != raw_name {
+            // e.g. `<:a>`: an empty prefix, which end tags cannot match.
+            return Err(XmlError::Syntax {
+                pos: self.at(span.start()),
+                message: format!(
+                    "malformed element name `{raw_name}`; expected NAME or PREFIX:NAME"
+                ),
+            });
+        }
+        if self.root_closed {
+            return Err(XmlError::Syntax {
+                pos: self.at(span.start()),
+                message: "second root element; expected end of document".into(),
+            });
+        }
+        if self.stack.len() >= MAX_DEPTH {
+            return Err(XmlError::TooDeep {
+                pos: self.at(span.start()),
+                limit: MAX_DEPTH,
+            });
+        }
+        let parent = self.stack.last().copied();
+        let id = self.doc.push(
+            parent,
+            Kind::Element(Elem {
+                name: raw_name.to_string(),
+                attrs: Vec::new(),
+                orig_start: None,
+                tail: Raw::New(String::new()),
+                orig_end: None,
+                orig_empty: false,
+                empty_form: false,
+                attrs_dirty: false,
+                children: Vec::new(),
+            }),
+        );
+        if parent.is_none() {
+            self.root = Some(id);
+            self.doc.prolog_end = span.start();
+        }
+        self.pending = Some((id, span.start(), span.end()));
+        Ok(())
+    }
+
+    fn attribute(
+        &mut self,
+        name: String,
+        value: xmlparser::StrSpan,
+        span: xmlparser::StrSpan,
+    ) -> Result<(), XmlError> {
+        let text = self.text;
+        let Some((id, _, prev_end)) = self.pending.as_mut() else {
+            return Err(XmlError::Syntax {
+                pos: self.at(span.start()),
+                message: "attribute outside of a start tag".into(),
+            });
+        };
+        let quote = text[..span.end()].chars().next_back().unwrap_or('\'');
+        self.first_quote.get_or_insert(quote);
+        let lead = *prev_end..span.start();
+        *prev_end = span.end();
+        let id = *id;
+        let Some(e) = self.doc.elem_mut(id) else {
+            return Ok(());
+        };
+        if e.attrs.iter().any(|a| a.name == name) {
+            return Err(XmlError::DuplicateAttribute {
+                pos: Position::from_offset(text, span.start()),
+                name,
+            });
+        }
+        e.attrs.push(Attr {
+            name,
+            lead: Raw::Orig(lead),
+            orig: Some(span.range()),
+            value: Raw::Orig(value.range()),
+            quote,
+            removed: false,
+        });
+        Ok(())
+    }
+
+    /// `>` or `/>` of a start tag.
+    fn start_tag_end(&mut self, empty: bool, span: xmlparser::StrSpan) -> Result<(), XmlError> {
+        let Some((id, start, prev_end)) = self.pending.take() else {
+            return Err(XmlError::Syntax {
+                pos: self.at(span.start()),
+                message: "tag end outside of a start tag".into(),
+            });
+        };
+        if let Some(e) = self.doc.elem_mut(id) {
+            e.orig_start = Some(start..span.end());
+            e.tail = Raw::Orig(prev_end..span.start());
+            e.orig_empty = empty;
+            e.empty_form = empty;
+        }
+        if !empty {
+            self.stack.push(id);
+        } else if self.stack.is_empty() {
+            self.root_closed = true;
+            self.doc.epilog_start = span.end();
+        }
+        Ok(())
+    }
+
+    fn end_tag(&mut self, found: String, span: xmlparser::StrSpan) -> Result<(), XmlError> {
+        let Some(id) = self.stack.pop() else {
+            return Err(XmlError::UnexpectedEndTag {
+                pos: self.at(span.start()),
+                found,
+            });
+        };
+        let pos = self.at(span.start());
+        let Some(e) = self.doc.elem_mut(id) else {
+            return Ok(());
+        };
+        if e.name != found {
+            return Err(XmlError::MismatchedTag {
+                pos,
+                expected: e.name.clone(),
+                found,
+            });
+        }
+        e.orig_end = Some(span.range());
+        if self.stack.is_empty() {
+            self.root_closed = true;
+            self.doc.epilog_start = span.end();
+        }
+        Ok(())
+    }
+
+    /// The document once every token is read: no start tag or element left open, one root.
+    fn finish(mut self) -> Result<Document, XmlError> {
+        let end = self.at(self.text.len());
+        if let Some((id, _, _)) = self.pending {
+            return Err(XmlError::UnexpectedEof {
+                pos: end,
+                expected: format!("'>' or '/>' to end the start tag <{}", self.doc.name(id)),
+            });
+        }
+        if let Some(&id) = self.stack.last() {
+            return Err(XmlError::UnexpectedEof {
+                pos: end,
+                expected: format!("end tag </{}>", self.doc.name(id)),
+            });
+        }
+        match self.root {
+            Some(r) if self.root_closed => self.doc.root = r,
+            _ => return Err(XmlError::NoRoot { pos: end }),
+        }
+        self.doc.quote = self.first_quote.unwrap_or('\'');
+        Ok(self.doc)
+    }
+}
+
 impl Document {
     /// Parses `text`. Rejects malformed XML (syntax errors, unclosed or
     /// mismatched tags, no root or more than one root, duplicate attributes,
     /// nesting deeper than [`MAX_DEPTH`]). Never panics.
     pub fn parse(text: &str) -> Result<Document, XmlError> {
-        let mut doc = Document {
-            text: text.to_string(),
-            nodes: Vec::new(),
-            root: NodeId(0),
-            prolog_end: 0,
-            epilog_start: text.len(),
-            quote: '\'',
-            newline: if text.contains("\r\n") { "\r\n" } else { "\n" },
+        let mut p = Parser {
+            text,
+            doc: Document {
+                text: text.to_string(),
+                nodes: Vec::new(),
+                root: NodeId(0),
+                prolog_end: 0,
+                epilog_start: text.len(),
+                quote: '\'',
+                newline: if text.contains("\r\n") { "\r\n" } else { "\n" },
+            },
+            first_quote: None,
+            root: None,
+            root_closed: false,
+            stack: Vec::new(),
+            pending: None,
         };
-        let mut first_quote: Option<char> = None;
-        let mut root: Option<NodeId> = None;
-        let mut root_closed = false;
-        let mut stack: Vec<NodeId> = Vec::new();
-        // Element whose start tag is being read, and the end of its last
-        // attribute (or name).
-        let mut pending: Option<(NodeId, usize, usize)> = None;
-        let at = |off: usize| Position::from_offset(text, off);
-
         for token in Tokenizer::from(text) {
             let token = match token {
                 Ok(t) => t,
                 Err(e) => {
-                    let p = e.pos();
+                    let pos = e.pos();
                     let mut message = e.to_string();
-                    if root_closed {
+                    if p.root_closed {
                         message.push_str(
                             "; expected only comments, processing instructions and \
                              whitespace after the root element",
                         );
                     }
                     return Err(XmlError::Syntax {
-                        pos: Position::from_line_col(text, p.row, p.col),
+                        pos: Position::from_line_col(text, pos.row, pos.col),
                         message,
                     });
                 }
             };
-            match token {
-                Token::ElementStart {
-                    prefix,
-                    local,
-                    span,
-                } => {
-                    let raw_name = span.as_str().get(1..).unwrap_or("");
-                    if qname(prefix.as_str(), local.as_str()) != raw_name {
-                        // e.g. `<:a>`: an empty prefix, which end tags cannot match.
-                        return Err(XmlError::Syntax {
-                            pos: at(span.start()),
-                            message: format!(
-                                "malformed element name `{raw_name}`; expected NAME or PREFIX:NAME"
-                            ),
-                        });
-                    }
-                    if root_closed {
-                        return Err(XmlError::Syntax {
-                            pos: at(span.start()),
-                            message: "second root element; expected end of document".into(),
-                        });
-                    }
-                    if stack.len() >= MAX_DEPTH {
-                        return Err(XmlError::TooDeep {
-                            pos: at(span.start()),
-                            limit: MAX_DEPTH,
-                        });
-                    }
-                    let parent = stack.last().copied();
-                    let id = doc.push(
-                        parent,
-                        Kind::Element(Elem {
-                            name: span.as_str().get(1..).unwrap_or("").to_string(),
-                            attrs: Vec::new(),
-                            orig_start: None,
-                            tail: Raw::New(String::new()),
-                            orig_end: None,
-                            orig_empty: false,
-                            empty_form: false,
-                            attrs_dirty: false,
-                            children: Vec::new(),
-                        }),
-                    );
-                    if parent.is_none() {
-                        root = Some(id);
-                        doc.prolog_end = span.start();
-                    }
-                    pending = Some((id, span.start(), span.end()));
-                }
-                Token::Attribute {
-                    prefix,
-                    local,
-                    value,
-                    span,
-                } => {
-                    let Some((id, _, prev_end)) = pending.as_mut() else {
-                        return Err(XmlError::Syntax {
-                            pos: at(span.start()),
-                            message: "attribute outside of a start tag".into(),
-                        });
-                    };
-                    let name = qname(prefix.as_str(), local.as_str());
-                    let quote = text[..span.end()].chars().next_back().unwrap_or('\'');
-                    first_quote.get_or_insert(quote);
-                    let lead = *prev_end..span.start();
-                    *prev_end = span.end();
-                    let id = *id;
-                    let Some(e) = doc.elem_mut(id) else { continue };
-                    if e.attrs.iter().any(|a| a.name == name) {
-                        return Err(XmlError::DuplicateAttribute {
-                            pos: at(span.start()),
-                            name,
-                        });
-                    }
-                    e.attrs.push(Attr {
-                        name,
-                        lead: Raw::Orig(lead),
-                        orig: Some(span.range()),
-                        value: Raw::Orig(value.range()),
-                        quote,
-                        removed: false,
-                    });
-                }
-                Token::ElementEnd { end, span } => match end {
-                    ElementEnd::Open | ElementEnd::Empty => {
-                        let Some((id, start, prev_end)) = pending.take() else {
-                            return Err(XmlError::Syntax {
-                                pos: at(span.start()),
-                                message: "tag end outside of a start tag".into(),
-                            });
-                        };
-                        let empty = end == ElementEnd::Empty;
-                        if let Some(e) = doc.elem_mut(id) {
-                            e.orig_start = Some(start..span.end());
-                            e.tail = Raw::Orig(prev_end..span.start());
-                            e.orig_empty = empty;
-                            e.empty_form = empty;
-                        }
-                        if !empty {
-                            stack.push(id);
-                        } else if stack.is_empty() {
-                            root_closed = true;
-                            doc.epilog_start = span.end();
-                        }
-                    }
-                    ElementEnd::Close(prefix, local) => {
-                        let found = qname(prefix.as_str(), local.as_str());
-                        let Some(id) = stack.pop() else {
-                            return Err(XmlError::UnexpectedEndTag {
-                                pos: at(span.start()),
-                                found,
-                            });
-                        };
-                        let Some(e) = doc.elem_mut(id) else { continue };
-                        if e.name != found {
-                            return Err(XmlError::MismatchedTag {
-                                pos: at(span.start()),
-                                expected: e.name.clone(),
-                                found,
-                            });
-                        }
-                        e.orig_end = Some(span.range());
-                        if stack.is_empty() {
-                            root_closed = true;
-                            doc.epilog_start = span.end();
-                        }
-                    }
-                },
-                Token::Text { text: t } => {
-                    if let Some(&parent) = stack.last() {
-                        doc.push(Some(parent), Kind::Text(Raw::Orig(t.range())));
-                    }
-                }
-                Token::Cdata { span, .. } => {
-                    if let Some(&parent) = stack.last() {
-                        doc.push(Some(parent), Kind::Cdata(span.range()));
-                    }
-                }
-                Token::Comment { span, .. } | Token::ProcessingInstruction { span, .. } => {
-                    // Outside the root these stay part of the raw prolog/epilog.
-                    if let Some(&parent) = stack.last() {
-                        doc.push(Some(parent), Kind::Misc(span.range()));
-                    }
-                }
-                Token::Declaration { .. }
-                | Token::DtdStart { .. }
-                | Token::EmptyDtd { .. }
-                | Token::EntityDeclaration { .. }
-                | Token::DtdEnd { .. } => {}
-            }
+            p.token(token)?;
         }
-
-        if let Some((id, _, _)) = pending {
-            return Err(XmlError::UnexpectedEof {
-                pos: at(text.len()),
-                expected: format!("'>' or '/>' to end the start tag <{}", doc.name(id)),
-            });
-        }
-        if let Some(&id) = stack.last() {
-            return Err(XmlError::UnexpectedEof {
-                pos: at(text.len()),
-                expected: format!("end tag </{}>", doc.name(id)),
-            });
-        }
-        match root {
-            Some(r) if root_closed => doc.root = r,
-            _ => {
-                return Err(XmlError::NoRoot {
-                    pos: at(text.len()),
-                })
-            }
-        }
-        doc.quote = first_quote.unwrap_or('\'');
-        Ok(doc)
+        p.finish()
     }
 
     fn push(&mut self, parent: Option<NodeId>, kind: Kind) -> NodeId {

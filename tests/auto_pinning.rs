@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use kvmtune::libvirt::Hypervisor;
-use kvmtune::{apply, config, observe, plan};
+use kvmtune::{apply, observe, plan};
 
 /// 4 nodes × 4 cores × 2 threads: node n = CPUs 4n..4n+3 and 16+4n..16+4n+3.
 fn write_host(dir: &Path) -> (String, PathBuf) {
@@ -77,10 +77,10 @@ fn multi_node_host_gets_single_node_pins_applies_and_converges() {
     let dir = tempfile::tempdir().unwrap();
     let (uri, root) = write_host(dir.path());
     let hv = Hypervisor::open(&uri, false).unwrap();
-    let d = config::load_str("t.yaml", CFG).unwrap();
+    let d = kvmtune::desired::load_str("t.yaml", CFG).unwrap();
     let obs = observe::observe(&d, &root, Some(&hv)).unwrap();
     assert!(obs.topology.is_some() && obs.other_pins.contains_key("other"));
-    let p = plan::plan(&d, &obs);
+    let p = kvmtune::pipeline::plan(&d, &obs);
     assert!(p.errors.is_empty(), "{:?}", p.errors);
     let (db1, db2, web1) = (pins(&p, "db1"), pins(&p, "db2"), pins(&p, "web1"));
     assert_eq!(db1.len(), 8);
@@ -121,30 +121,30 @@ fn multi_node_host_gets_single_node_pins_applies_and_converges() {
     let report = apply::apply(&p, &d, &root, Some(&hv));
     assert!(report.ok(), "{report:?}");
     let obs = observe::observe(&d, &root, Some(&hv)).unwrap();
-    let again = plan::plan(&d, &obs);
+    let again = kvmtune::pipeline::plan(&d, &obs);
     assert!(again.changes.is_empty(), "{:?}", again.changes);
 
     // Adding a guest moves nobody else; removing one moves nobody either.
-    let more = config::load_str(
+    let more = kvmtune::desired::load_str(
         "t.yaml",
         &format!("{CFG}  web2:\n    cputune: {{ vcpupin: auto }}\n"),
     )
     .unwrap();
     let obs = observe::observe(&more, &root, Some(&hv)).unwrap();
-    let p3 = plan::plan(&more, &obs);
+    let p3 = kvmtune::pipeline::plan(&more, &obs);
     assert!(p3.errors.is_empty(), "{:?}", p3.errors);
     assert!(
         p3.changes.iter().all(|c| c.target == "guest/web2"),
         "{:?}",
         p3.changes
     );
-    let less = config::load_str(
+    let less = kvmtune::desired::load_str(
         "t.yaml",
         &CFG.replace("  web1:\n    cputune: { vcpupin: auto }\n", ""),
     )
     .unwrap();
     let obs = observe::observe(&less, &root, Some(&hv)).unwrap();
-    assert!(plan::plan(&less, &obs).changes.is_empty());
+    assert!(kvmtune::pipeline::plan(&less, &obs).changes.is_empty());
 }
 
 #[test]
@@ -153,19 +153,19 @@ fn guests_that_do_not_fit_are_plan_errors_unless_overcommit_is_allowed() {
     let (uri, root) = write_host(dir.path());
     let hv = Hypervisor::open(&uri, true).unwrap();
     let yaml = "guests:\n  db1:\n    vcpu: { count: 8 }\n    cputune: { vcpupin: auto }\n    placement: { numa_node: 1 }\n  db2:\n    cputune: { vcpupin: auto }\n";
-    let d = config::load_str("t.yaml", yaml).unwrap();
-    let p = plan::plan(&d, &observe::observe(&d, &root, Some(&hv)).unwrap());
+    let d = kvmtune::desired::load_str("t.yaml", yaml).unwrap();
+    let p = kvmtune::pipeline::plan(&d, &observe::observe(&d, &root, Some(&hv)).unwrap());
     assert_eq!(p.errors.len(), 1, "{:?}", p.errors);
     assert_eq!(
         p.errors[0].to_string(),
         "t.yaml:4:16: guests.db1.cputune.vcpupin: guest db1: automatic pinning: needs 8 dedicated CPUs on node 1; free per node: node0 8, node1 6, node2 8, node3 8 (host.cpu_pool.allow_overcommit: true lets guests share CPUs)"
     );
-    let d = config::load_str(
+    let d = kvmtune::desired::load_str(
         "t.yaml",
         &format!("host:\n  cpu_pool: {{ allow_overcommit: true }}\n{yaml}"),
     )
     .unwrap();
-    let p = plan::plan(&d, &observe::observe(&d, &root, Some(&hv)).unwrap());
+    let p = kvmtune::pipeline::plan(&d, &observe::observe(&d, &root, Some(&hv)).unwrap());
     assert!(p.errors.is_empty(), "{:?}", p.errors);
 }
 

@@ -1,12 +1,12 @@
 //! Preservation and idempotency on libvirt's own test-suite domain XMLs
-//! (`../shared/corpus/libvirt-domains`): for every file, a broad tuning is planned; the edited
+//! (`tests/data/libvirt-domains`): for every file, a broad tuning is planned; the edited
 //! XML must plan to zero changes, and once kvmtune's owned elements are stripped from both,
 //! the original and edited documents must be byte-identical.
 
 mod support;
 use support::{corpus, Rng};
 
-use kvmtune::config::load_str;
+use kvmtune::desired::load_str;
 use kvmtune::domain::plan_guest;
 use kvmtune::units::PageSize;
 use kvmtune::xmltree::Document;

@@ -84,3 +84,39 @@ fn cpuset_target() {
 fn domain_xml_target() {
     assert!(run("domain_xml", kvmtune::fuzzing::domain_xml, 20) > 1000);
 }
+
+#[test]
+fn saved_plan_target() {
+    assert!(run("saved_plan", kvmtune::fuzzing::saved_plan, 300) > 1000);
+}
+
+#[test]
+fn lock_file_target() {
+    assert!(run("lock_file", kvmtune::fuzzing::lock_file, 300) > 1000);
+}
+
+#[test]
+fn apply_record_target() {
+    assert!(run("apply_record", kvmtune::fuzzing::apply_record, 300) > 1000);
+}
+
+/// The seeds are real: each target's committed seeds include inputs it accepts whole.
+#[test]
+fn the_new_targets_seeds_parse() {
+    let ok = |t: &str, f: &dyn Fn(&str) -> bool| {
+        let n = seeds(t)
+            .iter()
+            .filter(|s| f(std::str::from_utf8(s).unwrap_or("")))
+            .count();
+        assert!(n >= 3, "{t}: only {n} seeds parse");
+    };
+    ok("saved_plan", &|s| {
+        kvmtune::saved::SavedPlan::from_json(s).is_ok()
+    });
+    ok("lock_file", &|s| {
+        kvmtune::model::lock::Lock::parse(s).is_ok()
+    });
+    ok("apply_record", &|s| {
+        kvmtune::state::parse_manifest("20261202T000000.000Z", s).is_ok()
+    });
+}

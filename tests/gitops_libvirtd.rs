@@ -1,12 +1,12 @@
 //! The GitOps workflow against a real libvirtd (`$KVMTUNE_TEST_URI`, default qemu:///system):
 //! import round trip of real guests (stopped and running), saved plans refused when a guest
-//! moved, guest backups (named by UUID) and rollback, and SIGKILL during apply to several
-//! guests (every guest stays defined, a rerun converges).
+//! moved, guest backups (named by UUID) and rollback, and SIGKILL right after the backup and
+//! after each define of an apply to several guests (every guest stays defined, a rerun
+//! converges; needs `--features fault-injection`).
 
 mod common;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use common::*;
 
@@ -209,91 +209,187 @@ fn kill_config(names: &[String], flip: bool) -> String {
     y
 }
 
+/// SIGKILL right after the backup and right after each of the six defines of an apply that
+/// changes every guest (the `fault-injection` hook, `KVMTUNE_FAULT=<point>:<k>`): every guest
+/// stays defined, exactly the first k are redefined, and a rerun converges to a plan of zero
+/// changes (no lock left behind, every guest planned again from what is there).
 #[test]
 fn sigkill_during_apply_leaves_every_guest_defined_and_a_rerun_converges() {
+    require_fault_hook();
     let guests: Vec<Guest> = (0..6)
         .map(|i| Guest::define(&format!("kill{i}"), Spec::default()))
         .collect();
     let names: Vec<String> = guests.iter().map(|g| g.name().to_string()).collect();
     let root = empty_root();
     let dir = tempfile::tempdir().unwrap();
-    // How long a whole apply takes, to spread the kill points over it.
-    let cfg = write(dir.path(), "a.yaml", &kill_config(&names, true));
-    let t = Instant::now();
-    let o = kvmtune(root.path(), &["apply", &cfg, "--auto-approve"]);
-    let full = t.elapsed();
-    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
-    eprintln!("full apply of {} guests: {full:?}", names.len());
-
-    let other = write(dir.path(), "b.yaml", &kill_config(&names, false));
-    let mut killed = 0;
-    // Per kill point: how many guests already had B's definition.
-    let mut partial = Vec::new();
-    // Ten kill points spread over the length of a whole apply (process start included).
-    let points: Vec<u64> = (0..10).map(|i| full.as_millis() as u64 * i / 10).collect();
-    for &delay_ms in &points {
-        // Back to A (this is also the rerun after the previous kill: it must converge).
+    let a = write(dir.path(), "a.yaml", &kill_config(&names, true));
+    let b_yaml = kill_config(&names, false);
+    let b = write(dir.path(), "b.yaml", &b_yaml);
+    let points: Vec<(&str, usize)> = std::iter::once(("backup", 1))
+        .chain((1..=names.len()).map(|k| ("define", k)))
+        .collect();
+    for &(point, k) in &points {
+        // From A (for the first point, also the first apply) ...
+        let o = kvmtune(root.path(), &["apply", &a, "--auto-approve"]);
+        assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+        let before: Vec<String> = guests.iter().map(|g| g.inactive_xml()).collect();
+        // ... an apply of B, which changes every guest, killed at the point.
+        let o = kvmtune_fault(root.path(), &["apply", &b, "--auto-approve"], point, k);
+        assert_killed_at(&o, point, k);
+        let mut redefined = 0;
+        for (g, old) in guests.iter().zip(&before) {
+            assert!(
+                domain_exists(g.name()),
+                "{point}:{k}: {} undefined",
+                g.name()
+            );
+            let xml = g.inactive_xml();
+            if xml != *old {
+                assert!(
+                    matches_new(&b_yaml, g.name(), &xml),
+                    "{point}:{k}: {} is neither old nor new:\n{xml}",
+                    g.name()
+                );
+                redefined += 1;
+            }
+        }
+        let want = if point == "define" { k } else { 0 };
+        assert_eq!(redefined, want, "{point}:{k}: guests redefined");
         let o = kvmtune(
             root.path(),
-            &["apply", &cfg, "--auto-approve", "--lock-timeout", "5"],
+            &["apply", &b, "--auto-approve", "--lock-timeout", "5"],
         );
         assert_eq!(
             o.status.code(),
             Some(0),
-            "rerun after a kill: {}",
+            "{point}:{k}: rerun: {}",
             describe(&o)
         );
-        // Then kill an apply of B, which changes every guest.
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kvmtune"))
-            .env_remove("LIBVIRT_DEFAULT_URI")
-            .args(["--connect", &uri(), "--root"])
-            .arg(root.path())
-            .args(["apply", &other, "--auto-approve"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(delay_ms));
-        // SIGKILL, by pid, only our own child.
-        let finished = child.try_wait().unwrap().is_some();
-        if !finished {
-            unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
-            killed += 1;
-        }
-        let status = child.wait().unwrap();
-        eprintln!("kill at {delay_ms} ms: finished before the kill: {finished}, {status}");
-        let mut defined_b = 0;
-        for n in &names {
-            assert!(
-                domain_exists(n),
-                "{n} undefined after a kill at {delay_ms} ms"
-            );
-            let xml = virsh_ok(&["dumpxml", "--inactive", n]);
-            assert!(kvmtune::xmltree::Document::parse(&xml).is_ok());
-            defined_b += xml.contains(">2</vcpu>") as usize;
-        }
-        partial.push(defined_b);
+        let o = kvmtune(root.path(), &["plan", &b, "--detailed-exitcode"]);
+        assert_eq!(o.status.code(), Some(0), "{point}:{k}: {}", describe(&o));
     }
-    eprintln!(
-        "kill points {points:?} ms: killed {killed} of {} applies; guests already redefined at each: {partial:?}",
-        points.len()
+    drop(guests);
+}
+
+/// The named guest's action in a saved plan's JSON.
+fn action_of<'a>(plan: &'a mut serde_json::Value, name: &str) -> &'a mut serde_json::Value {
+    plan["actions"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|a| a["kind"] == "guest" && a["action"]["name"] == name)
+        .unwrap_or_else(|| panic!("no action for {name}"))
+        .get_mut("action")
+        .unwrap()
+}
+
+#[test]
+fn a_saved_plan_defining_another_domains_xml_is_refused_and_the_real_plan_converges() {
+    let a = Guest::define("tamper-a", Spec::default());
+    let b = Guest::define("tamper-b", Spec::default());
+    let root = empty_root();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(
+        dir.path(),
+        "t.yaml",
+        &format!(
+            "guests:\n  {}:\n    cputune: {{ emulatorpin: \"0\" }}\n  {}:\n    memtune: {{ hard_limit: 1G }}\n",
+            a.name(),
+            b.name()
+        ),
     );
-    assert!(
-        partial.iter().any(|p| *p > 0 && *p < names.len()),
-        "no kill landed between two defines: {partial:?}"
-    );
-    assert!(
-        killed >= 4,
-        "the kills came too late to test anything ({killed})"
-    );
-    // A rerun converges: no lock left behind, every guest planned again from what is there.
-    let cfg = write(dir.path(), "final.yaml", &kill_config(&names, true));
+    let plan = dir.path().join("plan.json");
     let o = kvmtune(
         root.path(),
-        &["apply", &cfg, "--auto-approve", "--lock-timeout", "5"],
+        &["plan", &cfg, "--out", plan.to_str().unwrap()],
     );
     assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    let (xa, xb) = (a.inactive_xml(), b.inactive_xml());
+    let good: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&plan).unwrap()).unwrap();
+    for (what, edit) in [
+        ("another domain's XML", 0),
+        ("a changed UUID", 1),
+        ("an undeclared device", 2),
+    ] {
+        let mut p = good.clone();
+        let b_xml = action_of(&mut p, b.name())["new_xml"].clone();
+        let act = action_of(&mut p, a.name());
+        let xml = act["new_xml"].as_str().unwrap().to_string();
+        let uuid = act["uuid"].as_str().unwrap().to_string();
+        act["new_xml"] = match edit {
+            0 => b_xml,
+            1 => serde_json::json!(xml.replace(&uuid, "00000000-0000-0000-0000-000000000001")),
+            _ => serde_json::json!(
+                xml.replace("</devices>", "<watchdog model='i6300esb'/></devices>")
+            ),
+        };
+        let edited = dir.path().join("edited.json");
+        std::fs::write(&edited, p.to_string()).unwrap();
+        let o = kvmtune(root.path(), &["apply", edited.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(1), "{what}: {}", describe(&o));
+        assert!(
+            stderr(&o).contains("refusing the saved plan, nothing was applied"),
+            "{what}: {}",
+            describe(&o)
+        );
+        assert_eq!(a.inactive_xml(), xa, "{what}: guest a changed");
+        assert_eq!(b.inactive_xml(), xb, "{what}: guest b changed");
+    }
+    let o = kvmtune(root.path(), &["apply", plan.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    assert!(a.inactive_xml().contains("<emulatorpin cpuset='0'/>"));
     let o = kvmtune(root.path(), &["plan", &cfg, "--detailed-exitcode"]);
     assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
-    drop(guests);
+}
+
+#[test]
+fn apply_of_a_saved_plan_with_auto_pins_writes_the_lock_file_and_converges() {
+    let g = Guest::define("lockfile", Spec::default());
+    let root = empty_root();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(
+        dir.path(),
+        "t.yaml",
+        &format!(
+            // Overcommit: other guests on this (2-CPU) host may hold pinned CPUs.
+            "host:\n  cpu_pool: {{ allow_overcommit: true }}\nguests:\n  {}:\n    vcpu: {{ count: 1 }}\n    cputune: {{ vcpupin: auto }}\n",
+            g.name()
+        ),
+    );
+    let lock = dir.path().join("kvmtune.lock.yaml");
+    let lock_s = lock.to_str().unwrap();
+    let plan = dir.path().join("plan.json");
+    let o = kvmtune(
+        root.path(),
+        &[
+            "--lock-file",
+            lock_s,
+            "plan",
+            &cfg,
+            "--out",
+            plan.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    assert!(!lock.exists(), "plan wrote the lock file");
+    let o = kvmtune(
+        root.path(),
+        &["--lock-file", lock_s, "apply", plan.to_str().unwrap()],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    let l = kvmtune::model::lock::Lock::parse(&std::fs::read_to_string(&lock).unwrap()).unwrap();
+    let pins = &l.guests[g.name()].vcpupin;
+    let xml = g.inactive_xml();
+    for (i, cpu) in pins.iter().enumerate() {
+        assert!(
+            xml.contains(&format!("<vcpupin vcpu='{i}' cpuset='{cpu}'/>")),
+            "{xml}"
+        );
+    }
+    let o = kvmtune(
+        root.path(),
+        &["--lock-file", lock_s, "plan", &cfg, "--detailed-exitcode"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
 }

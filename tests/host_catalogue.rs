@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use kvmtune::host::{CmdOutput, HostCommands};
-use kvmtune::{apply, config, observe, plan};
+use kvmtune::{apply, observe};
 
 fn write_exe(p: &Path, text: &str) {
     use std::os::unix::fs::PermissionsExt;
@@ -324,13 +324,13 @@ fn modprobe_failure_is_clear_and_other_keys_still_apply() {
     let root = tempfile::tempdir().unwrap();
     copy_tree(&repo().join("examples/demo/root"), root.path());
     std::fs::write(root.path().join("proc/modules"), "").unwrap();
-    let desired = config::load_str(
+    let desired = kvmtune::desired::load_str(
         "m.yaml",
         "host:\n  modules: [vhost_net]\n  sysctl: { vm.swappiness: 10 }\n",
     )
     .unwrap();
     let obs = observe::observe(&desired, root.path(), None).unwrap();
-    let p = plan::plan(&desired, &obs);
+    let p = kvmtune::pipeline::plan(&desired, &obs);
     let cmds = FakeCommands {
         root: root.path().into(),
         log: RefCell::new(Vec::new()),
@@ -339,13 +339,27 @@ fn modprobe_failure_is_clear_and_other_keys_still_apply() {
         files: &kvmtune::host::RealFiles,
         cmds: &cmds,
     };
-    let report = apply::apply_with(&p, &desired, root.path(), None, io, &mut |_, _, _| {});
+    let report = apply::apply_with(
+        &p,
+        &desired,
+        apply::Target {
+            root: root.path(),
+            hv: None,
+            io,
+        },
+        &mut |_, _, _| {},
+    );
     assert!(!report.ok());
     let host = &report.results[0];
-    assert_eq!(host.failed.len(), 1, "{host:?}");
+    // The module that did not load is not persisted in modules-load.d either.
+    assert_eq!(host.failed.len(), 2, "{host:?}");
+    assert_eq!(
+        host.failed[1].0, "modules.vhost_net (persisted)",
+        "{host:?}"
+    );
     assert_eq!(
         host.failed[0].1,
-        "host modules.vhost_net: `modprobe vhost_net` failed (exit 1): modprobe: FATAL: Module vhost_net not found in directory /lib/modules/6.18.44-fc-v669"
+        "`modprobe vhost_net` failed (exit 1): modprobe: FATAL: Module vhost_net not found in directory /lib/modules/6.18.44-fc-v669"
     );
     assert!(
         host.applied.contains(&"sysctl.vm.swappiness".to_string()),
@@ -359,7 +373,7 @@ fn hugetlbfs_is_mounted_for_guests_that_need_it() {
     let root = tempfile::tempdir().unwrap();
     copy_tree(&repo().join("examples/demo/root"), root.path());
     std::fs::write(root.path().join("proc/mounts"), "proc /proc proc rw 0 0\n").unwrap();
-    let desired = config::load_str(
+    let desired = kvmtune::desired::load_str(
         "g.yaml",
         "host:\n  persist: false\n  sysctl: { vm.swappiness: 60 }\n",
     )
@@ -406,35 +420,46 @@ fn hugetlbfs_is_mounted_for_guests_that_need_it() {
 fn one_gig_shortfall_names_numbers_and_the_kernel_command_line() {
     let root = tempfile::tempdir().unwrap();
     copy_tree(&repo().join("examples/demo/root"), root.path());
-    let desired = config::load_str(
+    let desired = kvmtune::desired::load_str(
         "h.yaml",
         "host:\n  sysctl: { vm.swappiness: 10 }\n  hugepages:\n    - { size: 1G, node: 0, count: 4 }\n    - { size: 2M, node: 1, count: 8 }\n",
     )
     .unwrap();
     let obs = observe::observe(&desired, root.path(), None).unwrap();
-    let p = plan::plan(&desired, &obs);
+    let p = kvmtune::pipeline::plan(&desired, &obs);
     let report = apply::apply_with(
         &p,
         &desired,
-        root.path(),
-        None,
-        apply::HostIo {
-            files: &CappedPools { cap: 1 },
-            cmds: &kvmtune::host::RealCommands,
+        apply::Target {
+            root: root.path(),
+            hv: None,
+            io: apply::HostIo {
+                files: &CappedPools { cap: 1 },
+                cmds: &kvmtune::host::RealCommands,
+            },
         },
         &mut |_, _, _| {},
     );
     assert!(!report.ok());
     let host = &report.results[0];
     let failed: Vec<&str> = host.failed.iter().map(|(p, _)| p.as_str()).collect();
-    assert_eq!(failed, ["hugepages.1G.node0", "hugepages.2M.node1"]);
+    // A pool that fell short is not persisted for boot either.
+    assert_eq!(
+        failed,
+        [
+            "hugepages.1G.node0",
+            "hugepages.2M.node1",
+            "hugepages.1G.node0 (persisted)",
+            "hugepages.2M.node1 (persisted)"
+        ]
+    );
     assert_eq!(
         host.failed[0].1,
-        "host hugepages.1G.node0: huge page pool /sys/devices/system/node/node0/hugepages/hugepages-1048576kB/nr_hugepages: requested 4 pages, the kernel allocated 1; a running kernel rarely has 1G of contiguous free memory: the reliable way is the kernel command line (default_hugepagesz=1G hugepagesz=1G hugepages=4), which kvmtune writes as a boot drop-in for this pool with `persist: boot`"
+        "huge page pool /sys/devices/system/node/node0/hugepages/hugepages-1048576kB/nr_hugepages: requested 4 pages, the kernel allocated 1; a running kernel rarely has 1G of contiguous free memory: the reliable way is the kernel command line (default_hugepagesz=1G hugepagesz=1G hugepages=4), which kvmtune writes as a boot drop-in for this pool with `persist: boot`"
     );
     assert_eq!(
         host.failed[1].1,
-        "host hugepages.2M.node1: huge page pool /sys/devices/system/node/node1/hugepages/hugepages-2048kB/nr_hugepages: requested 8 pages, the kernel allocated 1"
+        "huge page pool /sys/devices/system/node/node1/hugepages/hugepages-2048kB/nr_hugepages: requested 8 pages, the kernel allocated 1"
     );
     // Other keys, and the persisted files, still applied.
     assert!(host.applied.contains(&"sysctl.vm.swappiness".to_string()));

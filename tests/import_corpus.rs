@@ -1,4 +1,4 @@
-//! Import round trip on libvirt's own test-suite domain XMLs (`../shared/corpus/libvirt-domains`):
+//! Import round trip on libvirt's own test-suite domain XMLs (`tests/data/libvirt-domains`):
 //! for every file, the imported configuration validates and plans zero changes against the
 //! XML it was imported from.
 
@@ -23,7 +23,7 @@ fn import_then_plan_is_zero_changes_on_every_corpus_domain() {
         };
         let yaml = kvmtune::import::to_yaml(&cfg, None);
         imported_keys += yaml.lines().count();
-        let d = match kvmtune::config::load_str(&file, &yaml) {
+        let d = match kvmtune::desired::load_str(&file, &yaml) {
             Ok(d) => d,
             Err(e) => {
                 failures.push(format!("{file}: does not validate: {e}\n{yaml}"));

@@ -1,7 +1,12 @@
-//! Each `kvmtune check` lint: one case that triggers it and one that does not. Pure: desired
-//! state from YAML, observed state and host facts built in memory.
+//! Every `kvmtune check` lint, driven by the registry: each declared lint has a case that
+//! fires it and one that does not (a lint declared without fixtures fails here), every lint
+//! reported matches its declaration, and the README's lint table and `docs/lints.md` are
+//! what the registry generates. Pure: desired state from YAML, observed state and host facts
+//! built in memory.
 
-use kvmtune::lint::{check, Facts, Severity};
+use std::collections::BTreeSet;
+
+use kvmtune::lint::{check, decls, Facts, Lint, Severity};
 use kvmtune::plan::Observed;
 use kvmtune::topology::HostTopology;
 
@@ -44,52 +49,298 @@ fn observed(d: &kvmtune::desired::Desired, xml: &str) -> Observed {
     }
 }
 
-fn ids_with(yaml: &str, facts: &Facts, xml: &str) -> Vec<String> {
-    let d = kvmtune::config::load_str("t.yaml", yaml).unwrap_or_else(|e| panic!("{e}"));
-    check(&d, &observed(&d, xml), facts)
+/// One run of `check`: a configuration, host facts and the XML every guest has.
+struct Case {
+    yaml: String,
+    facts: Facts,
+    xml: &'static str,
+}
+
+impl Case {
+    fn lints(&self) -> Vec<Lint> {
+        let d = kvmtune::desired::load_str("t.yaml", &self.yaml)
+            .unwrap_or_else(|e| panic!("{e}\n{}", self.yaml));
+        check(&d, &observed(&d, self.xml), &self.facts)
+    }
+}
+
+fn case_with(yaml: &str, facts: &Facts, xml: &'static str) -> Case {
+    Case {
+        yaml: yaml.to_string(),
+        facts: facts.clone(),
+        xml,
+    }
+}
+
+fn case(yaml: &str) -> Case {
+    case_with(yaml, &clean_facts(), XML)
+}
+
+fn ids(yaml: &str) -> Vec<String> {
+    case(yaml)
+        .lints()
         .into_iter()
         .map(|l| l.id.to_string())
         .collect()
 }
 
-fn ids(yaml: &str) -> Vec<String> {
-    ids_with(yaml, &clean_facts(), XML)
+/// A lint's fixture: `fires` reports it, `quiet` does not.
+struct Fixture {
+    id: &'static str,
+    fires: Case,
+    quiet: Case,
+}
+
+fn fixture(id: &'static str, fires: Case, quiet: Case) -> Fixture {
+    Fixture { id, fires, quiet }
 }
 
 const CLEAN: &str = "guests:\n  g:\n    vcpu: { count: 2 }\n    cpu: { mode: host-passthrough }\n";
 
-macro_rules! lint_case {
-    ($name:ident, $id:literal, fires: $fires:expr, clean: $clean:expr) => {
-        #[test]
-        fn $name() {
-            let fired: Vec<String> = $fires;
-            assert!(
-                fired.iter().any(|i| i == $id),
-                "{} did not fire: {fired:?}",
-                $id
-            );
-            let quiet: Vec<String> = $clean;
-            assert!(
-                !quiet.iter().any(|i| i == $id),
-                "{} fired on the clean case: {quiet:?}",
-                $id
-            );
-        }
-    };
+const NET_XML: &str = "<domain><name>g</name><memory unit='KiB'>1048576</memory><vcpu>2</vcpu>\
+    <cpu mode='host-passthrough'/><devices><interface type='network'><model type='virtio'/></interface>\
+    <disk type='network' device='disk'><driver name='qemu' cache='none'/><source protocol='rbd' name='pool/g'/></disk></devices></domain>";
+
+/// The fixtures, keyed by lint id (a lint may have several).
+#[rustfmt::skip]
+fn fixtures() -> Vec<Fixture> {
+    vec![
+        fixture(
+            "vcpu-on-reserved",
+            case("host:\n  cpu_pool: { reserved: \"0\" }\nguests:\n  g:\n    cputune: { vcpupin: { 0: \"0\", 1: \"1\" } }\n"),
+            case("host:\n  cpu_pool: { reserved: \"0\" }\nguests:\n  g:\n    cputune: { vcpupin: { 0: \"2\", 1: \"1\" } }\n"),
+        ),
+        fixture(
+            "emulator-overlaps-vcpus",
+            case("guests:\n  g:\n    cputune: { vcpupin: { 0: \"2\", 1: \"3\" }, emulatorpin: \"2\" }\n"),
+            case("guests:\n  g:\n    cputune: { vcpupin: { 0: \"2\", 1: \"3\" }, emulatorpin: \"0\" }\n"),
+        ),
+        fixture(
+            "pinning-does-not-fit",
+            case("guests:\n  g:\n    vcpu: { count: 20 }\n    cputune: { vcpupin: auto }\n"),
+            case("guests:\n  g:\n    vcpu: { count: 4 }\n    cputune: { vcpupin: auto }\n"),
+        ),
+        fixture(
+            "hugepage-demand",
+            case("host:\n  hugepages: [ { size: 2M, count: 100 } ]\nguests:\n  g:\n    memory_backing: { hugepages: { size: 2M } }\n"),
+            case("host:\n  hugepages: [ { size: 2M, count: 512 } ]\nguests:\n  g:\n    memory_backing: { hugepages: { size: 2M } }\n"),
+        ),
+        fixture(
+            "vcpu-overcommit",
+            case("guests:\n  a: { vcpu: { count: 10 } }\n  b: { vcpu: { count: 10 } }\n"),
+            case("guests:\n  a: { vcpu: { count: 8 } }\n  b: { vcpu: { count: 8 } }\n"),
+        ),
+        fixture(
+            "shared-pin",
+            case("guests:\n  a: { cputune: { vcpupin: { 0: \"2\" } } }\n  b: { cputune: { vcpupin: { 0: \"2\" } } }\n"),
+            case("guests:\n  a: { cputune: { vcpupin: { 0: \"2\" } } }\n  b: { cputune: { vcpupin: { 0: \"3\" } } }\n"),
+        ),
+        fixture(
+            "numa-spread",
+            case("guests:\n  g:\n    cputune: { vcpupin: { 0: \"0\", 1: \"4\" } }\n"),
+            case("guests:\n  g:\n    cputune: { vcpupin: { 0: \"0\", 1: \"8\" } }\n    numatune: { memory: { nodeset: \"0\" } }\n"),
+        ),
+        fixture(
+            "hugetlbfs-missing",
+            case_with("guests:\n  g:\n    memory_backing: { hugepages: true }\n", &Facts { hugetlbfs: false, ..clean_facts() }, XML),
+            case("guests:\n  g:\n    memory_backing: { hugepages: true }\n"),
+        ),
+        fixture(
+            "topology-sockets",
+            case("guests:\n  g:\n    vcpu: { count: 2 }\n    cpu: { mode: host-passthrough, topology: { sockets: 2, cores: 1, threads: 1 } }\n"),
+            case("guests:\n  g:\n    vcpu: { count: 2 }\n    cpu: { mode: host-passthrough, topology: { sockets: 1, cores: 2, threads: 1 } }\n"),
+        ),
+        fixture(
+            "cpu-model-not-host",
+            case("guests:\n  g:\n    cpu: { mode: custom, model: Skylake-Server }\n"),
+            case(CLEAN),
+        ),
+        fixture(
+            "nic-not-virtio",
+            case("guests:\n  g:\n    interfaces: { \"*\": { model: e1000e } }\n"),
+            case("guests:\n  g:\n    interfaces: { \"*\": { model: virtio } }\n"),
+        ),
+        fixture(
+            "queues-above-vcpus",
+            case("guests:\n  g:\n    vcpu: { count: 2 }\n    interfaces: { \"*\": { model: virtio, queues: 4 } }\n"),
+            case("guests:\n  g:\n    vcpu: { count: 2 }\n    interfaces: { \"*\": { model: virtio, queues: 2 } }\n"),
+        ),
+        fixture(
+            "vhost-net-missing",
+            case_with(CLEAN, &Facts { vhost_net: false, ..clean_facts() }, XML),
+            case_with(&format!("host:\n  modules: [vhost_net]\n{CLEAN}"), &Facts { vhost_net: false, ..clean_facts() }, XML),
+        ),
+        fixture(
+            "writethrough-many",
+            case("guests:\n  a: { disks: { \"*\": { cache: writethrough } } }\n  b: { disks: { \"*\": { cache: writethrough } } }\n"),
+            case("guests:\n  a: { disks: { \"*\": { cache: writethrough } } }\n  b: { disks: { \"*\": { cache: none } } }\n"),
+        ),
+        fixture(
+            "cache-blocks-migration",
+            case_with("guests:\n  g:\n    vcpu: { count: 2 }\n    cpu: { mode: host-passthrough }\n    disks: { \"*\": { cache: writeback } }\n", &clean_facts(), NET_XML),
+            case_with("guests:\n  g:\n    vcpu: { count: 2 }\n    cpu: { mode: host-passthrough }\n    disks: { \"*\": { cache: writeback } }\n", &clean_facts(), XML),
+        ),
+        fixture(
+            "ksm-with-pinned-hugepages",
+            case("host:\n  ksm: { run: true }\nguests:\n  g:\n    cputune: { vcpupin: { 0: \"2\" } }\n    memory_backing: { hugepages: true }\n"),
+            case("host:\n  ksm: { run: false }\nguests:\n  g:\n    cputune: { vcpupin: { 0: \"2\" } }\n    memory_backing: { hugepages: true }\n"),
+        ),
+        fixture(
+            "thp-always-with-hugepages",
+            case_with("guests:\n  g:\n    memory_backing: { hugepages: true }\n", &Facts { thp_enabled: Some("always".into()), ..clean_facts() }, XML),
+            case("guests:\n  g:\n    memory_backing: { hugepages: true }\n"),
+        ),
+        fixture(
+            "arp-filter-off",
+            case_with(CLEAN, &Facts { arp_filter: Some("0".into()), shared_subnets: vec![("10.0.0.0/255.255.255.0".into(), vec!["eth0".into(), "eth1".into()])], ..clean_facts() }, XML),
+            case_with(CLEAN, &Facts { arp_filter: Some("0".into()), ..clean_facts() }, XML),
+        ),
+        fixture(
+            "tuned-not-virtual-host",
+            case_with(CLEAN, &Facts { tuned_profile: Some("balanced".into()), ..clean_facts() }, XML),
+            case(CLEAN),
+        ),
+    ]
 }
 
-lint_case!(vcpu_on_reserved, "vcpu-on-reserved",
-    fires: ids("host:\n  cpu_pool: { reserved: \"0\" }\nguests:\n  g:\n    cputune: { vcpupin: { 0: \"0\", 1: \"1\" } }\n"),
-    clean: ids("host:\n  cpu_pool: { reserved: \"0\" }\nguests:\n  g:\n    cputune: { vcpupin: { 0: \"2\", 1: \"1\" } }\n"));
+/// What is wrong with lint `l` as reported, against its declaration.
+fn mismatch(l: &Lint) -> Option<String> {
+    let Some(d) = decls().find(|d| d.id == l.id) else {
+        return Some(format!(
+            "{}: reported but not declared in the registry",
+            l.id
+        ));
+    };
+    if l.severity > d.level || (d.level_note.is_none() && l.severity != d.level) {
+        return Some(format!(
+            "{}: severity {:?}, declared {:?}",
+            l.id, l.severity, d.level
+        ));
+    }
+    if !d.sections.contains(&l.section) {
+        return Some(format!(
+            "{}: section {}, declared {:?}",
+            l.id, l.section, d.sections
+        ));
+    }
+    None
+}
 
-lint_case!(emulator_overlaps_vcpus, "emulator-overlaps-vcpus",
-    fires: ids("guests:\n  g:\n    cputune: { vcpupin: { 0: \"2\", 1: \"3\" }, emulatorpin: \"2\" }\n"),
-    clean: ids("guests:\n  g:\n    cputune: { vcpupin: { 0: \"2\", 1: \"3\" }, emulatorpin: \"0\" }\n"));
+#[test]
+fn every_declared_lint_fires_on_its_fixture_and_not_on_its_quiet_case() {
+    let fx = fixtures();
+    let mut problems = Vec::new();
+    for d in decls() {
+        let mine: Vec<&Fixture> = fx.iter().filter(|f| f.id == d.id).collect();
+        if mine.is_empty() {
+            problems.push(format!(
+                "{}: declared without fixtures: add one to fixtures() in tests/lints.rs (a case that fires it and one that does not)",
+                d.id
+            ));
+        }
+        for f in mine {
+            let fired = f.fires.lints();
+            if !fired.iter().any(|l| l.id == d.id) {
+                problems.push(format!("{}: did not fire: {:?}", d.id, ids_of(&fired)));
+            }
+            let quiet = f.quiet.lints();
+            if quiet.iter().any(|l| l.id == d.id) {
+                problems.push(format!(
+                    "{}: fired on the quiet case: {:?}",
+                    d.id,
+                    ids_of(&quiet)
+                ));
+            }
+            problems.extend(fired.iter().chain(&quiet).filter_map(mismatch));
+        }
+    }
+    for f in &fx {
+        if !decls().any(|d| d.id == f.id) {
+            problems.push(format!("{}: a fixture for no declared lint", f.id));
+        }
+    }
+    assert!(problems.is_empty(), "\n{}", problems.join("\n"));
+}
+
+fn ids_of(l: &[Lint]) -> Vec<&str> {
+    l.iter().map(|l| l.id).collect()
+}
+
+#[test]
+fn declarations_are_unique_and_documented() {
+    let mut seen = BTreeSet::new();
+    for d in decls() {
+        assert!(seen.insert(d.id), "{} declared twice", d.id);
+        assert!(
+            !d.id.is_empty() && d.id.chars().all(|c| c.is_ascii_lowercase() || c == '-'),
+            "{}: ids are kebab-case",
+            d.id
+        );
+        assert!(!d.sections.is_empty(), "{}: no guide section", d.id);
+        assert!(!d.reads.is_empty(), "{}: reads nothing", d.id);
+        assert!(
+            !d.summary.is_empty() && !d.summary.contains('|'),
+            "{}: summary",
+            d.id
+        );
+        assert!(
+            d.doc.len() > 80 && !d.doc.contains('\n'),
+            "{}: the doc is one paragraph",
+            d.id
+        );
+    }
+}
+
+/// Checks the generated part of `path`: the lines between the `markers` lines, or the whole
+/// file. `UPDATE_README=1` rewrites it; otherwise a stale copy fails, saying how to
+/// regenerate it.
+fn generated(path: &str, markers: Option<(&str, &str)>, want: &str) {
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+    let text = std::fs::read_to_string(&file).unwrap_or_default();
+    let (from, to) = match markers {
+        None => (0, text.len()),
+        Some((start, end)) => {
+            let s = text
+                .find(start)
+                .and_then(|s| text[s..].find('\n').map(|n| s + n + 1));
+            let e = s.and_then(|s| text[s..].find(end).map(|e| s + e));
+            match (s, e) {
+                (Some(s), Some(e)) => (s, e),
+                _ => panic!("{path}: no `{start}` ... `{end}` marker lines"),
+            }
+        }
+    };
+    if text[from..to] == *want {
+        return;
+    }
+    if std::env::var_os("UPDATE_README").is_some() {
+        std::fs::write(&file, format!("{}{want}{}", &text[..from], &text[to..])).unwrap();
+        return;
+    }
+    panic!(
+        "{path} is stale against the lint registry (src/lint/rules/mod.rs); regenerate it with\n  \
+         UPDATE_README=1 cargo test --test lints\n--- expected ---\n{want}"
+    );
+}
+
+#[test]
+fn readme_lint_table_is_generated_from_the_registry() {
+    generated(
+        "README.md",
+        Some(("<!-- lints:start", "<!-- lints:end -->")),
+        &kvmtune::lint::markdown_table(),
+    );
+}
+
+#[test]
+fn docs_lints_md_is_generated_from_the_registry() {
+    generated("docs/lints.md", None, &kvmtune::lint::markdown_reference());
+}
 
 #[test]
 fn emulator_overlapping_automatic_pins_is_an_error() {
     let yaml = "guests:\n  a:\n    cputune: { vcpupin: auto }\n  b:\n    cputune: { emulatorpin: \"0-15\" }\n";
-    let d = kvmtune::config::load_str("t.yaml", yaml).unwrap();
+    let d = kvmtune::desired::load_str("t.yaml", yaml).unwrap();
     let l = check(&d, &observed(&d, XML), &clean_facts());
     let e = l
         .iter()
@@ -100,7 +351,7 @@ fn emulator_overlapping_automatic_pins_is_an_error() {
         (Severity::Error, "guest/b")
     );
     // plan refuses it too
-    let p = kvmtune::plan::plan(&d, &observed(&d, XML));
+    let p = kvmtune::pipeline::plan(&d, &observed(&d, XML));
     assert!(
         p.errors
             .iter()
@@ -110,87 +361,54 @@ fn emulator_overlapping_automatic_pins_is_an_error() {
     );
 }
 
-lint_case!(pinning_does_not_fit, "pinning-does-not-fit",
-    fires: ids("guests:\n  g:\n    vcpu: { count: 20 }\n    cputune: { vcpupin: auto }\n"),
-    clean: ids("guests:\n  g:\n    vcpu: { count: 4 }\n    cputune: { vcpupin: auto }\n"));
-
-lint_case!(hugepage_demand, "hugepage-demand",
-    fires: ids("host:\n  hugepages: [ { size: 2M, count: 100 } ]\nguests:\n  g:\n    memory_backing: { hugepages: { size: 2M } }\n"),
-    clean: ids("host:\n  hugepages: [ { size: 2M, count: 512 } ]\nguests:\n  g:\n    memory_backing: { hugepages: { size: 2M } }\n"));
-
-lint_case!(vcpu_overcommit, "vcpu-overcommit",
-    fires: ids("guests:\n  a: { vcpu: { count: 10 } }\n  b: { vcpu: { count: 10 } }\n"),
-    clean: ids("guests:\n  a: { vcpu: { count: 8 } }\n  b: { vcpu: { count: 8 } }\n"));
-
-lint_case!(shared_pin, "shared-pin",
-    fires: ids("guests:\n  a: { cputune: { vcpupin: { 0: \"2\" } } }\n  b: { cputune: { vcpupin: { 0: \"2\" } } }\n"),
-    clean: ids("guests:\n  a: { cputune: { vcpupin: { 0: \"2\" } } }\n  b: { cputune: { vcpupin: { 0: \"3\" } } }\n"));
-
-lint_case!(numa_spread, "numa-spread",
-    fires: ids("guests:\n  g:\n    cputune: { vcpupin: { 0: \"0\", 1: \"4\" } }\n"),
-    clean: ids("guests:\n  g:\n    cputune: { vcpupin: { 0: \"0\", 1: \"8\" } }\n    numatune: { memory: { nodeset: \"0\" } }\n"));
-
 #[test]
 fn numa_spread_of_memory_away_from_the_vcpus() {
     let i = ids("guests:\n  g:\n    cputune: { vcpupin: { 0: \"0\", 1: \"8\" } }\n    numatune: { memory: { nodeset: \"1\" } }\n");
     assert!(i.contains(&"numa-spread".to_string()), "{i:?}");
 }
 
-lint_case!(hugetlbfs_missing, "hugetlbfs-missing",
-    fires: ids_with("guests:\n  g:\n    memory_backing: { hugepages: true }\n", &Facts { hugetlbfs: false, ..clean_facts() }, XML),
-    clean: ids("guests:\n  g:\n    memory_backing: { hugepages: true }\n"));
+#[test]
+fn plan_keeps_only_the_error_level_lints() {
+    // Fires vcpu-on-reserved (error) and shared-pin, numa-spread (warnings) in `check`.
+    let yaml = "host:\n  cpu_pool: { reserved: \"0\" }\nguests:\n  a: { cputune: { vcpupin: { 0: \"0\", 1: \"4\" } } }\n  b: { cputune: { vcpupin: { 0: \"4\" } } }\n";
+    let d = kvmtune::desired::load_str("t.yaml", yaml).unwrap();
+    let obs = observed(&d, XML);
+    let all = check(&d, &obs, &clean_facts());
+    for id in ["vcpu-on-reserved", "shared-pin", "numa-spread"] {
+        assert!(all.iter().any(|l| l.id == id), "{id}: {:?}", ids_of(&all));
+    }
+    let plan = kvmtune::lint::lints(&d, &obs, None);
+    assert_eq!(ids_of(&plan), ["vcpu-on-reserved"]);
+}
 
-lint_case!(topology_sockets, "topology-sockets",
-    fires: ids("guests:\n  g:\n    vcpu: { count: 2 }\n    cpu: { mode: host-passthrough, topology: { sockets: 2, cores: 1, threads: 1 } }\n"),
-    clean: ids("guests:\n  g:\n    vcpu: { count: 2 }\n    cpu: { mode: host-passthrough, topology: { sockets: 1, cores: 2, threads: 1 } }\n"));
-
-lint_case!(cpu_model_not_host, "cpu-model-not-host",
-    fires: ids("guests:\n  g:\n    cpu: { mode: custom, model: Skylake-Server }\n"),
-    clean: ids(CLEAN));
-
-lint_case!(nic_not_virtio, "nic-not-virtio",
-    fires: ids("guests:\n  g:\n    interfaces: { \"*\": { model: e1000e } }\n"),
-    clean: ids("guests:\n  g:\n    interfaces: { \"*\": { model: virtio } }\n"));
-
-lint_case!(queues_above_vcpus, "queues-above-vcpus",
-    fires: ids("guests:\n  g:\n    vcpu: { count: 2 }\n    interfaces: { \"*\": { model: virtio, queues: 4 } }\n"),
-    clean: ids("guests:\n  g:\n    vcpu: { count: 2 }\n    interfaces: { \"*\": { model: virtio, queues: 2 } }\n"));
-
-lint_case!(vhost_net_missing, "vhost-net-missing",
-    fires: ids_with(CLEAN, &Facts { vhost_net: false, ..clean_facts() }, XML),
-    clean: ids_with(&format!("host:\n  modules: [vhost_net]\n{CLEAN}"), &Facts { vhost_net: false, ..clean_facts() }, XML));
-
-lint_case!(writethrough_many, "writethrough-many",
-    fires: ids("guests:\n  a: { disks: { \"*\": { cache: writethrough } } }\n  b: { disks: { \"*\": { cache: writethrough } } }\n"),
-    clean: ids("guests:\n  a: { disks: { \"*\": { cache: writethrough } } }\n  b: { disks: { \"*\": { cache: none } } }\n"));
-
-const NET_XML: &str = "<domain><name>g</name><memory unit='KiB'>1048576</memory><vcpu>2</vcpu>\
-    <cpu mode='host-passthrough'/><devices><interface type='network'><model type='virtio'/></interface>\
-    <disk type='network' device='disk'><driver name='qemu' cache='none'/><source protocol='rbd' name='pool/g'/></disk></devices></domain>";
-
-lint_case!(cache_blocks_migration, "cache-blocks-migration",
-    fires: ids_with("guests:\n  g:\n    vcpu: { count: 2 }\n    cpu: { mode: host-passthrough }\n    disks: { \"*\": { cache: writeback } }\n", &clean_facts(), NET_XML),
-    clean: ids_with("guests:\n  g:\n    vcpu: { count: 2 }\n    cpu: { mode: host-passthrough }\n    disks: { \"*\": { cache: writeback } }\n", &clean_facts(), XML));
-
-lint_case!(ksm_with_pinned_hugepages, "ksm-with-pinned-hugepages",
-    fires: ids("host:\n  ksm: { run: true }\nguests:\n  g:\n    cputune: { vcpupin: { 0: \"2\" } }\n    memory_backing: { hugepages: true }\n"),
-    clean: ids("host:\n  ksm: { run: false }\nguests:\n  g:\n    cputune: { vcpupin: { 0: \"2\" } }\n    memory_backing: { hugepages: true }\n"));
-
-lint_case!(thp_always_with_hugepages, "thp-always-with-hugepages",
-    fires: ids_with("guests:\n  g:\n    memory_backing: { hugepages: true }\n", &Facts { thp_enabled: Some("always".into()), ..clean_facts() }, XML),
-    clean: ids("guests:\n  g:\n    memory_backing: { hugepages: true }\n"));
-
-lint_case!(arp_filter_off, "arp-filter-off",
-    fires: ids_with(CLEAN, &Facts { arp_filter: Some("0".into()), shared_subnets: vec![("10.0.0.0/255.255.255.0".into(), vec!["eth0".into(), "eth1".into()])], ..clean_facts() }, XML),
-    clean: ids_with(CLEAN, &Facts { arp_filter: Some("0".into()), ..clean_facts() }, XML));
-
-lint_case!(tuned_not_virtual_host, "tuned-not-virtual-host",
-    fires: ids_with(CLEAN, &Facts { tuned_profile: Some("balanced".into()), ..clean_facts() }, XML),
-    clean: ids(CLEAN));
+#[test]
+fn output_follows_the_registry_and_per_guest_rules_go_guest_by_guest() {
+    let yaml = "guests:\n  a: { vcpu: { count: 2 }, cpu: { mode: custom, model: X, topology: { sockets: 2, cores: 1, threads: 1 } } }\n  b: { vcpu: { count: 2 }, cpu: { mode: custom, model: X, topology: { sockets: 2, cores: 1, threads: 1 } } }\n";
+    let l = case_with(
+        yaml,
+        &Facts {
+            tuned_profile: None,
+            ..clean_facts()
+        },
+        XML,
+    )
+    .lints();
+    let got: Vec<(&str, &str)> = l.iter().map(|l| (l.id, l.target.as_str())).collect();
+    assert_eq!(
+        got,
+        [
+            ("topology-sockets", "guest/a"),
+            ("cpu-model-not-host", "guest/a"),
+            ("topology-sockets", "guest/b"),
+            ("cpu-model-not-host", "guest/b"),
+            ("tuned-not-virtual-host", "host"),
+        ]
+    );
+}
 
 #[test]
 fn a_clean_configuration_has_no_lints_and_exit_0() {
-    let d = kvmtune::config::load_str("t.yaml", CLEAN).unwrap();
+    let d = kvmtune::desired::load_str("t.yaml", CLEAN).unwrap();
     let l = check(&d, &observed(&d, XML), &clean_facts());
     assert!(l.is_empty(), "{l:?}");
     assert_eq!(kvmtune::lint::exit_code(&l), 0);

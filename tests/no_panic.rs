@@ -5,8 +5,8 @@
 mod support;
 use support::Rng;
 
-use kvmtune::config::load_sources;
 use kvmtune::config::source::SourceFile;
+use kvmtune::desired::load_sources;
 
 const ALPHABET: &[u8] = b" \n:-,{}[]\"'&*!|>#^0123456789abcxyzMGK.";
 
@@ -45,11 +45,7 @@ fn mutated_configs_never_panic() {
         ))
         .unwrap(),
     ];
-    let xml = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/corpus/libvirt-domains/cputune.xml"
-    ))
-    .unwrap();
+    let xml = std::fs::read_to_string(support::corpus_dir().join("cputune.xml")).unwrap();
     let mut rng = Rng(0x9e3779b97f4a7c15);
     let (mut ok, mut err) = (0, 0);
     for i in 0..4000 {

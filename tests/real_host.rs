@@ -3,11 +3,12 @@
 //! give), KSM, a veth pair's MTU, and a real tuned daemon switching profiles. Runs as root in
 //! CI; fails (never skips) when it cannot write /proc/sys.
 //!
-//! The root given to kvmtune is a temp dir whose `proc`, `sys` and `usr` are symlinks to the
-//! real ones and whose `etc` is a real, empty directory: runtime values land on the real
-//! kernel, the persisted files (`etc/sysctl.d/90-kvmtune.conf`, ...) land in the temp dir and
-//! never touch the host's /etc. The tests hold one lock (they share kernel state), and every
-//! value is restored by a guard, also when an assertion fails.
+//! kvmtune runs with `--root /`, as on a real hypervisor: runtime values land on the real
+//! kernel, the persisted files on the real /etc (`/etc/sysctl.d/90-kvmtune.conf`, ...), the
+//! backups in the real `/var/lib/kvmtune`. The tests hold one lock (they share kernel state);
+//! every kernel value is restored by a guard, and [`OwnedFiles`] saves kvmtune's persisted
+//! files (removing them) and state directory before each test and puts them back exactly as
+//! they were afterwards, also when an assertion fails.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -63,14 +64,136 @@ impl Drop for Restore {
     }
 }
 
-/// A temp root: proc, sys, usr → the real ones; etc a real empty directory.
-fn host_root() -> tempfile::TempDir {
-    let t = tempfile::tempdir().unwrap();
-    for d in ["proc", "sys", "usr"] {
-        std::os::unix::fs::symlink(format!("/{d}"), t.path().join(d)).unwrap();
+/// The files kvmtune persists to on the real host (src/host/persist.rs).
+const PERSISTED: [&str; 4] = [
+    kvmtune::host::persist::SYSCTL_CONF,
+    kvmtune::host::persist::TMPFILES_CONF,
+    kvmtune::host::persist::MODULES_CONF,
+    kvmtune::host::persist::GRUB_CFG,
+];
+
+/// kvmtune's state directory below `--root /` (backups and the apply lock).
+const STATE_DIR: &str = "/var/lib/kvmtune";
+
+/// A persisted file as it was: its path, its bytes and mode (`None`: absent), and whether its
+/// directory existed.
+type SavedFile = (PathBuf, Option<(Vec<u8>, u32)>, bool);
+
+/// kvmtune's own files on the real host: each persisted file (content and mode, or absent, and
+/// whether its directory existed) and the whole state directory (copied with `cp -a`). Taking
+/// the guard saves them and removes the persisted files, so a test starts as on a host
+/// kvmtune never persisted anything on; dropping it puts back exactly what was there (the
+/// state directory too: removed, or replaced by the saved copy), also while a failed test
+/// unwinds.
+struct OwnedFiles {
+    files: Vec<SavedFile>,
+    state: tempfile::TempDir,
+    state_existed: bool,
+}
+
+impl OwnedFiles {
+    fn take() -> OwnedFiles {
+        use std::os::unix::fs::PermissionsExt;
+        let files = PERSISTED
+            .iter()
+            .map(|f| {
+                let p = Path::new("/").join(f);
+                let saved = std::fs::read(&p).ok().map(|b| {
+                    let mode = std::fs::metadata(&p).unwrap().permissions().mode();
+                    (b, mode)
+                });
+                if saved.is_some() {
+                    std::fs::remove_file(&p).unwrap();
+                }
+                let dir_existed = p.parent().unwrap().is_dir();
+                (p, saved, dir_existed)
+            })
+            .collect();
+        let state = tempfile::tempdir().unwrap();
+        let state_existed = Path::new(STATE_DIR).exists();
+        if state_existed {
+            let st = Command::new("cp")
+                .args(["-a", STATE_DIR])
+                .arg(state.path().join("kvmtune"))
+                .status()
+                .unwrap();
+            assert!(st.success(), "saving {STATE_DIR}");
+        }
+        OwnedFiles {
+            files,
+            state,
+            state_existed,
+        }
     }
-    std::fs::create_dir(t.path().join("etc")).unwrap();
-    t
+}
+
+impl Drop for OwnedFiles {
+    fn drop(&mut self) {
+        use std::os::unix::fs::PermissionsExt;
+        for (p, saved, dir_existed) in &self.files {
+            let result = match saved {
+                Some((bytes, mode)) => std::fs::create_dir_all(p.parent().unwrap())
+                    .and_then(|_| std::fs::write(p, bytes))
+                    .and_then(|_| {
+                        std::fs::set_permissions(p, std::fs::Permissions::from_mode(*mode))
+                    }),
+                None => match std::fs::remove_file(p) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                    _ => {
+                        if !dir_existed {
+                            // Only if empty: kvmtune created it for this file.
+                            let _ = std::fs::remove_dir(p.parent().unwrap());
+                        }
+                        Ok(())
+                    }
+                },
+            };
+            if let Err(e) = result {
+                eprintln!("could not restore {}: {e}", p.display());
+            }
+        }
+        if let Err(e) = std::fs::remove_dir_all(STATE_DIR) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                eprintln!("could not remove {STATE_DIR}: {e}");
+            }
+        }
+        if self.state_existed {
+            let ok = Command::new("cp")
+                .arg("-a")
+                .arg(self.state.path().join("kvmtune"))
+                .arg(STATE_DIR)
+                .status()
+                .is_ok_and(|s| s.success());
+            if !ok {
+                eprintln!("could not restore {STATE_DIR}");
+            }
+        }
+    }
+}
+
+/// kvmtune's files on the real host as they are: each persisted file's bytes (or absent) and
+/// every path below the state directory with its bytes (`None` for a directory).
+type Snapshot = (Vec<Option<Vec<u8>>>, Vec<(PathBuf, Option<Vec<u8>>)>);
+
+fn owned_snapshot() -> Snapshot {
+    let files = PERSISTED
+        .iter()
+        .map(|f| std::fs::read(Path::new("/").join(f)).ok())
+        .collect();
+    let mut state = Vec::new();
+    let mut stack = vec![PathBuf::from(STATE_DIR)];
+    while let Some(p) = stack.pop() {
+        if p.is_dir() {
+            for e in std::fs::read_dir(&p).unwrap() {
+                stack.push(e.unwrap().path());
+            }
+            state.push((p, None));
+        } else if p.exists() {
+            state.push((p.clone(), std::fs::read(&p).ok()));
+        }
+    }
+    state.sort();
+    (files, state)
 }
 
 fn kvmtune(dir: &Path, args: &[&str]) -> Output {
@@ -95,21 +218,21 @@ fn run_ok(dir: &Path, args: &[&str]) -> String {
     out
 }
 
-/// apply → plan is empty → second apply writes nothing; returns the first apply's output.
-fn converge(root: &Path, yaml: &str) -> String {
-    let r = root.to_str().unwrap();
-    let cfg = root.join("t.yaml");
+/// With `--root /`: apply → plan is empty → second apply writes nothing; returns the first
+/// apply's output. The configuration is `dir/t.yaml`.
+fn converge(dir: &Path, yaml: &str) -> String {
+    let cfg = dir.join("t.yaml");
     std::fs::write(&cfg, yaml).unwrap();
     let cfg = cfg.to_str().unwrap();
-    let out = run_ok(root, &["--root", r, "apply", cfg, "--auto-approve"]);
+    let out = run_ok(dir, &["--root", "/", "apply", cfg, "--auto-approve"]);
     assert!(out.contains(" 0 failed"), "{out}");
-    let plan = run_ok(root, &["--root", r, "plan", cfg, "--detailed-exitcode"]);
+    let plan = run_ok(dir, &["--root", "/", "plan", cfg, "--detailed-exitcode"]);
     assert!(plan.starts_with("No changes."), "{plan}");
     let again = run_ok(
-        root,
+        dir,
         &[
             "--root",
-            r,
+            "/",
             "apply",
             cfg,
             "--auto-approve",
@@ -141,7 +264,9 @@ const DIRTY: &str = "/proc/sys/vm/dirty_ratio";
 fn sysctl_and_thp_runtime_and_persisted() {
     let _l = lock();
     let guard = Restore::save(&[SWAP, DIRTY, THP_E, THP_D]);
-    let root = host_root();
+    let kvmtune_files = owned_snapshot();
+    let owned = OwnedFiles::take();
+    let dir = tempfile::tempdir().unwrap();
     let swap_now = read(SWAP);
     let swap_new = if swap_now == "17" { "18" } else { "17" };
     let thp_now = selected(&read(THP_E));
@@ -151,7 +276,7 @@ fn sysctl_and_thp_runtime_and_persisted() {
         "never"
     };
     let out = converge(
-        root.path(),
+        dir.path(),
         &format!("host:\n  sysctl: {{ vm.swappiness: {swap_new}, vm.dirty_ratio: 21 }}\n  transparent_hugepage: {{ enabled: {thp_new}, defrag: defer }}\n"),
     );
     assert!(
@@ -164,7 +289,7 @@ fn sysctl_and_thp_runtime_and_persisted() {
     assert_eq!(read(DIRTY), "21");
     assert_eq!(selected(&read(THP_E)), thp_new);
     assert_eq!(selected(&read(THP_D)), "defer");
-    let conf = std::fs::read_to_string(root.path().join("etc/sysctl.d/90-kvmtune.conf")).unwrap();
+    let conf = std::fs::read_to_string("/etc/sysctl.d/90-kvmtune.conf").unwrap();
     assert!(conf.starts_with("# Written by kvmtune"), "{conf}");
     assert!(
         conf.ends_with(&format!(
@@ -172,32 +297,26 @@ fn sysctl_and_thp_runtime_and_persisted() {
         )),
         "{conf}"
     );
-    let tmpfiles =
-        std::fs::read_to_string(root.path().join("etc/tmpfiles.d/90-kvmtune.conf")).unwrap();
+    let tmpfiles = std::fs::read_to_string("/etc/tmpfiles.d/90-kvmtune.conf").unwrap();
     assert!(
         tmpfiles.contains(&format!(
             "w /sys/kernel/mm/transparent_hugepage/enabled - - - - {thp_new}\n"
         )),
         "{tmpfiles}"
     );
-    // The host's own /etc is untouched.
-    assert!(!Path::new("/etc/sysctl.d/90-kvmtune.conf").exists());
+    // apply kept the previous values in the real state directory.
+    assert!(Path::new(STATE_DIR).join("applies").is_dir());
 
     // Runtime drift and persisted drift show separately.
     std::fs::write(SWAP, &swap_now).unwrap();
-    std::fs::write(
-        root.path().join("etc/sysctl.d/90-kvmtune.conf"),
-        "vm.swappiness = 3\n",
-    )
-    .unwrap();
-    let r = root.path().to_str().unwrap();
+    std::fs::write("/etc/sysctl.d/90-kvmtune.conf", "vm.swappiness = 3\n").unwrap();
     let plan = run_ok(
-        root.path(),
+        dir.path(),
         &[
             "--root",
-            r,
+            "/",
             "plan",
-            root.path().join("t.yaml").to_str().unwrap(),
+            dir.path().join("t.yaml").to_str().unwrap(),
         ],
     );
     assert!(
@@ -215,6 +334,12 @@ fn sysctl_and_thp_runtime_and_persisted() {
         "{plan}"
     );
 
+    drop(owned);
+    assert_eq!(
+        owned_snapshot(),
+        kvmtune_files,
+        "kvmtune's files not restored"
+    );
     drop(guard);
     assert_eq!(read(SWAP), swap_now);
     assert_eq!(selected(&read(THP_E)), thp_now);
@@ -224,17 +349,18 @@ fn sysctl_and_thp_runtime_and_persisted() {
 fn hugepage_pools_global_and_node0() {
     let _l = lock();
     let guard = Restore::save(&[HP, HP0]);
-    let root = host_root();
+    let kvmtune_files = owned_snapshot();
+    let owned = OwnedFiles::take();
+    let dir = tempfile::tempdir().unwrap();
     let hp_now: u64 = read(HP).parse().unwrap();
     // A few pages only; the global pool is restored last (saved first).
     let (g, n0) = (hp_now + 8, hp_now + 4);
     converge(
-        root.path(),
+        dir.path(),
         &format!("host:\n  hugepages:\n    - {{ size: 2M, count: {g} }}\n"),
     );
     assert_eq!(read(HP), g.to_string());
-    let tmpfiles =
-        std::fs::read_to_string(root.path().join("etc/tmpfiles.d/90-kvmtune.conf")).unwrap();
+    let tmpfiles = std::fs::read_to_string("/etc/tmpfiles.d/90-kvmtune.conf").unwrap();
     assert!(
         tmpfiles.contains(&format!(
             "w /sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages - - - - {g}\n"
@@ -243,10 +369,16 @@ fn hugepage_pools_global_and_node0() {
     );
     // Node 0's own pool (this machine has one node, so the global pool follows it).
     converge(
-        root.path(),
+        dir.path(),
         &format!("host:\n  hugepages:\n    - {{ size: 2M, node: 0, count: {n0} }}\n"),
     );
     assert_eq!(read(HP0), n0.to_string());
+    drop(owned);
+    assert_eq!(
+        owned_snapshot(),
+        kvmtune_files,
+        "kvmtune's files not restored"
+    );
     drop(guard);
     assert_eq!(read(HP), hp_now.to_string());
 }
@@ -268,7 +400,9 @@ fn ksm_run_sleep_pages_and_merge_across_nodes() {
     // Restored in reverse: run first (stop merging), then the rest.
     let guard = Restore::save(&files.iter().map(String::as_str).collect::<Vec<_>>());
     let before: Vec<String> = files.iter().map(|f| read(f)).collect();
-    let root = host_root();
+    let kvmtune_files = owned_snapshot();
+    let owned = OwnedFiles::take();
+    let dir = tempfile::tempdir().unwrap();
     let shared = read(&format!("{KSM}/pages_shared"));
     let merge = if shared == "0" {
         format!(", merge_across_nodes: {}", before[0] != "1")
@@ -277,7 +411,7 @@ fn ksm_run_sleep_pages_and_merge_across_nodes() {
     };
     let sleep = if before[1] == "37" { 38 } else { 37 };
     let out = converge(
-        root.path(),
+        dir.path(),
         &format!(
             "host:\n  ksm: {{ run: true, sleep_millisecs: {sleep}, pages_to_scan: 123{merge} }}\n"
         ),
@@ -286,11 +420,16 @@ fn ksm_run_sleep_pages_and_merge_across_nodes() {
     assert_eq!(read(&files[3]), "1");
     assert_eq!(read(&files[1]), sleep.to_string());
     assert_eq!(read(&files[2]), "123");
-    let tmpfiles =
-        std::fs::read_to_string(root.path().join("etc/tmpfiles.d/90-kvmtune.conf")).unwrap();
+    let tmpfiles = std::fs::read_to_string("/etc/tmpfiles.d/90-kvmtune.conf").unwrap();
     assert!(
         tmpfiles.ends_with("w /sys/kernel/mm/ksm/run - - - - 1\n"),
         "{tmpfiles}"
+    );
+    drop(owned);
+    assert_eq!(
+        owned_snapshot(),
+        kvmtune_files,
+        "kvmtune's files not restored"
     );
     drop(guard);
     let after: Vec<String> = files.iter().map(|f| read(f)).collect();
@@ -326,9 +465,11 @@ fn veth_pair_mtu() {
     );
     let _veth = Veth;
     assert_eq!(read("/sys/class/net/kvmtune0/mtu"), "1500");
-    let root = host_root();
+    let kvmtune_files = owned_snapshot();
+    let owned = OwnedFiles::take();
+    let dir = tempfile::tempdir().unwrap();
     let out = converge(
-        root.path(),
+        dir.path(),
         "host:\n  interfaces: { kvmtune0: { mtu: 9000 } }\n",
     );
     assert!(
@@ -341,6 +482,12 @@ fn veth_pair_mtu() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&ip.stdout).contains("mtu 9000"));
+    drop(owned);
+    assert_eq!(
+        owned_snapshot(),
+        kvmtune_files,
+        "kvmtune's files not restored"
+    );
 }
 
 /// Puts tuned back: the original profile (or off), the files it records, daemons we started,
@@ -449,10 +596,11 @@ fn tuned_daemon_switches_profile_and_verifies() {
         "virtual-host"
     };
 
-    let root = host_root();
-    std::os::unix::fs::symlink("/etc/tuned", root.path().join("etc/tuned")).unwrap();
+    let kvmtune_files = owned_snapshot();
+    let owned = OwnedFiles::take();
+    let dir = tempfile::tempdir().unwrap();
     let out = converge(
-        root.path(),
+        dir.path(),
         &format!("host:\n  tuned: {{ profile: {target} }}\n"),
     );
     assert!(
@@ -476,16 +624,11 @@ fn tuned_daemon_switches_profile_and_verifies() {
         .contains(&format!("Current active profile: {target}")));
 
     // An unknown profile is a validation error listing the real ones.
-    let cfg = root.path().join("bad.yaml");
+    let cfg = dir.path().join("bad.yaml");
     std::fs::write(&cfg, "host:\n  tuned: { profile: no-such-profile }\n").unwrap();
     let o = kvmtune(
-        root.path(),
-        &[
-            "--root",
-            root.path().to_str().unwrap(),
-            "validate",
-            cfg.to_str().unwrap(),
-        ],
+        dir.path(),
+        &["--root", "/", "validate", cfg.to_str().unwrap()],
     );
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
@@ -495,6 +638,12 @@ fn tuned_daemon_switches_profile_and_verifies() {
         "{err}"
     );
 
+    drop(owned);
+    assert_eq!(
+        owned_snapshot(),
+        kvmtune_files,
+        "kvmtune's files not restored"
+    );
     drop(guard);
     let now = std::fs::read_to_string("/etc/tuned/active_profile").unwrap_or_default();
     assert_eq!(now.trim(), original);

@@ -1,5 +1,5 @@
 //! `kvmtune render` (offline XML tuning) over libvirt's own test-suite domain XMLs
-//! (`../shared/corpus/libvirt-domains`, read only), through the real binary:
+//! (`tests/data/libvirt-domains`, read only), through the real binary:
 //! - the output passes `virt-xml-validate FILE domain` wherever the input does;
 //! - rendering the output again gives the same bytes;
 //! - with the owned elements and attributes stripped from both, input and output are equal node
@@ -7,30 +7,13 @@
 //!
 //! Plus: located errors, an unknown guest, the `--root` default page size, and one snapshot.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use kvmtune::xmltree::{Document, NodeId};
 
-fn corpus_dir() -> PathBuf {
-    std::env::var_os("KVMTUNE_CORPUS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/libvirt-domains")
-        })
-}
-
-fn corpus() -> Vec<PathBuf> {
-    let dir = corpus_dir();
-    let mut out: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("corpus {} missing: {e}", dir.display()))
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "xml"))
-        .collect();
-    out.sort();
-    assert!(out.len() >= 50, "corpus has only {} files", out.len());
-    out
-}
+mod support;
+use support::{corpus_dir, corpus_files as corpus};
 
 /// The corpus files SOURCES.md lists as failing `virt-xml-validate` with this libvirt.
 fn known_invalid() -> Vec<String> {

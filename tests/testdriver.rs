@@ -6,7 +6,7 @@ mod support;
 use support::*;
 
 use kvmtune::libvirt::Hypervisor;
-use kvmtune::{apply, config, observe, plan};
+use kvmtune::{apply, observe, plan};
 
 #[test]
 fn demo_apply_converges_and_second_apply_writes_nothing() {
@@ -14,10 +14,10 @@ fn demo_apply_converges_and_second_apply_writes_nothing() {
     copy_tree(&repo().join("examples/demo/root"), root.path());
     let uri = format!("test://{}", repo().join("examples/demo/host.xml").display());
     let hv = Hypervisor::open(&uri, false).unwrap();
-    let desired = config::load(&[repo().join("examples/demo/tuning.yaml")]).unwrap();
+    let desired = kvmtune::desired::load(&[repo().join("examples/demo/tuning.yaml")]).unwrap();
 
     let obs = observe::observe(&desired, root.path(), Some(&hv)).unwrap();
-    let first = plan::plan(&desired, &obs);
+    let first = kvmtune::pipeline::plan(&desired, &obs);
     assert!(first.errors.is_empty(), "{:?}", first.errors);
     assert!(first.changes.len() > 10, "{:?}", first.changes);
     // db1 is running in the demo: pins change live, the rest waits for a restart; web1 is
@@ -37,7 +37,7 @@ fn demo_apply_converges_and_second_apply_writes_nothing() {
     assert_eq!(report.defines, 2);
 
     let obs = observe::observe(&desired, root.path(), Some(&hv)).unwrap();
-    let second = plan::plan(&desired, &obs);
+    let second = kvmtune::pipeline::plan(&desired, &obs);
     assert!(
         second.changes.is_empty(),
         "plan after apply is not empty: {:?}",
@@ -60,7 +60,9 @@ fn first_uuid(p: &plan::Plan, name: &str) -> String {
     p.actions
         .iter()
         .find_map(|a| match a {
-            plan::Action::Guest { name: n, uuid, .. } if n.as_str() == name => Some(uuid.clone()),
+            plan::Action::Guest { name: n, uuid, .. } if n.as_str() == name => {
+                Some(uuid.to_string())
+            }
             _ => None,
         })
         .unwrap()
@@ -70,21 +72,23 @@ fn first_uuid(p: &plan::Plan, name: &str) -> String {
 fn huge_page_shortfall_names_requested_and_allocated_and_other_keys_still_apply() {
     let root = tempfile::tempdir().unwrap();
     copy_tree(&repo().join("examples/demo/root"), root.path());
-    let desired = config::load_str(
+    let desired = kvmtune::desired::load_str(
         "h.yaml",
         "host:\n  persist: false\n  sysctl: { vm.swappiness: 10 }\n  hugepages:\n    - { size: 2M, node: 0, count: 300 }\n    - { size: 2M, node: 1, count: 50 }\n",
     )
     .unwrap();
     let obs = observe::observe(&desired, root.path(), None).unwrap();
-    let p = plan::plan(&desired, &obs);
+    let p = kvmtune::pipeline::plan(&desired, &obs);
     let report = apply::apply_with(
         &p,
         &desired,
-        root.path(),
-        None,
-        apply::HostIo {
-            files: &CappedPools { cap: 100 },
-            cmds: &kvmtune::host::RealCommands,
+        apply::Target {
+            root: root.path(),
+            hv: None,
+            io: apply::HostIo {
+                files: &CappedPools { cap: 100 },
+                cmds: &kvmtune::host::RealCommands,
+            },
         },
         &mut |_, _, _| {},
     );
@@ -101,7 +105,7 @@ fn huge_page_shortfall_names_requested_and_allocated_and_other_keys_still_apply(
     assert_eq!(host.failed[0].0, "hugepages.2M.node0");
     assert_eq!(
         host.failed[0].1,
-        "host hugepages.2M.node0: huge page pool /sys/devices/system/node/node0/hugepages/hugepages-2048kB/nr_hugepages: requested 300 pages, the kernel allocated 100"
+        "huge page pool /sys/devices/system/node/node0/hugepages/hugepages-2048kB/nr_hugepages: requested 300 pages, the kernel allocated 100"
     );
     assert_eq!(
         std::fs::read_to_string(root.path().join("proc/sys/vm/swappiness")).unwrap(),
@@ -109,7 +113,7 @@ fn huge_page_shortfall_names_requested_and_allocated_and_other_keys_still_apply(
     );
     // The plan still shows the pool that fell short, and only that.
     let obs = observe::observe(&desired, root.path(), None).unwrap();
-    let again = plan::plan(&desired, &obs);
+    let again = kvmtune::pipeline::plan(&desired, &obs);
     assert_eq!(again.changes.len(), 1);
     assert_eq!(again.changes[0].before.as_deref(), Some("100"));
 }

@@ -100,11 +100,11 @@ fn kvmtune_defines(
     mode: DefineMode,
     conns: usize,
 ) -> anyhow::Result<Duration> {
-    let d = kvmtune::config::load_str("bench.yaml", cfg).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let d = kvmtune::desired::load_str("bench.yaml", cfg).map_err(|e| anyhow::anyhow!("{e}"))?;
     let hv = Hypervisor::open(uri, false)?;
     let obs = kvmtune::observe::observe(&d, Path::new("/"), Some(&hv))?;
-    let plan = kvmtune::plan::plan(&d, &obs);
-    let jobs: Vec<(&str, &str)> = plan
+    let plan = kvmtune::pipeline::plan(&d, &obs);
+    let guests: Vec<(&kvmtune::model::DomainName, &str)> = plan
         .actions
         .iter()
         .filter_map(|a| match a {
@@ -113,10 +113,11 @@ fn kvmtune_defines(
                 new_xml,
                 define: true,
                 ..
-            } => Some((name.as_str(), new_xml.as_str())),
+            } => Some((name, new_xml.as_str())),
             _ => None,
         })
         .collect();
+    let jobs: Vec<(&str, &str)> = guests.iter().map(|(n, x)| (n.as_str(), *x)).collect();
     if jobs.len() != n {
         bail!("kvmtune planned {} defines, expected {n}", jobs.len());
     }
@@ -124,12 +125,8 @@ fn kvmtune_defines(
     let pool = hv.define_pool(conns)?;
     let mut failures = Vec::new();
     let reported = pool.define_all(&jobs, mode, |i, r| {
-        let (name, _) = jobs[i];
-        let gd = d
-            .guests
-            .iter()
-            .find(|(k, _)| k.as_str() == name)
-            .map(|x| x.1);
+        let (name, _) = guests[i];
+        let gd = plan.guest_desired(&d, name);
         let check = match (r, gd) {
             (Err(e), _) => Err(e.to_string()),
             (Ok(_), None) => Err("not in the config".into()),

@@ -361,13 +361,13 @@ struct KvmtuneTimes {
 
 fn kvmtune_once(uri: &str, cfg_name: &str, cfg: &str) -> anyhow::Result<KvmtuneTimes> {
     let t0 = Instant::now();
-    let d = kvmtune::config::load_str(cfg_name, cfg).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let d = kvmtune::desired::load_str(cfg_name, cfg).map_err(|e| anyhow::anyhow!("{e}"))?;
     let t1 = Instant::now();
     let hv = kvmtune::libvirt::Hypervisor::open(uri, true)?;
     let t2 = Instant::now();
     let obs = kvmtune::observe::observe(&d, Path::new("/"), Some(&hv))?;
     let t3 = Instant::now();
-    let plan = kvmtune::plan::plan(&d, &obs);
+    let plan = kvmtune::pipeline::plan(&d, &obs);
     let t4 = Instant::now();
     let json = kvmtune::render::plan_json(&plan);
     let t5 = Instant::now();

@@ -1,4 +1,5 @@
-//! Loading configuration: files → guarded YAML → raw model → merged → validated [`Desired`].
+//! Loading configuration: files → guarded YAML → raw model → merged (validation into desired
+//! state is [`crate::desired`]'s).
 //!
 //! Invariant: `load` either returns a fully validated [`Desired`] or every problem it found,
 //! each as one line with file:line:column and key path. Nothing here touches the hypervisor
@@ -6,14 +7,12 @@
 
 pub mod raw;
 pub mod source;
-mod validate;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde_yaml::Value;
 
-use crate::desired::Desired;
 use raw::RawConfig;
 use source::{ConfigError, KeyPath, Loc, SourceFile, SourceMap};
 
@@ -108,11 +107,7 @@ fn typed_errors(files: &[SourceFile], merged_err: &serde_yaml::Error) -> ConfigE
     let errors: Vec<ConfigError> = files
         .iter()
         .filter(|f| !f.text.trim().is_empty())
-        .filter_map(|f| {
-            serde_yaml::from_str::<RawConfig>(&f.text)
-                .err()
-                .map(|e| source::serde_error(&f.path, &e))
-        })
+        .filter_map(typed_error)
         .collect();
     if errors.is_empty() {
         let first = files
@@ -123,6 +118,56 @@ fn typed_errors(files: &[SourceFile], merged_err: &serde_yaml::Error) -> ConfigE
     } else {
         ConfigErrors(errors)
     }
+}
+
+/// The first type error of one file, with its key path (from `serde_path_to_error`) and its
+/// location (serde_yaml's, else the key's in the file's source map).
+fn typed_error(f: &SourceFile) -> Option<ConfigError> {
+    let de = serde_yaml::Deserializer::from_str(&f.text);
+    let e = match serde_path_to_error::deserialize::<_, RawConfig>(de) {
+        Err(e) => e,
+        // The text reads leniently (a plain `5` is also a string); the merged document is a
+        // value, where `5` is a number: find the error there, by path.
+        Ok(_) => {
+            let v: Value = serde_yaml::from_str(&f.text).ok()?;
+            serde_path_to_error::deserialize::<_, RawConfig>(v).err()?
+        }
+    };
+    let path: KeyPath = e
+        .path()
+        .iter()
+        .filter_map(|s| match s {
+            serde_path_to_error::Segment::Seq { index } => Some(index.to_string()),
+            serde_path_to_error::Segment::Map { key } => Some(key.clone()),
+            _ => None,
+        })
+        .collect();
+    let inner = e.into_inner();
+    let err = source::serde_error(&f.path, &inner);
+    if path.is_empty() {
+        return Some(err);
+    }
+    let msg = match &err {
+        ConfigError::Invalid { msg, .. } | ConfigError::Unlocated { msg, .. } => msg.clone(),
+        other => return Some(other.clone()),
+    };
+    let loc = match &err {
+        ConfigError::Invalid { loc, .. } => Some(loc.clone()),
+        _ => f.index().ok().and_then(|m| {
+            (1..=path.len())
+                .rev()
+                .find_map(|n| m.find(&path[..n]).cloned())
+        }),
+    };
+    let path = source::dotted(&path);
+    Some(match loc {
+        Some(loc) => ConfigError::Invalid { loc, path, msg },
+        None => ConfigError::Unlocated {
+            file: f.path.clone(),
+            path,
+            msg,
+        },
+    })
 }
 
 fn key_str(k: &Value) -> String {
@@ -199,29 +244,14 @@ fn copy_locs(into: &mut SourceMap, path: &KeyPath, add: &SourceMap, add_path: &K
     }
 }
 
-/// Loads, merges and validates configuration files (directories expand to their *.yaml).
-pub fn load(paths: &[PathBuf]) -> Result<Desired, ConfigErrors> {
-    load_for(paths, None)
-}
-
-/// [`load`] on the host named `hostname`: files whose `hosts:` globs do not match it are left
-/// out (with `None`, every file applies).
-pub fn load_for(paths: &[PathBuf], hostname: Option<&str>) -> Result<Desired, ConfigErrors> {
-    Ok(read_for(paths, hostname)?.0)
-}
-
-/// [`load_for`], also returning the files as read (for saved plans).
-pub fn read_for(
-    paths: &[PathBuf],
-    hostname: Option<&str>,
-) -> Result<(Desired, Vec<SourceFile>), ConfigErrors> {
+/// Reads configuration files (directories expand to their *.yaml) as they are.
+pub fn read_sources(paths: &[PathBuf]) -> Result<Vec<SourceFile>, ConfigErrors> {
     let files = expand_paths(paths)?;
     let mut sources = Vec::new();
     for f in &files {
         sources.push(SourceFile::read(f)?);
     }
-    let d = load_sources_for(&sources, hostname)?;
-    Ok((d, sources))
+    Ok(sources)
 }
 
 /// The files of a fleet directory for `hostname`: every *.yaml directly in `dir` (shared) and
@@ -290,6 +320,48 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
 }
 
 /// Whether a file's `hosts:` (if it is a list of strings) matches `hostname`.
+/// Whether the file's `hosts:` selects `hostname` (or it has none, or cannot be read).
+pub fn applies_here(file: &SourceFile, hostname: &str) -> bool {
+    !excluded(file, Some(hostname))
+}
+
+/// Whether the file's `hosts:` (read alone, before anything else of the file) excludes
+/// `hostname`.
+fn excluded(file: &SourceFile, hostname: Option<&str>) -> bool {
+    if hostname.is_none() {
+        return false;
+    }
+    // The guards first (alias expansion is bounded there); a file that fails them, or a
+    // syntax error, is reported: its selector cannot be read safely.
+    if file.index().is_err() {
+        return false;
+    }
+    let Ok(v) = serde_yaml::from_str::<Value>(&file.text) else {
+        return false;
+    };
+    !applies_to(&v, hostname)
+}
+
+/// `hosts:` that is not a list of hostname globs, located.
+fn hosts_error(file: &SourceFile, p: &Parsed) -> Option<ConfigError> {
+    let h = p.value.get("hosts")?;
+    let ok = matches!(h, Value::Sequence(s) if s.iter().all(|g| g.is_string()));
+    if ok {
+        return None;
+    }
+    let path = vec!["hosts".to_string()];
+    let loc = p.map.find(&path).cloned().unwrap_or(source::Loc {
+        file: file.path.clone(),
+        line: 0,
+        col: 0,
+    });
+    Some(ConfigError::Invalid {
+        loc,
+        path: "hosts".into(),
+        msg: "expected a list of hostname globs such as [\"hv-*\", db-host-1]".into(),
+    })
+}
+
 fn applies_to(value: &Value, hostname: Option<&str>) -> bool {
     let (Some(h), Some(Value::Sequence(globs))) = (hostname, value.get("hosts")) else {
         return true;
@@ -382,23 +454,37 @@ fn expand_profiles(value: &mut Value, map: &mut SourceMap, errors: &mut Vec<Conf
     }
 }
 
-/// Like [`load`], for files already in memory.
-pub fn load_sources(files: &[SourceFile]) -> Result<Desired, ConfigErrors> {
-    load_sources_for(files, None)
-}
-
-/// [`load_for`], for files already in memory.
-pub fn load_sources_for(
+/// Parses and merges files already in memory into the raw model, with where each key was
+/// written, keeping only the files that apply to `hostname` (`None`: all of them).
+/// Validation into desired state is the next layer's ([`crate::desired::load_sources_for`]).
+pub fn parse_sources_for(
     files: &[SourceFile],
     hostname: Option<&str>,
-) -> Result<Desired, ConfigErrors> {
+) -> Result<(RawConfig, SourceMap), ConfigErrors> {
     let mut errors = Vec::new();
     let mut parsed = Vec::new();
     for file in files {
+        // A file whose `hosts:` excludes this host cannot break it: its selector is read
+        // first, and nothing else of it is checked here (`validate` without a hostname
+        // checks every file).
+        if excluded(file, hostname) {
+            continue;
+        }
         match parse_file(file) {
-            Ok(p) if applies_to(&p.value, hostname) => parsed.push(p),
+            Ok(p) if applies_to(&p.value, hostname) => match hosts_error(file, &p) {
+                Some(e) => errors.push(e),
+                None => parsed.push(p),
+            },
             Ok(_) => {}
             Err(e) => errors.push(e),
+        }
+    }
+    // `hosts:` selects files; it is not configuration and does not merge.
+    if parsed.len() > 1 {
+        for p in &mut parsed {
+            if let Value::Mapping(m) = &mut p.value {
+                m.remove("hosts");
+            }
         }
     }
     if !errors.is_empty() {
@@ -441,12 +527,7 @@ pub fn load_sources_for(
         return Err(ConfigErrors(errors));
     }
     let raw: RawConfig = serde_yaml::from_value(merged).map_err(|e| typed_errors(files, &e))?;
-    validate::validate(&raw, merged_map)
-}
-
-/// Parses one file's text (for tests and `render`).
-pub fn load_str(name: &str, text: &str) -> Result<Desired, ConfigErrors> {
-    load_sources(&[SourceFile::from_text(name, text)])
+    Ok((raw, merged_map))
 }
 
 impl SourceMap {

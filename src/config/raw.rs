@@ -282,11 +282,65 @@ impl<'de> Deserialize<'de> for RawVcpupin {
                 }
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(self, m: A) -> Result<RawVcpupin, A::Error> {
-                BTreeMap::deserialize(serde::de::value::MapAccessDeserializer::new(m))
-                    .map(RawVcpupin::Map)
+                index_map(serde::de::value::MapAccessDeserializer::new(m)).map(RawVcpupin::Map)
             }
         }
         de.deserialize_any(V)
+    }
+}
+
+/// An index key as YAML writes it (`0:`) or JSON must (`"0":`): kvmtune reads its own JSON.
+struct IndexKey(u32);
+
+impl<'de> Deserialize<'de> for IndexKey {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = IndexKey;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an index (a number from 0)")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<IndexKey, E> {
+                u32::try_from(v)
+                    .map(IndexKey)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(v), &self))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<IndexKey, E> {
+                u32::try_from(v)
+                    .map(IndexKey)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(v), &self))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<IndexKey, E> {
+                v.trim()
+                    .parse::<u32>()
+                    .map(IndexKey)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Str(v), &self))
+            }
+        }
+        de.deserialize_any(V)
+    }
+}
+
+fn index_map<'de, D: serde::Deserializer<'de>>(
+    de: D,
+) -> Result<BTreeMap<u32, RawCpuSet>, D::Error> {
+    let m: BTreeMap<IndexKeyOrd, RawCpuSet> = BTreeMap::deserialize(de)?;
+    Ok(m.into_iter().map(|(k, v)| (k.0, v)).collect())
+}
+
+fn opt_index_map<'de, D: serde::Deserializer<'de>>(
+    de: D,
+) -> Result<Option<BTreeMap<u32, RawCpuSet>>, D::Error> {
+    index_map(de).map(Some)
+}
+
+/// [`IndexKey`] as a map key (ordered; a key given twice, as `0` and `"0"`, is refused).
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct IndexKeyOrd(u32);
+
+impl<'de> Deserialize<'de> for IndexKeyOrd {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        IndexKey::deserialize(de).map(|k| IndexKeyOrd(k.0))
     }
 }
 
@@ -368,23 +422,6 @@ pub struct RawIotune {
     pub write_iops_sec: Option<u64>,
 }
 
-impl RawIotune {
-    /// (libvirt element name, value) of every declared field.
-    pub fn fields(&self) -> Vec<(&'static str, u64)> {
-        [
-            ("total_bytes_sec", self.total_bytes_sec),
-            ("read_bytes_sec", self.read_bytes_sec),
-            ("write_bytes_sec", self.write_bytes_sec),
-            ("total_iops_sec", self.total_iops_sec),
-            ("read_iops_sec", self.read_iops_sec),
-            ("write_iops_sec", self.write_iops_sec),
-        ]
-        .into_iter()
-        .filter_map(|(k, v)| v.map(|v| (k, v)))
-        .collect()
-    }
-}
-
 /// Device classes `remove_devices` understands, matched by device type.
 #[derive(
     Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq, PartialOrd, Ord,
@@ -443,7 +480,11 @@ pub struct RawCputune {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub emulatorpin: Option<RawCpuSet>,
     /// I/O thread id (from 1) → host CPU set. Authoritative like vcpupin.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_index_map"
+    )]
     pub iothreadpin: Option<BTreeMap<u32, RawCpuSet>>,
 }
 

@@ -16,6 +16,9 @@ use yaml_rust2::parser::{Event, Parser};
 pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
 /// Largest number of YAML nodes a file may expand to once aliases are resolved.
 pub const MAX_EXPANDED_NODES: u64 = 200_000;
+/// Largest number of scalar bytes a file may expand to once aliases are resolved (an aliased
+/// 2 MB scalar counts 2 MB each time).
+pub const MAX_EXPANDED_BYTES: u64 = 4 * MAX_FILE_BYTES;
 
 /// A position in a configuration file (1-based line and column).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -36,7 +39,21 @@ pub type KeyPath = Vec<String>;
 
 /// Renders a key path the way users write it: `guests.db1.vcpu.count`.
 pub fn dotted(path: &[String]) -> String {
-    path.join(".")
+    let p = path.join(".");
+    if p.chars().any(char::is_control) {
+        // Keys are echoed in messages: never raw escape sequences or NULs.
+        p.chars()
+            .flat_map(|c| {
+                if c.is_control() {
+                    c.escape_default().collect::<Vec<_>>()
+                } else {
+                    vec![c]
+                }
+            })
+            .collect()
+    } else {
+        p
+    }
 }
 
 /// Where each key path was defined.
@@ -84,6 +101,12 @@ pub enum ConfigError {
     },
     #[error("{loc}: alias expansion exceeds {max} nodes (an alias bomb?); expand it by hand")]
     AliasBomb { loc: Loc, max: u64 },
+    #[error("{loc}: the file has more than {max} YAML nodes; split it into several files")]
+    TooManyNodes { loc: Loc, max: u64 },
+    #[error(
+        "{loc}: alias expansion exceeds {max} bytes of values (an alias bomb?); expand it by hand"
+    )]
+    AliasBytes { loc: Loc, max: u64 },
     #[error("{loc}: {path}: {msg}")]
     Invalid { loc: Loc, path: String, msg: String },
     #[error("{file}: {path}: {msg}")]
@@ -101,6 +124,7 @@ pub enum ConfigError {
 }
 
 /// A file read into memory under the size limit.
+#[derive(Debug, Clone)]
 pub struct SourceFile {
     pub path: PathBuf,
     pub text: String,
@@ -164,9 +188,11 @@ impl SourceFile {
         let mut stack: Vec<Frame> = Vec::new();
         let mut path: KeyPath = Vec::new();
         // (anchor id, node counter at start) for anchored collections
-        let mut anchored: Vec<(usize, usize, u64)> = Vec::new();
-        let mut sizes: BTreeMap<usize, u64> = BTreeMap::new();
+        let mut anchored: Vec<(usize, usize, u64, u64)> = Vec::new();
+        let mut sizes: BTreeMap<usize, (u64, u64)> = BTreeMap::new();
         let mut nodes: u64 = 0;
+        let mut bytes: u64 = 0;
+        let mut aliases = false;
         let mut docs = 0usize;
         let mut parser = Parser::new_from_str(&self.text);
         loop {
@@ -216,12 +242,16 @@ impl SourceFile {
                             msg: "aliases are not allowed as mapping keys".into(),
                         });
                     }
-                    nodes += sizes.get(&id).copied().unwrap_or(1);
+                    aliases = true;
+                    let (n, b) = sizes.get(&id).copied().unwrap_or((1, 0));
+                    nodes += n;
+                    bytes += b;
                 }
                 Event::Scalar(value, _, anchor, _) => {
                     nodes += 1;
+                    bytes += value.len() as u64;
                     if anchor != 0 {
-                        sizes.insert(anchor, 1);
+                        sizes.insert(anchor, (1, value.len() as u64));
                     }
                     if is_key {
                         if let Some(Frame::Map { key, seen }) = stack.last_mut() {
@@ -250,7 +280,7 @@ impl SourceFile {
                         });
                     }
                     nodes += 1;
-                    anchored.push((anchor, stack.len(), nodes));
+                    anchored.push((anchor, stack.len(), nodes, bytes));
                     stack.push(if matches!(ev, Event::SequenceStart(..)) {
                         Frame::Seq { next: 0 }
                     } else {
@@ -260,28 +290,22 @@ impl SourceFile {
                         }
                     });
                     if nodes > MAX_EXPANDED_NODES {
-                        return Err(ConfigError::AliasBomb {
-                            loc,
-                            max: MAX_EXPANDED_NODES,
-                        });
+                        return Err(too_big(loc, aliases, nodes, bytes));
                     }
                     continue;
                 }
                 Event::SequenceEnd | Event::MappingEnd => {
                     stack.pop();
-                    if let Some((anchor, _, start)) = anchored.pop() {
+                    if let Some((anchor, _, start, start_bytes)) = anchored.pop() {
                         if anchor != 0 {
-                            sizes.insert(anchor, nodes - start + 1);
+                            sizes.insert(anchor, (nodes - start + 1, bytes - start_bytes));
                         }
                     }
                 }
                 _ => {}
             }
-            if nodes > MAX_EXPANDED_NODES {
-                return Err(ConfigError::AliasBomb {
-                    loc,
-                    max: MAX_EXPANDED_NODES,
-                });
+            if nodes > MAX_EXPANDED_NODES || bytes > MAX_EXPANDED_BYTES {
+                return Err(too_big(loc, aliases, nodes, bytes));
             }
             // A value just ended: pop its segment and expect the next key.
             if starts_node || ends_collection {
@@ -339,6 +363,7 @@ pub fn serde_error(file: &Path, e: &serde_yaml::Error) -> ConfigError {
         format!("{head}{v}")
     })
     .unwrap_or(msg);
+    let msg = did_you_mean(msg);
     let (path, msg) = match msg.split_once(": ") {
         // serde_yaml writes sequence indexes as `list[0]`; kvmtune paths use `list.0`.
         Some((p, m)) if !p.contains(' ') => (p.replace('[', ".").replace(']', ""), m.to_string()),
@@ -359,6 +384,64 @@ pub fn serde_error(file: &Path, e: &serde_yaml::Error) -> ConfigError {
             path,
             msg,
         },
+    }
+}
+
+/// `unknown field `cont`, expected one of `count`, ...` gains ` (did you mean `count`?)`
+/// when one allowed name is within two edits.
+fn did_you_mean(msg: String) -> String {
+    let Some(rest) = msg.split("unknown field `").nth(1) else {
+        return msg;
+    };
+    let Some((got, allowed)) = rest.split_once('`') else {
+        return msg;
+    };
+    let best = allowed
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(|c| (edit_distance(got, c), c))
+        .filter(|(d, _)| *d <= 2)
+        .min();
+    match best {
+        Some((_, c)) => format!("{msg} (did you mean `{c}`?)"),
+        None => msg,
+    }
+}
+
+/// Levenshtein distance (short names only: both are field names).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) =
+        (a.chars().take(64).collect(), b.chars().take(64).collect());
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// The error for a file past the expansion bounds: an alias bomb only when aliases made it so.
+fn too_big(loc: Loc, aliases: bool, nodes: u64, bytes: u64) -> ConfigError {
+    if bytes > MAX_EXPANDED_BYTES {
+        ConfigError::AliasBytes {
+            loc,
+            max: MAX_EXPANDED_BYTES,
+        }
+    } else if aliases && nodes > MAX_EXPANDED_NODES {
+        ConfigError::AliasBomb {
+            loc,
+            max: MAX_EXPANDED_NODES,
+        }
+    } else {
+        ConfigError::TooManyNodes {
+            loc,
+            max: MAX_EXPANDED_NODES,
+        }
     }
 }
 

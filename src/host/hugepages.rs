@@ -10,40 +10,25 @@
 
 use std::collections::BTreeMap;
 
-use super::persist::OwnedFile;
-use super::{Builder, HostChange, HostNeeds, HostObserved, HostOp, HostWrite, Readback, Reads};
-use super::{Check, CommandRun, MEMINFO, NODE_ONLINE};
+use super::ops::HUGETLBFS_DIR;
+use super::persist::{OwnedFile, PersistKey};
+use super::{Builder, HostChange, HostNeeds, HostObserved, HostOp, Reads};
+use super::{MEMINFO, NODE_ONLINE};
 use crate::desired::HostDesired;
-use crate::plan::Effect;
+use crate::model::{Effect, HostKey};
 use crate::units::PageSize;
 
 pub const MOUNTS: &str = "proc/mounts";
-/// Where kvmtune mounts hugetlbfs when guests need it and none is mounted (systemd's
-/// dev-hugepages.mount uses the same place at boot).
-pub const HUGETLBFS_DIR: &str = "dev/hugepages";
 
 /// The file that holds a huge page pool.
 pub fn hugepage_file(size: PageSize, node: Option<u32>) -> String {
-    match node {
-        None => format!("sys/kernel/mm/hugepages/{}/nr_hugepages", size.sysfs_dir()),
-        Some(n) => format!(
-            "sys/devices/system/node/node{n}/hugepages/{}/nr_hugepages",
-            size.sysfs_dir()
-        ),
-    }
+    HostKey::HugePagePool { size, node }.file()
 }
 
 fn pools(d: &HostDesired) -> Vec<(PageSize, Option<u32>, u64)> {
     let mut v: Vec<_> = d.hugepages.iter().map(|((s, n), c)| (*s, *n, *c)).collect();
     v.sort_by_key(|(size, node, _)| (node.is_some(), *node, *size));
     v
-}
-
-fn path(size: PageSize, node: Option<u32>) -> String {
-    match node {
-        None => format!("hugepages.{size}"),
-        Some(n) => format!("hugepages.{size}.node{n}"),
-    }
 }
 
 fn key(d: &HostDesired, size: PageSize, node: Option<u32>) -> Vec<String> {
@@ -86,18 +71,15 @@ pub fn plan(
             boot.entry(size).or_default().push((node, count));
             continue;
         }
-        let w = HostWrite {
-            path: path(size, node),
-            file: file.clone(),
-            value: count.to_string(),
-            readback: Readback::Count,
-        };
-        b.runtime(obs, key(d, size, node), w, String::new());
-        tmpfiles.push(
-            format!("/{file}"),
-            format!("{} (persisted)", path(size, node)),
+        let hk = HostKey::HugePagePool { size, node };
+        b.runtime(
+            obs,
+            key(d, size, node),
+            hk.clone(),
             count.to_string(),
+            String::new(),
         );
+        tmpfiles.push(PersistKey::Value { key: hk }, count.to_string());
     }
     for (size, list) in boot {
         let value = match list.as_slice() {
@@ -108,7 +90,7 @@ pub fn plan(
                 .collect::<Vec<_>>()
                 .join(","),
         };
-        grub.push(size.to_string(), format!("hugepages.{size} (boot)"), value);
+        grub.push(PersistKey::BootPool { size }, value);
     }
     for i in pool_consistency(d, obs) {
         b.issue(i.0, i.1);
@@ -146,25 +128,7 @@ fn hugetlbfs(obs: &HostObserved, b: &mut Builder) {
             after: Some(format!("/{HUGETLBFS_DIR}")),
             effect: Effect::Live,
         });
-        let dir = format!("{}{HUGETLBFS_DIR}", super::ROOT_ARG);
-        b.post(HostOp::Run(CommandRun {
-            paths: Vec::new(),
-            argv: vec!["mkdir".into(), "-p".into(), dir.clone()],
-            check: Check::Nothing,
-            verify: None,
-        }));
-        b.post(HostOp::Run(CommandRun {
-            paths: vec!["hugetlbfs".into()],
-            argv: vec![
-                "mount".into(),
-                "-t".into(),
-                "hugetlbfs".into(),
-                "hugetlbfs".into(),
-                dir,
-            ],
-            check: Check::Nothing,
-            verify: None,
-        }));
+        b.post(HostOp::MountHugetlbfs);
     } else {
         b.note(format!(
             "hugetlbfs: guests with huge page backing find it at {} (libvirt uses the first mount of each page size)",
@@ -174,8 +138,8 @@ fn hugetlbfs(obs: &HostObserved, b: &mut Builder) {
 }
 
 /// The error text's hint when a pool fell short.
-pub fn shortfall_hint(file: &str, wanted: &str) -> String {
-    if file.contains("hugepages-1048576kB") {
+pub fn shortfall_hint(key: &HostKey, wanted: &str) -> String {
+    if matches!(key, HostKey::HugePagePool { size, .. } if *size == PageSize::ONE_GIB) {
         format!(
             "; a running kernel rarely has 1G of contiguous free memory: the reliable way is the kernel command line (default_hugepagesz=1G hugepagesz=1G hugepages={wanted}), which kvmtune writes as a boot drop-in for this pool with `persist: boot`"
         )

@@ -11,7 +11,8 @@ use std::path::Path;
 
 use crate::config::raw::*;
 use crate::host::files::{list_opt, read_opt};
-use crate::host::{ksm::KSM_DIR, thp::THP_DIR, tuned, Readback};
+use crate::host::{tuned, Readback};
+use crate::model::keys::{KSM_DIR, THP_DIR};
 use crate::units::PageSize;
 
 /// The sysctls `kvmtune import --host` reads (those present on the host).
@@ -85,7 +86,7 @@ pub fn import_host(root: &Path) -> std::io::Result<RawHost> {
         let Ok(size) = PageSize::from_kib(kib) else {
             continue;
         };
-        let file = crate::host::hugepage_file(size, None);
+        let file = crate::host::hugepages::hugepage_file(size, None);
         if let Some(count) = read(root, &file)?.and_then(|c| tokens(&c).parse::<u64>().ok()) {
             pools.push(RawHugepages {
                 size: size.to_string(),

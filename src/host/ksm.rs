@@ -5,33 +5,34 @@
 //! the kernel's 1/0; `merge_across_nodes` is only planned to change while
 //! `pages_shared` is 0, because the kernel refuses it otherwise (EBUSY).
 
-use super::persist::OwnedFile;
-use super::{Builder, HostObserved, HostWrite, Readback, Reads};
+use super::persist::{OwnedFile, PersistKey};
+use super::{Builder, HostObserved, Reads};
 use crate::desired::HostDesired;
+use crate::model::keys::KSM_DIR;
+use crate::model::{HostKey, KsmKnob};
 
-pub const KSM_DIR: &str = "sys/kernel/mm/ksm";
-
-fn wanted(d: &HostDesired) -> Vec<(&'static str, String)> {
+/// The declared values, in the order they are written.
+pub fn wanted(d: &HostDesired) -> Vec<(KsmKnob, String)> {
     let b = |v: bool| (v as u8).to_string();
     let mut v = Vec::new();
     if let Some(m) = d.ksm.merge_across_nodes {
-        v.push(("merge_across_nodes", b(m)));
+        v.push((KsmKnob::MergeAcrossNodes, b(m)));
     }
     if let Some(s) = d.ksm.sleep_millisecs {
-        v.push(("sleep_millisecs", s.to_string()));
+        v.push((KsmKnob::SleepMillisecs, s.to_string()));
     }
     if let Some(p) = d.ksm.pages_to_scan {
-        v.push(("pages_to_scan", p.to_string()));
+        v.push((KsmKnob::PagesToScan, p.to_string()));
     }
     if let Some(r) = d.ksm.run {
-        v.push(("run", b(r)));
+        v.push((KsmKnob::Run, b(r)));
     }
     v
 }
 
 pub fn reads(d: &HostDesired, r: &mut Reads) {
-    for (name, _) in wanted(d) {
-        r.files.insert(format!("{KSM_DIR}/{name}"));
+    for (knob, _) in wanted(d) {
+        r.files.insert(HostKey::Ksm { knob }.file());
     }
     if d.ksm.merge_across_nodes.is_some() {
         r.files.insert(format!("{KSM_DIR}/pages_shared"));
@@ -39,9 +40,10 @@ pub fn reads(d: &HostDesired, r: &mut Reads) {
 }
 
 pub fn plan(d: &HostDesired, obs: &HostObserved, b: &mut Builder, persisted: &mut OwnedFile) {
-    for (name, value) in wanted(d) {
-        let file = format!("{KSM_DIR}/{name}");
-        let key = vec!["ksm".to_string(), name.to_string()];
+    for (knob, value) in wanted(d) {
+        let hk = HostKey::Ksm { knob };
+        let file = hk.file();
+        let key = vec!["ksm".to_string(), knob.as_str().to_string()];
         let Some(current) = obs.file(&file) else {
             b.issue(
                 key,
@@ -49,7 +51,7 @@ pub fn plan(d: &HostDesired, obs: &HostObserved, b: &mut Builder, persisted: &mu
             );
             continue;
         };
-        if name == "merge_across_nodes" && current.trim() != value {
+        if knob == KsmKnob::MergeAcrossNodes && current.trim() != value {
             let shared = obs
                 .file(&format!("{KSM_DIR}/pages_shared"))
                 .map(str::trim)
@@ -64,13 +66,7 @@ pub fn plan(d: &HostDesired, obs: &HostObserved, b: &mut Builder, persisted: &mu
                 continue;
             }
         }
-        let w = HostWrite {
-            path: format!("ksm.{name}"),
-            file: file.clone(),
-            value: value.clone(),
-            readback: Readback::Tokens,
-        };
-        b.runtime(obs, key, w, String::new());
-        persisted.push(format!("/{file}"), format!("ksm.{name} (persisted)"), value);
+        b.runtime(obs, key, hk.clone(), value.clone(), String::new());
+        persisted.push(PersistKey::Value { key: hk }, value);
     }
 }

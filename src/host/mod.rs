@@ -16,145 +16,24 @@ pub mod import;
 pub mod ksm;
 pub mod modules;
 pub mod net;
+pub mod ops;
 pub mod persist;
 pub mod sysctl;
 pub mod thp;
 pub mod tuned;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use std::path::Path;
 
 pub use commands::{CmdOutput, HostCommands, RealCommands};
 pub use files::{HostFiles, RealFiles};
-pub use hugepages::hugepage_file;
-pub use thp::THP_DIR;
+pub use ops::{execute, HostOp, HostWriteError};
 
 use crate::desired::HostDesired;
-use crate::plan::Effect;
+pub use crate::model::keys::THP_DIR;
+pub use crate::model::Readback;
+use crate::model::{Effect, HostKey, OwnedFileKind};
 use crate::units::PageSize;
-
-/// How a value file is compared after reading.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Readback {
-    /// Whitespace-separated tokens (sysctls: the kernel prints tabs between numbers).
-    Tokens,
-    /// The bracketed choice of a sysfs selector: `always [madvise] never`.
-    Selected,
-    /// A page count.
-    Count,
-}
-
-impl Readback {
-    /// The canonical value of a file's content.
-    pub fn canonical(self, content: &str) -> String {
-        match self {
-            Readback::Tokens | Readback::Count => {
-                content.split_whitespace().collect::<Vec<_>>().join(" ")
-            }
-            Readback::Selected => {
-                let t = content.trim();
-                match (t.find('['), t.find(']')) {
-                    (Some(a), Some(b)) if a < b => t[a + 1..b].to_string(),
-                    _ => t.to_string(),
-                }
-            }
-        }
-    }
-}
-
-/// One in-place kernel file write: the file (relative to the root), the value, how to check it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub struct HostWrite {
-    /// The plan path (`sysctl.vm.swappiness`).
-    pub path: String,
-    /// File below the root, without a leading `/`.
-    pub file: String,
-    pub value: String,
-    pub readback: Readback,
-}
-
-/// An atomic whole-file replacement of a file kvmtune owns.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub struct FileWrite {
-    /// The plan paths this write carries out.
-    pub paths: Vec<String>,
-    /// File below the root, without a leading `/`.
-    pub file: String,
-    pub content: String,
-}
-
-/// What must hold after a command ran.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Check {
-    Nothing,
-    /// The file (below the root) reads back this value (tokens).
-    FileValue {
-        file: String,
-        value: String,
-    },
-    /// The path (below the root) exists.
-    Exists {
-        file: String,
-    },
-}
-
-/// An argv element starting with this is a path below the root (`{root}/usr/sbin/tuned-adm`).
-pub const ROOT_ARG: &str = "{root}/";
-
-/// A command to run (argv), then a check, then an optional verification command whose
-/// output is reported (`tuned-adm verify`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub struct CommandRun {
-    pub paths: Vec<String>,
-    pub argv: Vec<String>,
-    pub check: Check,
-    pub verify: Option<Vec<String>>,
-}
-
-/// One step of the host action, carried out in order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum HostOp {
-    /// A kernel file write; `reassert` writes re-establish a value that already matched
-    /// (after a tuned profile switch, which may change it) and are not plan changes.
-    Write {
-        write: HostWrite,
-        reassert: bool,
-    },
-    File(FileWrite),
-    Run(CommandRun),
-}
-
-impl HostOp {
-    /// The plan paths this step carries out.
-    pub fn paths(&self) -> Vec<String> {
-        match self {
-            HostOp::Write { write, reassert } => {
-                if *reassert {
-                    Vec::new()
-                } else {
-                    vec![write.path.clone()]
-                }
-            }
-            HostOp::File(f) => f.paths.clone(),
-            HostOp::Run(r) => r.paths.clone(),
-        }
-    }
-
-    /// The name used in errors: the first path, or the file.
-    fn name(&self) -> String {
-        match self {
-            HostOp::Write { write, .. } => write.path.clone(),
-            HostOp::File(f) => f.paths.first().cloned().unwrap_or(f.file.clone()),
-            HostOp::Run(r) => r.paths.first().cloned().unwrap_or(r.argv.join(" ")),
-        }
-    }
-}
 
 /// A declared host setting that this host cannot have.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -250,12 +129,27 @@ pub fn observe(root: &Path, d: &HostDesired, needs: HostNeeds) -> std::io::Resul
         ..Default::default()
     };
     let r = reads(d, needs);
+    let named = |f: &str| {
+        let key = declared_key_of(d, f)
+            .map(|k| format!(" (host.{k})"))
+            .unwrap_or_default();
+        let f = f.to_string();
+        move |e: std::io::Error| {
+            let msg = e.to_string();
+            let msg = if msg.contains(&f) {
+                msg
+            } else {
+                format!("/{f}: {msg}")
+            };
+            std::io::Error::new(e.kind(), format!("{msg}{key}"))
+        }
+    };
     for f in r.files {
-        let content = files::read_opt(&root.join(&f))?;
+        let content = files::read_opt(&root.join(&f)).map_err(named(&f))?;
         obs.files.insert(f, content);
     }
     for dir in r.dirs {
-        let list = files::list_opt(&root.join(&dir))?;
+        let list = files::list_opt(&root.join(&dir)).map_err(named(&dir))?;
         obs.dirs.insert(dir, list);
     }
     // Second round: files named by what the first round found.
@@ -263,7 +157,7 @@ pub fn observe(root: &Path, d: &HostDesired, needs: HostNeeds) -> std::io::Resul
     modules::reads_after(d, &obs, &mut more);
     tuned::reads_after(d, &obs, &mut more);
     for f in more {
-        let content = files::read_opt(&root.join(&f))?;
+        let content = files::read_opt(&root.join(&f)).map_err(named(&f))?;
         obs.files.insert(f, content);
     }
     obs.numa_online = obs.file(NODE_ONLINE).map(str::to_string);
@@ -271,6 +165,37 @@ pub fn observe(root: &Path, d: &HostDesired, needs: HostNeeds) -> std::io::Resul
         obs.default_hugepage = obs.file(MEMINFO).and_then(meminfo_hugepage);
     }
     Ok(obs)
+}
+
+/// The declared setting whose kernel file is `file` (for naming it in read errors).
+fn declared_key_of(d: &HostDesired, file: &str) -> Option<String> {
+    let sysctl = d.sysctl.keys().map(|k| HostKey::Sysctl { key: k.clone() });
+    let pools = d
+        .hugepages
+        .keys()
+        .map(|(size, node)| HostKey::HugePagePool {
+            size: *size,
+            node: *node,
+        });
+    let nics = d.interfaces.keys().flat_map(|name| {
+        [
+            crate::model::NicAttr::Mtu,
+            crate::model::NicAttr::SriovNumvfs,
+        ]
+        .map(|attr| HostKey::Interface {
+            name: name.clone(),
+            attr,
+        })
+    });
+    let ksm = ksm::wanted(d)
+        .into_iter()
+        .map(|(knob, _)| HostKey::Ksm { knob });
+    sysctl
+        .chain(pools)
+        .chain(nics)
+        .chain(ksm)
+        .find(|k| k.file() == file)
+        .map(|k| k.path())
 }
 
 /// `Hugepagesize:    2048 kB` → 2M (meminfo's `kB` means KiB).
@@ -290,14 +215,22 @@ pub fn default_hugepage(root: &Path) -> std::io::Result<Option<PageSize>> {
         .and_then(meminfo_hugepage))
 }
 
+/// A planned runtime write: the key, what was read, the value, whether it differs.
+struct Runtime {
+    key: HostKey,
+    before: String,
+    value: String,
+    differs: bool,
+}
+
 /// Collects the host plan while the concerns add to it.
 #[derive(Default)]
 pub struct Builder {
     plan: HostPlan,
     /// Commands before the runtime writes (modules, tuned).
     pre: Vec<HostOp>,
-    /// Runtime writes: (write, differs).
-    runtime: Vec<(HostWrite, bool)>,
+    /// Runtime writes, in order.
+    runtime: Vec<Runtime>,
     /// After the runtime writes (hugetlbfs mount).
     post: Vec<HostOp>,
     /// Whether a tuned profile switch is planned.
@@ -306,28 +239,47 @@ pub struct Builder {
 
 impl Builder {
     /// A runtime kernel value: an issue when its file is missing, a change when it differs.
-    pub fn runtime(&mut self, obs: &HostObserved, key: Vec<String>, w: HostWrite, missing: String) {
-        match obs.file(&w.file) {
-            None => self.issue(key, missing),
+    /// `before` overrides what was read (a value an earlier step of this plan writes first).
+    pub fn runtime(
+        &mut self,
+        obs: &HostObserved,
+        yaml_key: Vec<String>,
+        key: HostKey,
+        value: String,
+        missing: String,
+    ) {
+        let rb = key.readback();
+        match obs.file(&key.file()) {
+            None => self.issue(yaml_key, missing),
             Some(content) => {
-                let before = w.readback.canonical(content);
-                let differs = before != w.readback.canonical(&w.value);
+                let before = rb.canonical(content);
+                let differs = before != rb.canonical(&value);
                 if differs {
                     self.plan.changes.push(HostChange {
-                        path: w.path.clone(),
-                        before: Some(before),
-                        after: Some(w.value.clone()),
+                        path: key.path(),
+                        before: Some(before.clone()),
+                        after: Some(value.clone()),
                         effect: Effect::Live,
                     });
                 }
-                self.runtime.push((w, differs));
+                self.runtime.push(Runtime {
+                    key,
+                    before,
+                    value,
+                    differs,
+                });
             }
         }
     }
 
-    /// A runtime write that is part of another change (sriov_numvfs through 0).
-    pub fn extra_write(&mut self, w: HostWrite) {
-        self.runtime.push((w, true));
+    /// A runtime write that is part of the next change of the same key (sriov_numvfs through 0).
+    pub fn extra_write(&mut self, key: HostKey, before: String, value: String) {
+        self.runtime.push(Runtime {
+            key,
+            before,
+            value,
+            differs: true,
+        });
     }
 
     pub fn issue(&mut self, key: Vec<String>, message: String) {
@@ -352,11 +304,18 @@ impl Builder {
 
     fn finish(mut self, persisted: Vec<HostOp>) -> HostPlan {
         let mut ops = std::mem::take(&mut self.pre);
-        for (w, differs) in self.runtime {
-            if differs || self.tuned_switch {
+        // What each key reads when its write runs: the value an earlier write of this plan left.
+        let mut left: BTreeMap<HostKey, String> = BTreeMap::new();
+        for w in self.runtime {
+            if w.differs || self.tuned_switch {
+                let before = left.get(&w.key).cloned().unwrap_or(w.before);
+                left.insert(w.key.clone(), w.value.clone());
                 ops.push(HostOp::Write {
-                    write: w,
-                    reassert: !differs,
+                    key: w.key,
+                    // A re-assert after a tuned switch: tuned may have changed the value.
+                    before: w.differs.then_some(before),
+                    value: w.value,
+                    reassert: !w.differs,
                 });
             }
         }
@@ -368,14 +327,25 @@ impl Builder {
 }
 
 /// Pure: which host settings differ, how to change them, and which cannot be planned here.
-/// Order of the steps: modules, tuned, runtime values (sysctl, THP, pools, KSM, NICs),
-/// hugetlbfs, then the owned files under /etc.
+/// Order of the steps: modules, tuned, runtime values (sysctl, THP, pools — global before
+/// node —, KSM, NICs — VFs through 0 —), hugetlbfs, then the owned files under /etc.
 pub fn plan_host(d: &HostDesired, obs: &HostObserved) -> HostPlan {
+    plan_host_with(d, obs, None)
+}
+
+/// [`plan_host`] with the owned files' entries given instead of derived from `d` (rollback:
+/// the entries the files had before an apply; `Some` of an empty list writes a file that
+/// declares nothing).
+pub fn plan_host_with(
+    d: &HostDesired,
+    obs: &HostObserved,
+    owned: Option<&BTreeMap<OwnedFileKind, Vec<persist::Entry>>>,
+) -> HostPlan {
     let mut b = Builder::default();
-    let mut sysctl_file = persist::OwnedFile::new(persist::SYSCTL_CONF, persist::Syntax::Sysctl);
-    let mut tmpfiles = persist::OwnedFile::new(persist::TMPFILES_CONF, persist::Syntax::Tmpfiles);
-    let mut modules_file = persist::OwnedFile::new(persist::MODULES_CONF, persist::Syntax::Modules);
-    let mut grub = persist::OwnedFile::new(persist::GRUB_CFG, persist::Syntax::Grub);
+    let mut sysctl_file = persist::OwnedFile::new(OwnedFileKind::Sysctl);
+    let mut tmpfiles = persist::OwnedFile::new(OwnedFileKind::Tmpfiles);
+    let mut modules_file = persist::OwnedFile::new(OwnedFileKind::Modules);
+    let mut grub = persist::OwnedFile::new(OwnedFileKind::Grub);
 
     modules::plan(d, obs, &mut b, &mut modules_file);
     b.tuned_switch = tuned::plan(d, obs, &mut b);
@@ -386,41 +356,123 @@ pub fn plan_host(d: &HostDesired, obs: &HostObserved) -> HostPlan {
     net::plan(d, obs, &mut b);
 
     let mut persisted = Vec::new();
-    if !d.runtime_only {
-        for f in [&modules_file, &sysctl_file, &tmpfiles, &grub] {
-            let (changes, op) = f.plan(obs.file(f.file));
-            for c in changes {
-                b.change(c);
+    let files = [modules_file, sysctl_file, tmpfiles, grub];
+    match owned {
+        Some(owned) => {
+            for (kind, entries) in owned {
+                let f = persist::OwnedFile::with_entries(*kind, entries.clone());
+                let (changes, op) = f.plan_forced(obs.file(f.file));
+                changes.into_iter().for_each(|c| b.change(c));
+                persisted.extend(op);
             }
-            persisted.extend(op);
         }
+        None if !d.runtime_only => {
+            for f in &files {
+                let (changes, op) = f.plan(obs.file(f.file));
+                changes.into_iter().for_each(|c| b.change(c));
+                persisted.extend(op);
+            }
+        }
+        None => {}
     }
     b.finish(persisted)
 }
 
 /// Files of the owned-file kind that persistence may write (read by observation).
 pub fn owned_files(d: &HostDesired) -> Vec<&'static str> {
+    owned_kinds(d)
+        .into_iter()
+        .map(OwnedFileKind::file)
+        .collect()
+}
+
+/// The owned files the desired state persists to.
+pub fn owned_kinds(d: &HostDesired) -> Vec<OwnedFileKind> {
     if d.runtime_only {
         return Vec::new();
     }
     let mut v = Vec::new();
     if !d.modules.is_empty() {
-        v.push(persist::MODULES_CONF);
+        v.push(OwnedFileKind::Modules);
     }
     if !d.sysctl.is_empty() {
-        v.push(persist::SYSCTL_CONF);
+        v.push(OwnedFileKind::Sysctl);
     }
     if d.thp_enabled.is_some()
         || d.thp_defrag.is_some()
         || !d.ksm.is_empty()
         || d.hugepages.len() > d.hugepages_boot.len()
     {
-        v.push(persist::TMPFILES_CONF);
+        v.push(OwnedFileKind::Tmpfiles);
     }
     if !d.hugepages_boot.is_empty() {
-        v.push(persist::GRUB_CFG);
+        v.push(OwnedFileKind::Grub);
     }
     v
+}
+
+/// Why a host step is not one `d` asks for (`None`: it is). A saved plan's steps are checked
+/// with this before anything runs: whatever the file says, only declared values are written.
+pub fn undeclared(d: &HostDesired, op: &HostOp, hugetlbfs: bool) -> Option<String> {
+    let ok = match op {
+        HostOp::Write { key, value, .. } => declared_value(d, key, value, true),
+        HostOp::Tuned { profile, .. } => d.tuned_profile.as_ref() == Some(profile),
+        HostOp::LoadModule { module } => d.modules.contains_key(module),
+        HostOp::MountHugetlbfs => hugetlbfs,
+        HostOp::OwnedFile { entries, .. } => {
+            !d.runtime_only
+                && entries.iter().all(|e| match &e.key {
+                    persist::PersistKey::Sysctl { key } => d
+                        .sysctl
+                        .get(key)
+                        .is_some_and(|v| Readback::Tokens.canonical(v) == e.value),
+                    persist::PersistKey::Value { key } => declared_value(d, key, &e.value, false),
+                    persist::PersistKey::Module { module } => d.modules.contains_key(module),
+                    persist::PersistKey::BootPool { size } => {
+                        d.hugepages_boot.iter().any(|(s, _)| s == size)
+                    }
+                })
+        }
+    };
+    (!ok).then(|| format!("{}: the configuration does not declare this", op.name()))
+}
+
+/// Whether `value` is what `d` declares for `key` (`interim`: also the 0 that a VF count
+/// change goes through).
+fn declared_value(d: &HostDesired, key: &HostKey, value: &str, interim: bool) -> bool {
+    use crate::model::{NicAttr, ThpKnob};
+    let rb = key.readback();
+    let want: Option<String> = match key {
+        HostKey::Sysctl { key } => d.sysctl.get(key).cloned(),
+        HostKey::Thp { knob, .. } => match knob {
+            ThpKnob::Enabled => d.thp_enabled.map(|v| v.as_str().to_string()),
+            ThpKnob::Defrag => d.thp_defrag.map(|v| v.as_str().to_string()),
+        },
+        HostKey::HugePagePool { size, node } => d
+            .hugepages
+            .get(&(*size, *node))
+            .filter(|_| !d.hugepages_boot.contains(&(*size, *node)))
+            .map(u64::to_string),
+        HostKey::Ksm { knob } => ksm::wanted(d)
+            .into_iter()
+            .find(|(k, _)| k == knob)
+            .map(|(_, v)| v),
+        HostKey::Interface { name, attr } => d.interfaces.get(name).and_then(|n| match attr {
+            NicAttr::Mtu => n.mtu.map(|m| m.to_string()),
+            NicAttr::SriovNumvfs => n.sriov_numvfs.map(|m| m.to_string()),
+        }),
+    };
+    let zero_step = interim
+        && value == "0"
+        && matches!(
+            key,
+            HostKey::Interface {
+                attr: crate::model::NicAttr::SriovNumvfs,
+                ..
+            }
+        );
+    want.as_deref()
+        .is_some_and(|w| rb.canonical(w) == rb.canonical(value) || zero_step)
 }
 
 /// How many settings the desired host state declares (for `validate`).
@@ -444,204 +496,6 @@ pub fn setting_count(d: &HostDesired) -> usize {
             .map(|n| n.mtu.is_some() as usize + n.sriov_numvfs.is_some() as usize)
             .sum::<usize>()
         + d.modules.len()
-}
-
-/// Why a host step failed.
-#[derive(Debug, thiserror::Error)]
-pub enum HostWriteError {
-    #[error("host {path}: writing /{file}: {err}")]
-    Write {
-        path: String,
-        file: String,
-        err: std::io::Error,
-    },
-    #[error("host {path}: /{file} reads back `{got}` after writing `{wanted}`")]
-    Mismatch {
-        path: String,
-        file: String,
-        wanted: String,
-        got: String,
-    },
-    #[error(
-        "host {path}: huge page pool /{file}: requested {wanted} pages, the kernel allocated {got}{hint}"
-    )]
-    Shortfall {
-        path: String,
-        file: String,
-        wanted: String,
-        got: String,
-        hint: String,
-    },
-    #[error("host {path}: `{cmd}` {why}")]
-    Command {
-        path: String,
-        cmd: String,
-        why: String,
-    },
-}
-
-/// Writes one value (in place, like `sysctl -w`) and reads it back.
-pub fn write(files: &dyn HostFiles, root: &Path, w: &HostWrite) -> Result<(), HostWriteError> {
-    let file: PathBuf = root.join(&w.file);
-    let err = |err| HostWriteError::Write {
-        path: w.path.clone(),
-        file: w.file.clone(),
-        err,
-    };
-    files.write(&file, &format!("{}\n", w.value)).map_err(err)?;
-    let got = files.read(&file).map_err(err)?;
-    let got = w.readback.canonical(&got);
-    if got != w.readback.canonical(&w.value) {
-        let (path, file, wanted) = (w.path.clone(), w.file.clone(), w.value.clone());
-        return Err(if w.readback == Readback::Count {
-            HostWriteError::Shortfall {
-                hint: hugepages::shortfall_hint(&file, &wanted),
-                path,
-                file,
-                wanted,
-                got,
-            }
-        } else {
-            HostWriteError::Mismatch {
-                path,
-                file,
-                wanted,
-                got,
-            }
-        });
-    }
-    Ok(())
-}
-
-/// Carries out one step. Returns what is worth reporting (`tuned-adm verify`'s verdict).
-pub fn execute(
-    files: &dyn HostFiles,
-    cmds: &dyn HostCommands,
-    root: &Path,
-    op: &HostOp,
-) -> Result<Option<String>, HostWriteError> {
-    match op {
-        HostOp::Write { write: w, .. } => write(files, root, w).map(|_| None),
-        HostOp::File(f) => {
-            let path = root.join(&f.file);
-            let err = |err| HostWriteError::Write {
-                path: op.name(),
-                file: f.file.clone(),
-                err,
-            };
-            files.replace(&path, &f.content).map_err(err)?;
-            let got = files.read(&path).map_err(err)?;
-            if got != f.content {
-                return Err(HostWriteError::Mismatch {
-                    path: op.name(),
-                    file: f.file.clone(),
-                    wanted: "kvmtune's content".into(),
-                    got: "other content".into(),
-                });
-            }
-            Ok(None)
-        }
-        HostOp::Run(r) => {
-            let cmd = display_argv(root, &r.argv);
-            let fail = |why: String| HostWriteError::Command {
-                path: op.name(),
-                cmd: cmd.clone(),
-                why,
-            };
-            let out = cmds
-                .run(&expand(root, &r.argv))
-                .map_err(|e| fail(format!("could not be run: {e}")))?;
-            if !out.ok() {
-                return Err(fail(format!(
-                    "failed ({}): {}",
-                    exit_text(&out),
-                    out.text().replace('\n', "; ")
-                )));
-            }
-            match &r.check {
-                Check::Nothing => {}
-                Check::FileValue { file, value } => {
-                    let got = files
-                        .read(&root.join(file))
-                        .map(|c| Readback::Tokens.canonical(&c))
-                        .unwrap_or_default();
-                    if got != Readback::Tokens.canonical(value) {
-                        return Err(fail(format!(
-                            "succeeded, but /{file} reads `{got}`, not `{value}`"
-                        )));
-                    }
-                }
-                Check::Exists { file } => {
-                    if !root.join(file).exists() {
-                        return Err(fail(format!("succeeded, but /{file} does not exist")));
-                    }
-                }
-            }
-            let Some(v) = &r.verify else {
-                return Ok(None);
-            };
-            let vcmd = display_argv(root, v);
-            let out = cmds
-                .run(&expand(root, v))
-                .map_err(|e| fail(format!("ran, but `{vcmd}` could not be run: {e}")))?;
-            let text = out.text().replace('\n', "; ");
-            if out.ok() {
-                Ok(Some(format!("{}: `{vcmd}`: {text}", op.name())))
-            } else {
-                Err(fail(format!(
-                    "ran, but `{vcmd}` failed ({}): {text}",
-                    exit_text(&out)
-                )))
-            }
-        }
-    }
-}
-
-fn exit_text(o: &CmdOutput) -> String {
-    match o.code {
-        Some(c) => format!("exit {c}"),
-        None => "killed by a signal".into(),
-    }
-}
-
-/// argv with `{root}/` expanded.
-pub fn expand(root: &Path, argv: &[String]) -> Vec<String> {
-    argv.iter()
-        .map(|a| match a.strip_prefix(ROOT_ARG) {
-            Some(rest) => root.join(rest).to_string_lossy().into_owned(),
-            None => a.clone(),
-        })
-        .collect()
-}
-
-/// argv for messages: `{root}/` shown as `/`.
-fn display_argv(_root: &Path, argv: &[String]) -> String {
-    argv.iter()
-        .map(|a| match a.strip_prefix(ROOT_ARG) {
-            Some(rest) => format!("/{rest}"),
-            None => a.clone(),
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn canonical_forms() {
-        assert_eq!(
-            Readback::Selected.canonical("always [madvise] never\n"),
-            "madvise"
-        );
-        assert_eq!(Readback::Selected.canonical("never\n"), "never");
-        assert_eq!(
-            Readback::Tokens.canonical("4096\t16384\t4194304\n"),
-            "4096 16384 4194304"
-        );
-        assert_eq!(Readback::Count.canonical("512\n"), "512");
-    }
 }
 
 #[cfg(test)]
@@ -669,7 +523,7 @@ mod plan_tests {
 
     #[test]
     fn a_tuned_switch_comes_first_and_declared_values_are_written_again_after_it() {
-        let d = crate::config::load_str(
+        let d = crate::desired::load_str(
             "t.yaml",
             "host:\n  persist: false\n  tuned: { profile: virtual-host }\n  sysctl: { vm.swappiness: 10, vm.dirty_ratio: 40 }\n",
         )
@@ -691,19 +545,21 @@ mod plan_tests {
         assert!(p.issues.is_empty(), "{:?}", p.issues);
         let paths: Vec<&str> = p.changes.iter().map(|c| c.path.as_str()).collect();
         assert_eq!(paths, ["tuned.profile", "sysctl.vm.swappiness"]);
-        assert!(matches!(&p.ops[0], HostOp::Run(r) if r.argv[1..] == ["profile", "virtual-host"]));
-        let writes: Vec<(&str, bool)> = p.ops[1..]
+        assert!(
+            matches!(&p.ops[0], HostOp::Tuned { profile, before } if profile.as_str() == "virtual-host" && before.as_deref() == Some("balanced"))
+        );
+        let writes: Vec<(String, bool)> = p.ops[1..]
             .iter()
             .map(|op| match op {
-                HostOp::Write { write, reassert } => (write.path.as_str(), *reassert),
+                HostOp::Write { key, reassert, .. } => (key.path(), *reassert),
                 other => panic!("{other:?}"),
             })
             .collect();
         assert_eq!(
             writes,
             [
-                ("sysctl.vm.dirty_ratio", true),
-                ("sysctl.vm.swappiness", false)
+                ("sysctl.vm.dirty_ratio".to_string(), true),
+                ("sysctl.vm.swappiness".to_string(), false)
             ]
         );
         // Without a switch, matching values are not written.
@@ -720,23 +576,5 @@ mod plan_tests {
             ],
         );
         assert_eq!(plan_host(&d, &o2).ops.len(), 1);
-    }
-
-    #[test]
-    fn planning_is_deterministic() {
-        let d = crate::config::load_str(
-            "t.yaml",
-            "host:\n  sysctl: { vm.swappiness: 10 }\n  ksm: { run: true }\n",
-        )
-        .unwrap()
-        .host;
-        let o = obs(
-            &[
-                ("proc/sys/vm/swappiness", "60\n"),
-                ("sys/kernel/mm/ksm/run", "0\n"),
-            ],
-            &[],
-        );
-        assert_eq!(plan_host(&d, &o), plan_host(&d, &o));
     }
 }

@@ -8,10 +8,10 @@
 
 use std::collections::BTreeSet;
 
-use super::persist::OwnedFile;
-use super::{Builder, Check, CommandRun, HostChange, HostObserved, HostOp, Reads};
+use super::persist::{OwnedFile, PersistKey};
+use super::{Builder, HostChange, HostObserved, HostOp, Reads};
 use crate::desired::HostDesired;
-use crate::plan::Effect;
+use crate::model::Effect;
 
 pub const PROC_MODULES: &str = "proc/modules";
 pub const OSRELEASE: &str = "proc/sys/kernel/osrelease";
@@ -51,12 +51,9 @@ pub fn plan(d: &HostDesired, obs: &HostObserved, b: &mut Builder, persisted: &mu
         })
         .unwrap_or_default();
     for (m, i) in &d.modules {
-        if loaded.contains(m.as_str()) || builtin.contains(m) {
-            persisted.push(
-                m.clone(),
-                format!("modules.{m} (persisted)"),
-                "loaded".into(),
-            );
+        let entry = PersistKey::Module { module: m.clone() };
+        if loaded.contains(m.as_str()) || builtin.contains(m.as_str()) {
+            persisted.push(entry, "loaded".into());
             continue;
         }
         let key = vec!["modules".to_string(), i.to_string()];
@@ -69,11 +66,7 @@ pub fn plan(d: &HostDesired, obs: &HostObserved, b: &mut Builder, persisted: &mu
             );
             continue;
         }
-        persisted.push(
-            m.clone(),
-            format!("modules.{m} (persisted)"),
-            "loaded".into(),
-        );
+        persisted.push(entry, "loaded".into());
         let path = format!("modules.{m}");
         b.change(HostChange {
             path: path.clone(),
@@ -81,13 +74,6 @@ pub fn plan(d: &HostDesired, obs: &HostObserved, b: &mut Builder, persisted: &mu
             after: Some("loaded".into()),
             effect: Effect::Live,
         });
-        b.pre(HostOp::Run(CommandRun {
-            paths: vec![path],
-            argv: vec!["modprobe".into(), m.clone()],
-            check: Check::Exists {
-                file: format!("sys/module/{m}"),
-            },
-            verify: None,
-        }));
+        b.pre(HostOp::LoadModule { module: m.clone() });
     }
 }

@@ -5,81 +5,76 @@
 //! through 0 (the kernel refuses a direct change). NIC settings are runtime only: network
 //! configuration at boot belongs to the distribution's network tooling (see README).
 
-use super::{Builder, HostObserved, HostWrite, Readback, Reads};
+use super::{Builder, HostObserved, Reads};
 use crate::desired::HostDesired;
+use crate::model::{HostKey, IfName, NicAttr};
 
-fn dir(name: &str) -> String {
-    format!("sys/class/net/{name}")
+fn key(name: &IfName, attr: NicAttr) -> HostKey {
+    HostKey::Interface {
+        name: name.clone(),
+        attr,
+    }
+}
+
+fn totalvfs(name: &IfName) -> String {
+    format!("sys/class/net/{name}/device/sriov_totalvfs")
 }
 
 pub fn reads(d: &HostDesired, r: &mut Reads) {
     for (name, nic) in &d.interfaces {
-        r.files.insert(format!("{}/mtu", dir(name)));
+        r.files.insert(key(name, NicAttr::Mtu).file());
         if nic.sriov_numvfs.is_some() {
-            r.files.insert(format!("{}/device/sriov_numvfs", dir(name)));
-            r.files
-                .insert(format!("{}/device/sriov_totalvfs", dir(name)));
+            r.files.insert(key(name, NicAttr::SriovNumvfs).file());
+            r.files.insert(totalvfs(name));
         }
     }
 }
 
 pub fn plan(d: &HostDesired, obs: &HostObserved, b: &mut Builder) {
     for (name, nic) in &d.interfaces {
-        let base = dir(name);
-        let key = |k: &str| vec!["interfaces".to_string(), name.clone(), k.to_string()];
-        if obs.file(&format!("{base}/mtu")).is_none() {
+        let yaml = |k: &str| vec!["interfaces".to_string(), name.to_string(), k.to_string()];
+        if obs.file(&key(name, NicAttr::Mtu).file()).is_none() {
             b.issue(
-                vec!["interfaces".into(), name.clone()],
-                format!("no network interface named {name} on this host (/{base} does not exist)"),
+                vec!["interfaces".into(), name.to_string()],
+                format!("no network interface named {name} on this host (/sys/class/net/{name} does not exist)"),
             );
             continue;
         }
         if let Some(mtu) = nic.mtu {
-            let w = HostWrite {
-                path: format!("interfaces.{name}.mtu"),
-                file: format!("{base}/mtu"),
-                value: mtu.to_string(),
-                readback: Readback::Tokens,
-            };
-            b.runtime(obs, key("mtu"), w, String::new());
+            b.runtime(
+                obs,
+                yaml("mtu"),
+                key(name, NicAttr::Mtu),
+                mtu.to_string(),
+                String::new(),
+            );
         }
         if let Some(vfs) = nic.sriov_numvfs {
-            let file = format!("{base}/device/sriov_numvfs");
+            let k = key(name, NicAttr::SriovNumvfs);
+            let file = k.file();
             let Some(current) = obs.file(&file).map(|c| c.trim().to_string()) else {
                 b.issue(
-                    key("sriov_numvfs"),
+                    yaml("sriov_numvfs"),
                     format!("{name} does not support SR-IOV (/{file} does not exist)"),
                 );
                 continue;
             };
             let total = obs
-                .file(&format!("{base}/device/sriov_totalvfs"))
+                .file(&totalvfs(name))
                 .and_then(|t| t.trim().parse::<u32>().ok());
             if let Some(t) = total.filter(|t| vfs > *t) {
                 b.issue(
-                    key("sriov_numvfs"),
+                    yaml("sriov_numvfs"),
                     format!(
                         "{name} supports at most {t} virtual functions (sriov_totalvfs), not {vfs}"
                     ),
                 );
                 continue;
             }
-            let path = format!("interfaces.{name}.sriov_numvfs");
             if current != "0" && vfs != 0 && current != vfs.to_string() {
-                b.extra_write(HostWrite {
-                    path: path.clone(),
-                    file: file.clone(),
-                    value: "0".into(),
-                    readback: Readback::Tokens,
-                });
+                b.extra_write(k.clone(), current, "0".into());
             }
-            let w = HostWrite {
-                path,
-                file,
-                value: vfs.to_string(),
-                readback: Readback::Tokens,
-            };
-            b.runtime(obs, key("sriov_numvfs"), w, String::new());
+            b.runtime(obs, yaml("sriov_numvfs"), k, vfs.to_string(), String::new());
         }
     }
 }

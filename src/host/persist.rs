@@ -8,8 +8,14 @@
 
 use std::collections::BTreeMap;
 
-use super::{FileWrite, HostChange, HostOp};
-use crate::plan::Effect;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::ops::{content_hash, HostOp};
+use super::HostChange;
+use crate::model::keys::check_value;
+use crate::model::{Effect, HostKey, KsmKnob, ModuleName, OwnedFileKind, SysctlKey};
+use crate::units::PageSize;
 
 pub const SYSCTL_CONF: &str = "etc/sysctl.d/90-kvmtune.conf";
 pub const TMPFILES_CONF: &str = "etc/tmpfiles.d/90-kvmtune.conf";
@@ -31,34 +37,151 @@ pub enum Syntax {
     Grub,
 }
 
+impl Syntax {
+    fn of(kind: OwnedFileKind) -> Syntax {
+        match kind {
+            OwnedFileKind::Sysctl => Syntax::Sysctl,
+            OwnedFileKind::Tmpfiles => Syntax::Tmpfiles,
+            OwnedFileKind::Modules => Syntax::Modules,
+            OwnedFileKind::Grub => Syntax::Grub,
+        }
+    }
+}
+
+/// What one line of an owned file persists: a typed key, never a path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum PersistKey {
+    /// A sysctl.d line.
+    Sysctl { key: SysctlKey },
+    /// A tmpfiles.d `w` line writing the key's kernel file at boot.
+    Value { key: HostKey },
+    /// A modules-load.d line.
+    Module { module: ModuleName },
+    /// A huge page pool reserved on the kernel command line.
+    BootPool { size: PageSize },
+}
+
 /// One persisted value.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Entry {
-    /// Key inside the file: sysctl name, /sys path, module name, or page size (`1G`).
-    pub key: String,
-    /// The plan path (`sysctl.vm.swappiness (persisted)`).
-    pub label: String,
+    pub key: PersistKey,
     pub value: String,
+}
+
+impl Entry {
+    /// The key as the file spells it: sysctl name, /sys path, module name, or page size.
+    pub fn file_key(&self) -> String {
+        match &self.key {
+            PersistKey::Sysctl { key } => key.to_string(),
+            PersistKey::Value { key } => format!("/{}", key.file()),
+            PersistKey::Module { module } => module.to_string(),
+            PersistKey::BootPool { size } => size.to_string(),
+        }
+    }
+
+    /// The plan path (`sysctl.vm.swappiness (persisted)`).
+    pub fn label(&self) -> String {
+        match &self.key {
+            PersistKey::Sysctl { key } => format!("sysctl.{key} (persisted)"),
+            PersistKey::Value { key } => format!("{} (persisted)", key.path()),
+            PersistKey::Module { module } => format!("modules.{module} (persisted)"),
+            PersistKey::BootPool { size } => format!("hugepages.{size} (boot)"),
+        }
+    }
+
+    /// The entry belongs in `kind`'s file and its value is one line of what that file takes.
+    pub fn check(&self, kind: OwnedFileKind) -> Result<(), String> {
+        let fits = matches!(
+            (&self.key, kind),
+            (PersistKey::Sysctl { .. }, OwnedFileKind::Sysctl)
+                | (PersistKey::Value { .. }, OwnedFileKind::Tmpfiles)
+                | (PersistKey::Module { .. }, OwnedFileKind::Modules)
+                | (PersistKey::BootPool { .. }, OwnedFileKind::Grub)
+        );
+        if !fits {
+            return Err(format!(
+                "{} does not belong in /{}",
+                self.label(),
+                kind.file()
+            ));
+        }
+        check_value(&self.value)?;
+        let ok = match &self.key {
+            PersistKey::Module { .. } => self.value == "loaded",
+            PersistKey::BootPool { .. } => {
+                !self.value.is_empty()
+                    && self
+                        .value
+                        .chars()
+                        .all(|c| c.is_ascii_digit() || c == ':' || c == ',')
+            }
+            PersistKey::Value {
+                key: HostKey::Sysctl { .. },
+            } => false,
+            _ => !self.value.contains(['"', '\\', '$', '`']),
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(format!(
+                "{}: `{}` is not a value kvmtune writes there",
+                self.label(),
+                self.value.escape_debug()
+            ))
+        }
+    }
+}
+
+/// The planner's order of tmpfiles.d lines: THP, pools (global before nodes), KSM (the
+/// merge policy before merging starts).
+fn boot_order(k: &HostKey) -> (u8, u8, u32, u64) {
+    match k {
+        HostKey::Thp { knob, .. } => (0, *knob as u8, 0, 0),
+        HostKey::HugePagePool { size, node } => {
+            (1, node.is_some() as u8, node.unwrap_or(0), size.kib())
+        }
+        HostKey::Ksm { knob } => {
+            let rank = [
+                KsmKnob::MergeAcrossNodes,
+                KsmKnob::SleepMillisecs,
+                KsmKnob::PagesToScan,
+                KsmKnob::Run,
+            ]
+            .iter()
+            .position(|x| x == knob)
+            .unwrap_or(0);
+            (2, rank as u8, 0, 0)
+        }
+        _ => (3, 0, 0, 0),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OwnedFile {
+    pub kind: OwnedFileKind,
     pub file: &'static str,
     pub syntax: Syntax,
     pub entries: Vec<Entry>,
 }
 
 impl OwnedFile {
-    pub fn new(file: &'static str, syntax: Syntax) -> OwnedFile {
+    pub fn new(kind: OwnedFileKind) -> OwnedFile {
+        OwnedFile::with_entries(kind, Vec::new())
+    }
+
+    pub fn with_entries(kind: OwnedFileKind, entries: Vec<Entry>) -> OwnedFile {
         OwnedFile {
-            file,
-            syntax,
-            entries: Vec::new(),
+            kind,
+            file: kind.file(),
+            syntax: Syntax::of(kind),
+            entries,
         }
     }
 
-    pub fn push(&mut self, key: String, label: String, value: String) {
-        self.entries.push(Entry { key, label, value });
+    pub fn push(&mut self, key: PersistKey, value: String) {
+        self.entries.push(Entry { key, value });
     }
 
     /// The file's full content.
@@ -70,32 +193,37 @@ impl OwnedFile {
                 out.push_str(
                     "# Applied at boot by systemd-sysctl.service (or procps) from /etc/sysctl.d.\n",
                 );
-                entries.sort_by(|a, b| a.key.cmp(&b.key));
+                entries.sort_by_key(Entry::file_key);
                 for e in &entries {
-                    out.push_str(&format!("{} = {}\n", e.key, e.value));
+                    out.push_str(&format!("{} = {}\n", e.file_key(), e.value));
                 }
             }
             Syntax::Tmpfiles => {
                 out.push_str("# Applied at boot by systemd-tmpfiles-setup.service: `w` writes the value to the file.\n");
                 for e in &entries {
-                    out.push_str(&format!("w {} - - - - {}\n", e.key, e.value));
+                    out.push_str(&format!("w {} - - - - {}\n", e.file_key(), e.value));
                 }
             }
             Syntax::Modules => {
                 out.push_str("# Loaded at boot by systemd-modules-load.service.\n");
-                entries.sort_by(|a, b| a.key.cmp(&b.key));
+                entries.sort_by_key(Entry::file_key);
                 for e in &entries {
-                    out.push_str(&format!("{}\n", e.key));
+                    out.push_str(&format!("{}\n", e.file_key()));
                 }
             }
             Syntax::Grub => {
                 out.push_str("# Huge pages reserved at boot on the kernel command line. kvmtune never runs\n# update-grub: run it (or your bootloader's equivalent) yourself, then reboot.\n");
                 let mut args = Vec::new();
-                if entries.iter().any(|e| e.key == "1G") {
+                if entries.iter().any(|e| {
+                    e.key
+                        == PersistKey::BootPool {
+                            size: PageSize::ONE_GIB,
+                        }
+                }) {
                     args.push("default_hugepagesz=1G".to_string());
                 }
                 for e in &entries {
-                    args.push(format!("hugepagesz={} hugepages={}", e.key, e.value));
+                    args.push(format!("hugepagesz={} hugepages={}", e.file_key(), e.value));
                 }
                 out.push_str(&format!(
                     "GRUB_CMDLINE_LINUX=\"$GRUB_CMDLINE_LINUX {}\"\n",
@@ -151,6 +279,42 @@ impl OwnedFile {
         m
     }
 
+    /// The typed entries of a file of this kind as kvmtune wrote it; lines that are not
+    /// kvmtune's (unknown keys, paths that are no kvmtune key) are left out.
+    pub fn entries_of(kind: OwnedFileKind, content: &str) -> Vec<Entry> {
+        let f = OwnedFile::new(kind);
+        let mut out = Vec::new();
+        for (k, value) in f.parse(content) {
+            let key = match kind {
+                OwnedFileKind::Sysctl => SysctlKey::new(&k)
+                    .ok()
+                    .map(|key| PersistKey::Sysctl { key }),
+                OwnedFileKind::Tmpfiles => {
+                    HostKey::from_file(&k).map(|key| PersistKey::Value { key })
+                }
+                OwnedFileKind::Modules => ModuleName::new(&k)
+                    .ok()
+                    .map(|module| PersistKey::Module { module }),
+                OwnedFileKind::Grub => k
+                    .parse::<PageSize>()
+                    .ok()
+                    .map(|size| PersistKey::BootPool { size }),
+            };
+            if let Some(key) = key {
+                let e = Entry { key, value };
+                if e.check(kind).is_ok() {
+                    out.push(e);
+                }
+            }
+        }
+        // tmpfiles.d lines run in order: the order the planner writes them in.
+        out.sort_by_key(|e| match &e.key {
+            PersistKey::Value { key } => boot_order(key),
+            _ => (0, 0, 0, 0),
+        });
+        out
+    }
+
     fn value_of(&self, e: &Entry) -> String {
         match self.syntax {
             Syntax::Modules => "loaded".into(),
@@ -161,7 +325,10 @@ impl OwnedFile {
     fn label_for_unknown(&self, key: &str) -> String {
         match self.syntax {
             Syntax::Sysctl => format!("sysctl.{key} (persisted)"),
-            Syntax::Tmpfiles => format!("{key} (persisted)"),
+            Syntax::Tmpfiles => match HostKey::from_file(key) {
+                Some(k) => format!("{} (persisted)", k.path()),
+                None => format!("{key} (persisted)"),
+            },
             Syntax::Modules => format!("modules.{key} (persisted)"),
             Syntax::Grub => format!("hugepages.{key} (boot)"),
         }
@@ -173,6 +340,12 @@ impl OwnedFile {
         if self.entries.is_empty() {
             return (Vec::new(), None);
         }
+        self.plan_forced(current)
+    }
+
+    /// [`OwnedFile::plan`], writing the file even when it has no entries (it then declares
+    /// nothing: rollback of a file that did not exist, since kvmtune never deletes files).
+    pub fn plan_forced(&self, current: Option<&str>) -> (Vec<HostChange>, Option<HostOp>) {
         let content = self.render();
         if current == Some(content.as_str()) {
             return (Vec::new(), None);
@@ -186,10 +359,10 @@ impl OwnedFile {
         let mut changes = Vec::new();
         for e in &self.entries {
             let want = self.value_of(e);
-            let before = have.remove(&e.key);
+            let before = have.remove(&e.file_key());
             if before.as_deref() != Some(want.as_str()) {
                 changes.push(HostChange {
-                    path: e.label.clone(),
+                    path: e.label(),
                     before,
                     after: Some(e.value.clone()),
                     effect,
@@ -212,11 +385,12 @@ impl OwnedFile {
                 effect,
             });
         }
-        let op = HostOp::File(FileWrite {
-            paths: changes.iter().map(|c| c.path.clone()).collect(),
-            file: self.file.to_string(),
-            content,
-        });
+        let op = HostOp::OwnedFile {
+            file: self.kind,
+            entries: self.entries.clone(),
+            before: current.map(content_hash),
+            labels: changes.iter().map(|c| c.path.clone()).collect(),
+        };
         (changes, Some(op))
     }
 }
@@ -227,9 +401,12 @@ mod tests {
 
     #[test]
     fn sysctl_file_is_sorted_and_round_trips() {
-        let mut f = OwnedFile::new(SYSCTL_CONF, Syntax::Sysctl);
-        f.push("vm.swappiness".into(), "a".into(), "10".into());
-        f.push("kernel.x".into(), "b".into(), "1 2".into());
+        let mut f = OwnedFile::new(OwnedFileKind::Sysctl);
+        let k = |s: &str| PersistKey::Sysctl {
+            key: SysctlKey::new(s).unwrap(),
+        };
+        f.push(k("vm.swappiness"), "10".into());
+        f.push(k("kernel.x"), "1 2".into());
         let text = f.render();
         assert!(text.starts_with("# Written by kvmtune"));
         assert!(
@@ -249,8 +426,13 @@ mod tests {
 
     #[test]
     fn grub_drop_in_parses_its_own_output() {
-        let mut f = OwnedFile::new(GRUB_CFG, Syntax::Grub);
-        f.push("1G".into(), "hugepages.1G (boot)".into(), "4".into());
+        let mut f = OwnedFile::new(OwnedFileKind::Grub);
+        f.push(
+            PersistKey::BootPool {
+                size: PageSize::ONE_GIB,
+            },
+            "4".into(),
+        );
         let text = f.render();
         assert!(text.contains("GRUB_CMDLINE_LINUX=\"$GRUB_CMDLINE_LINUX default_hugepagesz=1G hugepagesz=1G hugepages=4\""), "{text}");
         assert_eq!(f.parse(&text).get("1G").map(String::as_str), Some("4"));

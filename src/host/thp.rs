@@ -5,62 +5,54 @@
 //! Invariant: values compare by the bracketed selection (`always [madvise] never`); the
 //! standard directory wins when both exist.
 
-use super::persist::OwnedFile;
-use super::{Builder, HostObserved, HostWrite, Readback, Reads};
+use super::persist::{OwnedFile, PersistKey};
+use super::{Builder, HostObserved, Reads};
 use crate::desired::HostDesired;
+use crate::model::keys::{RHEL6_THP_DIR, THP_DIR};
+use crate::model::{HostKey, ThpKnob};
 
-pub const THP_DIR: &str = "sys/kernel/mm/transparent_hugepage";
-pub const RHEL6_THP_DIR: &str = "sys/kernel/mm/redhat_transparent_hugepage";
-
-fn wanted(d: &HostDesired) -> Vec<(&'static str, &'static str)> {
+fn wanted(d: &HostDesired) -> Vec<(ThpKnob, &'static str)> {
     let mut v = Vec::new();
     if let Some(e) = d.thp_enabled {
-        v.push(("enabled", e.as_str()));
+        v.push((ThpKnob::Enabled, e.as_str()));
     }
     if let Some(e) = d.thp_defrag {
-        v.push(("defrag", e.as_str()));
+        v.push((ThpKnob::Defrag, e.as_str()));
     }
     v
 }
 
 pub fn reads(d: &HostDesired, r: &mut Reads) {
-    for (name, _) in wanted(d) {
-        r.files.insert(format!("{THP_DIR}/{name}"));
-        r.files.insert(format!("{RHEL6_THP_DIR}/{name}"));
+    for (knob, _) in wanted(d) {
+        for rhel6 in [false, true] {
+            r.files.insert(HostKey::Thp { knob, rhel6 }.file());
+        }
     }
 }
 
 pub fn plan(d: &HostDesired, obs: &HostObserved, b: &mut Builder, persisted: &mut OwnedFile) {
-    for (name, value) in wanted(d) {
-        let std = format!("{THP_DIR}/{name}");
-        let rhel = format!("{RHEL6_THP_DIR}/{name}");
-        let file = if obs.file(&std).is_none() && obs.file(&rhel).is_some() {
+    for (knob, value) in wanted(d) {
+        let std = HostKey::Thp { knob, rhel6: false };
+        let rhel = HostKey::Thp { knob, rhel6: true };
+        let key = if obs.file(&std.file()).is_none() && obs.file(&rhel.file()).is_some() {
             rhel
         } else {
             std
         };
-        let present = obs.file(&file).is_some();
+        let present = obs.file(&key.file()).is_some();
+        let name = knob.as_str();
         let msg = format!(
-            "this kernel has no transparent huge page control (/{file} does not exist, nor /{RHEL6_THP_DIR}/{name})"
+            "this kernel has no transparent huge page control (/{THP_DIR}/{name} does not exist, nor /{RHEL6_THP_DIR}/{name})"
         );
-        let w = HostWrite {
-            path: format!("transparent_hugepage.{name}"),
-            file: file.clone(),
-            value: value.into(),
-            readback: Readback::Selected,
-        };
         b.runtime(
             obs,
             vec!["transparent_hugepage".into(), name.into()],
-            w,
+            key.clone(),
+            value.into(),
             msg,
         );
         if present {
-            persisted.push(
-                format!("/{file}"),
-                format!("transparent_hugepage.{name} (persisted)"),
-                value.into(),
-            );
+            persisted.push(PersistKey::Value { key }, value.into());
         }
     }
 }

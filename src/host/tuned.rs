@@ -11,12 +11,10 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use super::{Builder, Check, CommandRun, HostChange, HostObserved, HostOp, Reads, ROOT_ARG};
+pub use super::ops::{TUNED_ACTIVE as ACTIVE, TUNED_ADM};
+use super::{Builder, HostChange, HostObserved, HostOp, Reads};
 use crate::desired::HostDesired;
-use crate::plan::Effect;
-
-pub const TUNED_ADM: &str = "usr/sbin/tuned-adm";
-pub const ACTIVE: &str = "etc/tuned/active_profile";
+use crate::model::{Effect, ProfileName};
 pub const PROFILE_DIRS: [&str; 2] = ["usr/lib/tuned", "etc/tuned"];
 
 pub fn reads(d: &HostDesired, r: &mut Reads) {
@@ -68,13 +66,13 @@ pub fn profile_issue(root: &Path, d: &HostDesired) -> std::io::Result<Option<Str
     };
     let obs = super::observe(root, &only, Default::default())?;
     let known = profiles(&obs);
-    if known.is_empty() || known.contains(p) {
+    if known.is_empty() || known.contains(p.as_str()) {
         return Ok(None);
     }
     Ok(Some(unknown(p, &known)))
 }
 
-fn unknown(p: &str, known: &BTreeSet<String>) -> String {
+fn unknown(p: &ProfileName, known: &BTreeSet<String>) -> String {
     format!(
         "tuned has no profile `{p}`; available: {}",
         known.iter().cloned().collect::<Vec<_>>().join(", ")
@@ -98,7 +96,7 @@ pub fn plan(d: &HostDesired, obs: &HostObserved, b: &mut Builder) -> bool {
         return false;
     }
     let known = profiles(obs);
-    if !known.contains(p) {
+    if !known.contains(p.as_str()) {
         b.issue(key, unknown(p, &known));
         return false;
     }
@@ -111,19 +109,13 @@ pub fn plan(d: &HostDesired, obs: &HostObserved, b: &mut Builder) -> bool {
     }
     b.change(HostChange {
         path: "tuned.profile".into(),
-        before: active,
-        after: Some(p.clone()),
+        before: active.clone(),
+        after: Some(p.to_string()),
         effect: Effect::Live,
     });
-    let adm = format!("{ROOT_ARG}{TUNED_ADM}");
-    b.pre(HostOp::Run(CommandRun {
-        paths: vec!["tuned.profile".into()],
-        argv: vec![adm.clone(), "profile".into(), p.clone()],
-        check: Check::FileValue {
-            file: ACTIVE.into(),
-            value: p.clone(),
-        },
-        verify: Some(vec![adm, "verify".into()]),
-    }));
+    b.pre(HostOp::Tuned {
+        before: active,
+        profile: p.clone(),
+    });
     true
 }

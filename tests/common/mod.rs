@@ -9,7 +9,8 @@ use std::process::{Command, Output};
 use kvmtune::apply::{apply, ApplyReport};
 use kvmtune::desired::Desired;
 use kvmtune::libvirt::Hypervisor;
-use kvmtune::plan::{plan, Plan};
+use kvmtune::pipeline::plan;
+use kvmtune::plan::Plan;
 use kvmtune::xmltree::Document;
 
 /// The libvirt URI under test: `$KVMTUNE_TEST_URI`, else `qemu:///system`.
@@ -333,7 +334,7 @@ fn domain_xml(name: &str, image: &Path, s: &Spec) -> String {
 // ---------------------------------------------------------------- library pipeline --
 
 pub fn load(yaml: &str) -> Desired {
-    kvmtune::config::load_str("it.yaml", yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"))
+    kvmtune::desired::load_str("it.yaml", yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"))
 }
 
 /// An empty directory used as the host root: guest-only configs must never need host files.
@@ -386,6 +387,22 @@ pub fn assert_converges(yaml: &str) -> (Plan, ApplyReport) {
     (p, report)
 }
 
+/// Whether `xml` already has every owned setting `yaml` declares for guest `name` (planning
+/// it again is empty): the guest is wholly in the new state.
+pub fn matches_new(yaml: &str, name: &str, xml: &str) -> bool {
+    let d = load(yaml);
+    let gd = d
+        .guests
+        .iter()
+        .find(|(n, _)| n.as_str() == name)
+        .unwrap_or_else(|| panic!("{name} is not in\n{yaml}"))
+        .1;
+    kvmtune::domain::plan_guest(gd, xml, None)
+        .unwrap_or_else(|e| panic!("{name}: {e:?}"))
+        .changes
+        .is_empty()
+}
+
 // ---------------------------------------------------------------- CLI --
 
 pub fn kvmtune(root: &Path, args: &[&str]) -> Output {
@@ -399,6 +416,45 @@ pub fn kvmtune(root: &Path, args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("running kvmtune")
+}
+
+/// Fails the test (never skips) when the fault-injection hook is compiled out: without it
+/// `KVMTUNE_FAULT` is ignored and a kill test would test nothing.
+pub fn require_fault_hook() {
+    if !cfg!(feature = "fault-injection") {
+        panic!(
+            "this test needs kvmtune's fault-injection hook (src/faults.rs): build and run the \
+             tests with `--features fault-injection`, as scripts/test.sh does"
+        );
+    }
+}
+
+/// [`kvmtune`] with `KVMTUNE_FAULT=<point>:<k>`: the hook SIGKILLs the process right after the
+/// k-th pass of `point`.
+pub fn kvmtune_fault(root: &Path, args: &[&str], point: &str, k: usize) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kvmtune"))
+        .env_remove("LIBVIRT_DEFAULT_URI")
+        .env("NO_COLOR", "1")
+        .env("KVMTUNE_FAULT", format!("{point}:{k}"))
+        .arg("--connect")
+        .arg(uri())
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .output()
+        .expect("running kvmtune")
+}
+
+/// The run ended by SIGKILL, so execution really reached the k-th pass of `point`.
+pub fn assert_killed_at(o: &Output, point: &str, k: usize) {
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        o.status.signal(),
+        Some(libc::SIGKILL),
+        "KVMTUNE_FAULT={point}:{k}: kvmtune was not killed there, so the point was never \
+         reached (or the binary lacks `--features fault-injection`): {}",
+        describe(o)
+    );
 }
 
 pub fn stdout(o: &Output) -> String {

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
 
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -33,26 +34,65 @@ pub fn demo_root() -> tempfile::TempDir {
     t
 }
 
-/// libvirt's own test-suite domain XMLs (`../shared/corpus/libvirt-domains`, or
-/// `$KVMTUNE_CORPUS`): (file name, text), sorted. Fails, never skips, when missing.
-pub fn corpus() -> Vec<(String, String)> {
-    let dir = std::env::var_os("KVMTUNE_CORPUS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("../shared/corpus/libvirt-domains"));
-    let mut out: Vec<(String, String)> = std::fs::read_dir(&dir)
+/// libvirt's own test-suite domain XMLs, vendored in `tests/data/libvirt-domains` (LGPL-2.1-or-later,
+/// see its COPYING.md and SOURCES.md). The suite reads nothing outside the repository.
+pub fn corpus_dir() -> PathBuf {
+    repo().join("tests/data/libvirt-domains")
+}
+
+/// The corpus files, sorted. Fails, never skips, when the directory is missing or short.
+pub fn corpus_files() -> Vec<PathBuf> {
+    let dir = corpus_dir();
+    let mut out: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("corpus {} missing: {e}", dir.display()))
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "xml"))
+        .collect();
+    out.sort();
+    assert!(out.len() >= 50, "corpus has only {} files", out.len());
+    out
+}
+
+/// The corpus as (file name, text), sorted by name.
+pub fn corpus() -> Vec<(String, String)> {
+    corpus_files()
+        .into_iter()
         .map(|p| {
             (
                 p.file_name().unwrap().to_string_lossy().into_owned(),
                 std::fs::read_to_string(&p).unwrap(),
             )
         })
-        .collect();
-    out.sort();
-    assert!(out.len() >= 50, "corpus has only {} files", out.len());
-    out
+        .collect()
+}
+
+/// A file of a temp root made read-only by bind-mounting it read-only onto itself: it still
+/// reads, and every write fails (EROFS), as a kernel file that refuses writes does. Unmounted
+/// on drop, also when the test fails. Needs root, like the rest of the suite.
+pub struct ReadOnlyFile(PathBuf);
+
+impl ReadOnlyFile {
+    pub fn new(file: &Path) -> ReadOnlyFile {
+        let mount = |args: &[&str]| {
+            let st = std::process::Command::new("mount")
+                .args(args)
+                .arg(file)
+                .arg(file)
+                .status()
+                .expect("running mount");
+            assert!(st.success(), "mount {args:?} {} failed", file.display());
+        };
+        mount(&["--bind"]);
+        let guard = ReadOnlyFile(file.to_path_buf());
+        mount(&["-o", "remount,bind,ro"]);
+        guard
+    }
+}
+
+impl Drop for ReadOnlyFile {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
 }
 
 /// A "kernel" that keeps at most `cap` huge pages per pool, like a host short of memory (the
@@ -113,4 +153,38 @@ impl Rng {
     pub fn pick<'a>(&mut self, v: &[&'a str]) -> &'a str {
         v[self.index(v.len())]
     }
+}
+
+/// kvmtune against the demo driver with `root`, as host `hv-1`, stdin closed.
+pub fn kt(root: &Path, args: &[&str]) -> Output {
+    kt_cmd(root, args).stdin(Stdio::null()).output().unwrap()
+}
+
+/// The command [`kt`] runs, to adjust before running.
+pub fn kt_cmd(root: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_kvmtune"));
+    c.args(["--connect", &demo_uri(), "--hostname", "hv-1", "--root"])
+        .arg(root)
+        .args(args)
+        .env_remove("LIBVIRT_DEFAULT_URI")
+        .env("NO_COLOR", "1");
+    c
+}
+
+pub fn out(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Exit code, stdout and stderr, for assertion messages.
+pub fn describe(o: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
+        o.status.code(),
+        out(o),
+        err(o)
+    )
 }

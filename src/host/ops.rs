@@ -1,0 +1,425 @@
+//! The host steps a plan carries, and the executor that carries them out.
+//!
+//! Invariant: a [`HostOp`] names typed keys only; every path (below the root) and every argv
+//! is derived here from the key, never read from the op. Each step first checks that the
+//! live value still equals what planning saw (`before`: the stale check), then writes, then
+//! reads back and compares with the planned value.
+
+use std::path::Path;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::commands::{CmdOutput, HostCommands};
+use super::files::HostFiles;
+use super::persist::{Entry, OwnedFile};
+use crate::model::keys::check_value;
+use crate::model::{HostKey, ModuleName, OwnedFileKind, ProfileName, Readback};
+
+pub const TUNED_ADM: &str = "usr/sbin/tuned-adm";
+pub const TUNED_ACTIVE: &str = "etc/tuned/active_profile";
+/// Where kvmtune mounts hugetlbfs when guests need it and none is mounted (systemd's
+/// dev-hugepages.mount uses the same place at boot).
+pub const HUGETLBFS_DIR: &str = "dev/hugepages";
+
+/// One step of the host action, carried out in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum HostOp {
+    /// Write `value` to the key's kernel file. `before` is the value planning read (checked
+    /// before writing); `None` only for `reassert` writes, which re-establish a value that
+    /// already matched after a tuned profile switch (which may change it) and are not changes.
+    Write {
+        key: HostKey,
+        before: Option<String>,
+        value: String,
+        reassert: bool,
+    },
+    /// `tuned-adm profile <profile>` (the root's tuned-adm), then `tuned-adm verify`.
+    Tuned {
+        before: Option<String>,
+        profile: ProfileName,
+    },
+    /// `modprobe <module>`; `/sys/module/<module>` must exist afterwards.
+    LoadModule { module: ModuleName },
+    /// `mkdir -p <root>/dev/hugepages` and `mount -t hugetlbfs hugetlbfs <root>/dev/hugepages`.
+    MountHugetlbfs,
+    /// Replace an owned file whole with the rendering of `entries`. `before` is the SHA-256
+    /// of the content planning read (`None`: the file did not exist); `labels` are the plan
+    /// paths this write carries out.
+    OwnedFile {
+        file: OwnedFileKind,
+        entries: Vec<Entry>,
+        before: Option<String>,
+        labels: Vec<String>,
+    },
+}
+
+impl HostOp {
+    /// The plan paths this step carries out.
+    pub fn paths(&self) -> Vec<String> {
+        match self {
+            HostOp::Write { reassert: true, .. } => Vec::new(),
+            HostOp::Write { key, .. } => vec![key.path()],
+            HostOp::Tuned { .. } => vec!["tuned.profile".into()],
+            HostOp::LoadModule { module } => vec![format!("modules.{module}")],
+            HostOp::MountHugetlbfs => vec!["hugetlbfs".into()],
+            HostOp::OwnedFile { labels, .. } => labels.clone(),
+        }
+    }
+
+    /// The name used in errors.
+    pub fn name(&self) -> String {
+        match self {
+            HostOp::Write { key, .. } => key.path(),
+            HostOp::OwnedFile { file, .. } => format!("/{}", file.file()),
+            other => other.paths().join(", "),
+        }
+    }
+
+    /// Whether the step runs a command (else it writes a file).
+    pub fn is_command(&self) -> bool {
+        matches!(
+            self,
+            HostOp::Tuned { .. } | HostOp::LoadModule { .. } | HostOp::MountHugetlbfs
+        )
+    }
+
+    /// The files below the root this step changes (for the apply record).
+    pub fn files_touched(&self) -> Vec<String> {
+        match self {
+            HostOp::Write { key, .. } => vec![key.file()],
+            HostOp::OwnedFile { file, .. } => vec![file.file().to_string()],
+            HostOp::Tuned { .. } => vec![TUNED_ACTIVE.to_string()],
+            HostOp::LoadModule { .. } | HostOp::MountHugetlbfs => Vec::new(),
+        }
+    }
+
+    /// Checks what types cannot: values are one printable line; owned-file entries belong to
+    /// their file.
+    pub fn check(&self) -> Result<(), String> {
+        match self {
+            HostOp::Write { value, before, .. } => {
+                check_value(value)?;
+                before.as_deref().map(check_value).transpose().map(|_| ())
+            }
+            HostOp::OwnedFile { file, entries, .. } => {
+                for e in entries {
+                    e.check(*file)?;
+                }
+                Ok(())
+            }
+            HostOp::Tuned { before, .. } => {
+                before.as_deref().map(check_value).transpose().map(|_| ())
+            }
+            HostOp::LoadModule { .. } | HostOp::MountHugetlbfs => Ok(()),
+        }
+    }
+}
+
+/// SHA-256 of an owned file's content, as recorded in [`HostOp::OwnedFile::before`].
+pub fn content_hash(content: &str) -> String {
+    Sha256::digest(content.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Why a host step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HostWriteError {
+    #[error("writing /{file}: {err}")]
+    Write {
+        path: String,
+        file: String,
+        err: std::io::Error,
+    },
+    #[error("/{file} reads back `{got}` after writing `{wanted}`")]
+    Mismatch {
+        path: String,
+        file: String,
+        wanted: String,
+        got: String,
+    },
+    #[error("huge page pool /{file}: requested {wanted} pages, the kernel allocated {got}{hint}")]
+    Shortfall {
+        path: String,
+        file: String,
+        wanted: String,
+        got: String,
+        hint: String,
+    },
+    #[error(
+        "/{file} is `{now}`, the plan was made when it was `{planned}`: not changed (plan again)"
+    )]
+    Stale {
+        path: String,
+        file: String,
+        planned: String,
+        now: String,
+    },
+    #[error("{why}")]
+    Refused { path: String, why: String },
+    #[error("`{cmd}` {why}")]
+    Command {
+        path: String,
+        cmd: String,
+        why: String,
+    },
+}
+
+/// Carries out one step below `root`. Returns what is worth reporting (`tuned-adm verify`).
+pub fn execute(
+    files: &dyn HostFiles,
+    cmds: &dyn HostCommands,
+    root: &Path,
+    op: &HostOp,
+) -> Result<Option<String>, HostWriteError> {
+    op.check().map_err(|why| HostWriteError::Refused {
+        path: op.name(),
+        why,
+    })?;
+    match op {
+        HostOp::Write {
+            key, before, value, ..
+        } => write_value(files, root, key, before.as_deref(), value).map(|_| None),
+        HostOp::OwnedFile {
+            file,
+            entries,
+            before,
+            ..
+        } => {
+            replace_owned(files, root, *file, entries, before.as_deref(), &op.name()).map(|_| None)
+        }
+        HostOp::Tuned { before, profile } => tuned(cmds, root, before.as_deref(), profile),
+        HostOp::LoadModule { module } => {
+            run(
+                cmds,
+                root,
+                &op.name(),
+                &["modprobe".into(), module.to_string()],
+            )?;
+            let dir = format!("sys/module/{module}");
+            if !root.join(&dir).exists() {
+                return Err(HostWriteError::Command {
+                    path: op.name(),
+                    cmd: format!("modprobe {module}"),
+                    why: format!("succeeded, but /{dir} does not exist"),
+                });
+            }
+            Ok(None)
+        }
+        HostOp::MountHugetlbfs => {
+            let dir = root.join(HUGETLBFS_DIR).to_string_lossy().into_owned();
+            run(
+                cmds,
+                root,
+                &op.name(),
+                &["mkdir".into(), "-p".into(), dir.clone()],
+            )?;
+            let argv = ["mount", "-t", "hugetlbfs", "hugetlbfs"].map(String::from);
+            let mut argv = argv.to_vec();
+            argv.push(dir);
+            run(cmds, root, &op.name(), &argv)?;
+            Ok(None)
+        }
+    }
+}
+
+fn io_err(key: &str, file: &str) -> impl Fn(std::io::Error) -> HostWriteError {
+    let (path, file) = (key.to_string(), file.to_string());
+    move |err| HostWriteError::Write {
+        path: path.clone(),
+        file: file.clone(),
+        err,
+    }
+}
+
+/// Writes one value (in place, like `sysctl -w`) after the stale check, and reads it back.
+fn write_value(
+    files: &dyn HostFiles,
+    root: &Path,
+    key: &HostKey,
+    before: Option<&str>,
+    value: &str,
+) -> Result<(), HostWriteError> {
+    let (path, file) = (key.path(), key.file());
+    let rb = key.readback();
+    let full = root.join(&file);
+    let err = io_err(&path, &file);
+    if let Some(planned) = before {
+        let now = rb.canonical(&files.read(&full).map_err(&err)?);
+        if now != rb.canonical(planned) {
+            return Err(HostWriteError::Stale {
+                path,
+                file,
+                planned: planned.to_string(),
+                now,
+            });
+        }
+    }
+    files.write(&full, &format!("{value}\n")).map_err(&err)?;
+    let got = rb.canonical(&files.read(&full).map_err(&err)?);
+    if got != rb.canonical(value) {
+        let wanted = value.to_string();
+        return Err(if rb == Readback::Count {
+            HostWriteError::Shortfall {
+                hint: super::hugepages::shortfall_hint(key, &wanted),
+                path,
+                file,
+                wanted,
+                got,
+            }
+        } else {
+            HostWriteError::Mismatch {
+                path,
+                file,
+                wanted,
+                got,
+            }
+        });
+    }
+    Ok(())
+}
+
+fn replace_owned(
+    files: &dyn HostFiles,
+    root: &Path,
+    kind: OwnedFileKind,
+    entries: &[Entry],
+    before: Option<&str>,
+    name: &str,
+) -> Result<(), HostWriteError> {
+    let file = kind.file();
+    let full = root.join(file);
+    let err = io_err(name, file);
+    let now = super::files::read_opt(&full).map_err(&err)?;
+    let now_hash = now.as_deref().map(content_hash);
+    if now_hash.as_deref() != before {
+        return Err(HostWriteError::Stale {
+            path: name.to_string(),
+            file: file.to_string(),
+            planned: before.map_or("absent".into(), |h| format!("sha256 {h}")),
+            now: now_hash.map_or("absent".into(), |h| format!("sha256 {h}")),
+        });
+    }
+    let content = OwnedFile::with_entries(kind, entries.to_vec()).render();
+    super::files::real_dir_below(root, full.parent().unwrap_or(root)).map_err(&err)?;
+    files.replace(&full, &content).map_err(&err)?;
+    if files.read(&full).map_err(&err)? != content {
+        return Err(HostWriteError::Mismatch {
+            path: name.to_string(),
+            file: file.to_string(),
+            wanted: "kvmtune's content".into(),
+            got: "other content".into(),
+        });
+    }
+    Ok(())
+}
+
+fn tuned(
+    cmds: &dyn HostCommands,
+    root: &Path,
+    before: Option<&str>,
+    profile: &ProfileName,
+) -> Result<Option<String>, HostWriteError> {
+    let name = "tuned.profile";
+    let active = || -> Result<Option<String>, HostWriteError> {
+        Ok(super::files::read_opt(&root.join(TUNED_ACTIVE))
+            .map_err(io_err(name, TUNED_ACTIVE))?
+            .map(|c| Readback::Tokens.canonical(&c))
+            .filter(|c| !c.is_empty()))
+    };
+    let now = active()?;
+    if now.as_deref() != before {
+        return Err(HostWriteError::Stale {
+            path: name.into(),
+            file: TUNED_ACTIVE.into(),
+            planned: before.unwrap_or("(none)").into(),
+            now: now.unwrap_or_else(|| "(none)".into()),
+        });
+    }
+    let adm = root.join(TUNED_ADM).to_string_lossy().into_owned();
+    run(
+        cmds,
+        root,
+        name,
+        &[adm.clone(), "profile".into(), profile.to_string()],
+    )?;
+    let got = active()?;
+    if got.as_deref() != Some(profile.as_str()) {
+        return Err(HostWriteError::Command {
+            path: name.into(),
+            cmd: format!("/{TUNED_ADM} profile {profile}"),
+            why: format!(
+                "succeeded, but /{TUNED_ACTIVE} reads `{}`, not `{profile}`",
+                got.unwrap_or_default()
+            ),
+        });
+    }
+    let out = run_output(cmds, root, name, &[adm, "verify".into()])?;
+    let text = out.text().replace('\n', "; ");
+    if out.ok() {
+        Ok(Some(format!("{name}: `/{TUNED_ADM} verify`: {text}")))
+    } else {
+        Err(HostWriteError::Command {
+            path: name.into(),
+            cmd: format!("/{TUNED_ADM} verify"),
+            why: format!("failed after the switch ({}): {text}", exit_text(&out)),
+        })
+    }
+}
+
+/// argv for messages: the root prefix shown as `/`.
+fn display(root: &Path, argv: &[String]) -> String {
+    let r = root.to_string_lossy();
+    argv.iter()
+        .map(|a| match a.strip_prefix(r.as_ref()) {
+            Some(rest) if r != "/" && rest.starts_with('/') => rest.to_string(),
+            _ => a.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn run_output(
+    cmds: &dyn HostCommands,
+    root: &Path,
+    path: &str,
+    argv: &[String],
+) -> Result<CmdOutput, HostWriteError> {
+    cmds.run(argv).map_err(|e| HostWriteError::Command {
+        path: path.into(),
+        cmd: display(root, argv),
+        why: format!("could not be run: {e}"),
+    })
+}
+
+fn run(
+    cmds: &dyn HostCommands,
+    root: &Path,
+    path: &str,
+    argv: &[String],
+) -> Result<(), HostWriteError> {
+    let out = run_output(cmds, root, path, argv)?;
+    if out.ok() {
+        return Ok(());
+    }
+    Err(HostWriteError::Command {
+        path: path.into(),
+        cmd: display(root, argv),
+        why: format!(
+            "failed ({}): {}",
+            exit_text(&out),
+            out.text().replace('\n', "; ")
+        ),
+    })
+}
+
+fn exit_text(o: &CmdOutput) -> String {
+    match o.code {
+        Some(c) => format!("exit {c}"),
+        None => "killed by a signal".into(),
+    }
+}
