@@ -513,8 +513,9 @@ impl Hypervisor {
         }
     }
 
-    /// A pool of `connections` (at least 1) for [`DefinePool::define_all`]: this connection
-    /// and `connections - 1` more read-write ones to the same URI, opened now.
+    /// A pool of `connections` (at least 1) for [`DefinePool::run`] and
+    /// [`DefinePool::define_all`]: this connection and `connections - 1` more read-write ones
+    /// to the same URI, opened now (~1 ms each).
     pub fn define_pool(&self, connections: usize) -> Result<DefinePool<'_>, LibvirtError> {
         let extra = (1..connections.max(1))
             .map(|_| Hypervisor::open(&self.uri, false))
@@ -594,12 +595,13 @@ impl DefineMode {
 /// A few read-write connections to one URI that define independent guests concurrently
 /// (from [`Hypervisor::define_pool`]).
 ///
-/// One thread per connection; each takes the next guest, defines it and reads it back on its
-/// own connection. libvirtd serves the connections from its worker threads, so up to
-/// [`DefinePool::connections`] defines are in flight: that overlaps the daemon's per-define
-/// work with the round trips and with the caller's verification, and, when the daemon is
-/// CPU-bound (schema validation), spreads it over its cores. Every define is still one atomic
-/// libvirt call: a guest is wholly redefined or untouched, whatever happens to the others.
+/// One thread per connection; each takes the next guest and does its work on its own
+/// connection (check it is as planned, define, read back, verify). libvirtd serves the
+/// connections from its worker threads, so up to [`DefinePool::connections`] defines are in
+/// flight: that overlaps the daemon's per-define work with the round trips and with the
+/// caller's checks, and spreads the daemon's CPU over its cores. Every define is still one
+/// atomic libvirt call: a guest is wholly redefined or untouched, whatever happens to the
+/// others.
 pub struct DefinePool<'a> {
     primary: &'a Hypervisor,
     extra: Vec<Hypervisor>,
@@ -611,28 +613,46 @@ impl DefinePool<'_> {
         1 + self.extra.len()
     }
 
-    /// Defines every `(name, xml)` of `jobs` as `mode` says. `done(i, result)` runs on the
-    /// calling thread for each job `i` as it finishes, in completion order (not job order),
-    /// with what [`Hypervisor::define_with`] returns for it; `done` verifies the stored XML
-    /// and may make further calls on the primary connection. Each connection runs at most one
-    /// job ahead of `done`: when `done` is called for a job, at most one more per connection
-    /// has been started (and may be defined already). When `done` returns
-    /// [`ControlFlow::Break`], no further job is taken; those under way (at most one per
-    /// connection) finish and are still reported. Returns how many jobs were reported
-    /// (`jobs.len()` unless stopped).
-    ///
-    /// With one connection the jobs run in order on the calling thread, one at a time.
+    /// Defines every `(name, xml)` of `jobs` as `mode` says: [`DefinePool::run`] with
+    /// [`Hypervisor::define_with`] as the work, so `done(i, result)` gets the stored XML (or
+    /// the error) of job `i`, for the caller to verify.
     pub fn define_all(
         &self,
         jobs: &[(&str, &str)],
         mode: DefineMode,
-        mut done: impl FnMut(usize, Result<String, LibvirtError>) -> ControlFlow<()>,
+        done: impl FnMut(usize, Result<String, LibvirtError>) -> ControlFlow<()>,
     ) -> usize {
-        if self.extra.is_empty() || jobs.len() < 2 {
+        self.run(
+            jobs.len(),
+            |i, hv| hv.define_with(jobs[i].0, jobs[i].1, mode),
+            done,
+        )
+    }
+
+    /// Runs `work(i, hv)` for every job `i` in `0..count`, on the pool's connections, and
+    /// `done(i, result)` on the calling thread for each as it finishes (in completion order,
+    /// not job order). `work` runs on a worker thread with that worker's connection: there it
+    /// checks that the guest is still as planned ([`Hypervisor::current`]), defines it
+    /// ([`Hypervisor::define_with`]) and may verify the stored XML (pure code); `done` reports
+    /// the result and may make further calls on the primary connection (live changes).
+    ///
+    /// Each connection runs at most one job ahead of `done`: when `done` is called for a job,
+    /// at most one more per connection has been started. When `done` returns
+    /// [`ControlFlow::Break`], no further job is taken; those under way (at most one per
+    /// connection) finish and are still reported. Returns how many jobs were reported
+    /// (`count` unless stopped). With one connection the jobs run in order on the calling
+    /// thread, one at a time.
+    pub fn run<T: Send>(
+        &self,
+        count: usize,
+        work: impl Fn(usize, &Hypervisor) -> T + Sync,
+        mut done: impl FnMut(usize, T) -> ControlFlow<()>,
+    ) -> usize {
+        if self.extra.is_empty() || count < 2 {
             let mut reported = 0;
-            for (i, (name, xml)) in jobs.iter().enumerate() {
+            for i in 0..count {
                 reported += 1;
-                if done(i, self.primary.define_with(name, xml, mode)).is_break() {
+                if done(i, work(i, self.primary)).is_break() {
                     break;
                 }
             }
@@ -641,19 +661,19 @@ impl DefinePool<'_> {
         let next = AtomicUsize::new(0);
         let stop = AtomicBool::new(false);
         // A rendezvous channel: a worker hands over its result before it takes the next job,
-        // so the defines run at most one job per connection ahead of `done`.
+        // so the work runs at most one job per connection ahead of `done`.
         let (tx, rx) = std::sync::mpsc::sync_channel(0);
         std::thread::scope(|s| {
             let conns = std::iter::once(self.primary).chain(self.extra.iter());
-            for hv in conns.take(jobs.len()) {
-                let (tx, next, stop) = (tx.clone(), &next, &stop);
+            for hv in conns.take(count) {
+                let (tx, next, stop, work) = (tx.clone(), &next, &stop, &work);
                 s.spawn(move || {
                     while !stop.load(Ordering::Relaxed) {
                         let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some((name, xml)) = jobs.get(i) else {
+                        if i >= count {
                             break;
-                        };
-                        if tx.send((i, hv.define_with(name, xml, mode))).is_err() {
+                        }
+                        if tx.send((i, work(i, hv))).is_err() {
                             break;
                         }
                     }
@@ -750,6 +770,39 @@ mod tests {
             assert_eq!(reported, calls);
             // The break stops new jobs; at most one per connection was already under way.
             assert!(reported <= 1 + connections, "{reported} with {connections}");
+        }
+    }
+
+    #[test]
+    fn run_checks_on_the_workers_connection_before_defining() {
+        let hv = test_hv();
+        const ID: u64 = 0x400;
+        let names: Vec<String> = (0..12).map(|i| format!("definepool-run-{i}")).collect();
+        let xmls: Vec<String> = (names.iter().enumerate())
+            .map(|(i, n)| guest_xml(&hv, n, ID + i as u64))
+            .collect();
+        let pool = hv.define_pool(3).unwrap();
+        let mut results = vec![None; names.len()];
+        let reported = pool.run(
+            names.len(),
+            |i, hv| -> Result<String, String> {
+                // Odd jobs are refused before their define, as a stale-plan check would.
+                if i % 2 == 1 {
+                    return Err("refused".into());
+                }
+                hv.define_with(&names[i], &xmls[i], DefineMode::Parse)
+                    .map_err(|e| e.to_string())
+            },
+            |i, r| {
+                results[i] = Some(r);
+                ControlFlow::Continue(())
+            },
+        );
+        assert_eq!(reported, names.len());
+        for (i, r) in results.into_iter().enumerate() {
+            let r = r.expect("every job reported");
+            assert_eq!(r.is_ok(), i % 2 == 0, "{i}: {r:?}");
+            assert_eq!(hv.current(&names[i]).unwrap().is_some(), i % 2 == 0);
         }
     }
 

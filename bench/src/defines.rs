@@ -10,11 +10,12 @@
 //!   each): the benchmark's write floor — list, then per guest `GetXMLDesc(INACTIVE)`, a
 //!   string edit, `DefineXML` (with `VIR_DOMAIN_DEFINE_VALIDATE` for `-validate`); no read-back.
 //! * `schema/K`, `parse/K`: kvmtune's own pipeline in-process — load the config, observe,
-//!   plan — then the plan's defines through [`kvmtune::libvirt::DefinePool`] with K
-//!   connections and [`DefineMode::Schema`] / [`DefineMode::Parse`]; every stored XML is
-//!   re-planned against the guest's desired state, as the executor does, and must show no
-//!   change left. `schema/1` is what `kvmtune apply` does today (minus the process, the
-//!   backup record and the report).
+//!   plan — then the plan's defines through [`kvmtune::libvirt::DefinePool::run`] with K
+//!   connections and [`DefineMode::Schema`] / [`DefineMode::Parse`], each guest's work on its
+//!   worker's connection as the executor does it: the precheck (typed settings, same UUID
+//!   and persistent XML as planned), the define, and the verification (the guest re-planned
+//!   against the stored XML must show no change left). `schema/1` is what `kvmtune apply`
+//!   does today (minus the process, the backup record, live changes and the report).
 
 use std::ops::ControlFlow;
 use std::path::Path;
@@ -22,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use kvmtune::libvirt::{DefineMode, Hypervisor};
+use kvmtune::plan::Action;
 use virt::connect::Connect;
 
 use crate::{
@@ -92,7 +94,10 @@ struct Run {
     daemon: Option<Duration>,
 }
 
-/// kvmtune's plan, then its defines through a pool; every stored XML verified.
+/// kvmtune's plan, then its defines through a pool. Per guest, on the worker's connection,
+/// what the executor does (src/apply.rs `guest`): the precheck (the action is what its typed
+/// settings give; the domain still has the planned UUID and persistent XML), the define, and
+/// the verification (the guest re-planned against the stored XML: no change left).
 fn kvmtune_defines(
     uri: &str,
     cfg: &str,
@@ -104,43 +109,42 @@ fn kvmtune_defines(
     let hv = Hypervisor::open(uri, false)?;
     let obs = kvmtune::observe::observe(&d, Path::new("/"), Some(&hv))?;
     let plan = kvmtune::pipeline::plan(&d, &obs);
-    let guests: Vec<(&kvmtune::model::DomainName, &str)> = plan
-        .actions
-        .iter()
-        .filter_map(|a| match a {
-            kvmtune::plan::Action::Guest {
-                name,
-                new_xml,
-                define: true,
-                ..
-            } => Some((name, new_xml.as_str())),
-            _ => None,
-        })
+    let actions: Vec<&Action> = (plan.actions.iter())
+        .filter(|a| matches!(a, Action::Guest { define: true, .. }))
         .collect();
-    let jobs: Vec<(&str, &str)> = guests.iter().map(|(n, x)| (n.as_str(), *x)).collect();
-    if jobs.len() != n {
-        bail!("kvmtune planned {} defines, expected {n}", jobs.len());
+    if actions.len() != n {
+        bail!("kvmtune planned {} defines, expected {n}", actions.len());
     }
     let t0 = Instant::now();
     let pool = hv.define_pool(conns)?;
     let mut failures = Vec::new();
-    let reported = pool.define_all(&jobs, mode, |i, r| {
-        let (name, _) = guests[i];
-        let gd = plan.guest_desired(&d, name);
-        let check = match (r, gd) {
-            (Err(e), _) => Err(e.to_string()),
-            (Ok(_), None) => Err("not in the config".into()),
-            (Ok(stored), Some(gd)) => match kvmtune::domain::plan_guest(gd, &stored, None) {
-                Ok(p) if p.changes.is_empty() => Ok(()),
-                Ok(p) => Err(format!(
-                    "{} change(s) left after the define",
-                    p.changes.len()
-                )),
-                Err(_) => Err("the stored XML does not plan".into()),
-            },
+    let work = |i: usize, hv: &Hypervisor| -> Result<(), String> {
+        let Action::Guest {
+            name,
+            uuid,
+            old_xml,
+            new_xml,
+            ..
+        } = actions[i]
+        else {
+            unreachable!("only guest actions")
         };
-        if let Err(e) = check {
-            failures.push(format!("{name}: {e}"));
+        let gd = plan.guest_desired(&d, name).ok_or("not in the config")?;
+        kvmtune::plan::check_guest_action(gd, plan.inputs, actions[i])?;
+        match hv.current(name.as_str()).map_err(|e| e.to_string())? {
+            Some((u, x)) if u.eq_ignore_ascii_case(uuid.as_str()) && x == *old_xml => {}
+            _ => return Err("not as planned".into()),
+        }
+        let stored = (hv.define_with(name.as_str(), new_xml, mode)).map_err(|e| e.to_string())?;
+        match kvmtune::domain::plan_guest(gd, &stored, None) {
+            Ok(p) if p.changes.is_empty() => Ok(()),
+            Ok(p) => Err(format!("{} change(s) left", p.changes.len())),
+            Err(_) => Err("the stored XML does not plan".into()),
+        }
+    };
+    let reported = pool.run(n, work, |i, r| {
+        if let Err(e) = r {
+            failures.push(format!("{}: {e}", actions[i].target()));
         }
         ControlFlow::Continue(())
     });
