@@ -12,7 +12,10 @@ use crate::desired::{Desired, GuestDesired};
 use crate::domain::{plan_guest, GuestKey};
 use crate::host;
 use crate::host::persist::PersistKey;
-use crate::libvirt::Hypervisor;
+use std::collections::BTreeMap;
+use std::ops::ControlFlow;
+
+use crate::libvirt::{DefineMode, Hypervisor};
 use crate::model::{DomainName, HostKey};
 use crate::plan::{Action, LiveStep, Plan};
 
@@ -102,8 +105,37 @@ pub fn apply_with(
     t: Target,
     progress: &mut dyn FnMut(usize, usize, &str),
 ) -> ApplyReport {
+    apply_with_options(plan, desired, t, ApplyOptions::default(), progress)
+}
+
+/// How guest definitions are stored.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ApplyOptions {
+    /// `--validate`: libvirtd also checks every definition kvmtune built against its RelaxNG
+    /// schema (about 9 ms of daemon CPU a guest). Without it libvirt still parses and checks
+    /// every value, and kvmtune verifies what libvirt stored; definitions kvmtune did not
+    /// build (rollback's recorded XML) are always schema-checked.
+    pub validate: bool,
+}
+
+/// Guests to define from which on their defines run on a pool of connections.
+const POOL_FROM: usize = 16;
+/// Connections of the define pool (libvirtd's gain flattens out beyond 4 on 2 cores).
+const POOL_CONNECTIONS: usize = 4;
+
+/// [`apply_with`] with the define options.
+pub fn apply_with_options(
+    plan: &Plan,
+    desired: &Desired,
+    t: Target,
+    opts: ApplyOptions,
+    progress: &mut dyn FnMut(usize, usize, &str),
+) -> ApplyReport {
     let mut report = ApplyReport::default();
     let total = plan.actions.len();
+    // Independent guests' defines first, a few at a time (each one checked, defined and
+    // verified on its worker's connection); everything else in plan order below.
+    let mut defined = predefine(plan, desired, t, opts);
     for (i, action) in plan.actions.iter().enumerate() {
         let target = action.target();
         progress(i, total, &target);
@@ -123,7 +155,14 @@ pub fn apply_with(
         match action {
             Action::Host(ops) => host_steps(ops, t, &mut report, &mut res),
             Action::Guest { .. } | Action::Restore { .. } => {
-                guest(plan, desired, action, t.hv, paths, &mut report, &mut res)
+                let g = GuestRun {
+                    plan,
+                    desired,
+                    hv: t.hv,
+                    opts,
+                    defined: defined.remove(&i),
+                };
+                g.run(action, paths, &mut report, &mut res)
             }
             Action::Restart { name, timeout_secs } => {
                 report.restarts += 1;
@@ -237,83 +276,165 @@ fn without_unverified(op: &host::HostOp, unverified: &[PersistKey]) -> (host::Ho
     (op, dropped)
 }
 
-/// Checks a guest action against its typed settings and the domain as it is now, then
-/// defines and makes the live changes. Any refusal fails every path of the target and
-/// changes nothing.
-fn guest(
+/// The defines of a plan's guest actions, when there are enough of them to share a pool of
+/// connections: action index → outcome. Empty otherwise (they then run in plan order).
+fn predefine(
+    plan: &Plan,
+    desired: &Desired,
+    t: Target,
+    opts: ApplyOptions,
+) -> BTreeMap<usize, Result<(), String>> {
+    let mut out = BTreeMap::new();
+    let Some(hv) = t.hv else { return out };
+    let idx: Vec<usize> = plan
+        .actions
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| matches!(a, Action::Guest { define: true, .. }))
+        .map(|(i, _)| i)
+        .collect();
+    if idx.len() < POOL_FROM {
+        return out;
+    }
+    let pool = match hv.define_pool(POOL_CONNECTIONS) {
+        Ok(p) => p,
+        Err(_) => return out, // one connection then: in plan order
+    };
+    pool.run(
+        idx.len(),
+        |j, hv| define_one(plan, desired, &plan.actions[idx[j]], hv, opts),
+        |j, r| {
+            crate::faults::point("define");
+            out.insert(idx[j], r);
+            ControlFlow::Continue(())
+        },
+    );
+    out
+}
+
+/// Checks a guest action (see [`precheck`]), defines its new definition and verifies what
+/// libvirt stored. When the stored definition lacks an owned value, the previous definition
+/// is defined back: the guest stays wholly what it was.
+fn define_one(
     plan: &Plan,
     desired: &Desired,
     action: &Action,
-    hv: Option<&Hypervisor>,
-    paths: Vec<String>,
-    report: &mut ApplyReport,
-    res: &mut TargetResult,
-) {
-    let fail_all = |res: &mut TargetResult, why: String| {
-        let mut ps = paths.clone();
-        if ps.is_empty() {
-            ps.push("definition".into());
-        }
-        res.failed = ps.into_iter().map(|p| (p, why.clone())).collect();
-    };
-    let (name, define_xml, live): (_, Option<&String>, &[LiveStep]) = match action {
+    hv: &Hypervisor,
+    opts: ApplyOptions,
+) -> Result<(), String> {
+    let (name, old_xml, xml, built) = match action {
         Action::Guest {
             name,
+            old_xml,
             new_xml,
-            define,
-            live,
             ..
-        } => (name, define.then_some(new_xml), live),
+        } => (name, old_xml, new_xml, true),
         Action::Restore {
-            name,
-            xml,
-            define,
-            live,
-            ..
-        } => (name, define.then_some(xml), live),
-        _ => return,
-    };
-    let Some(hv) = hv else {
-        return fail_all(res, "no libvirt connection".into());
+            name, old_xml, xml, ..
+        } => (name, old_xml, xml, false),
+        _ => return Ok(()),
     };
     let gd = plan.guest_desired(desired, name);
-    if let Err(why) = precheck(gd, plan, action, hv) {
-        return fail_all(res, format!("guest {name}: refusing: {why}"));
+    precheck(gd, plan, action, hv).map_err(|why| format!("guest {name}: refusing: {why}"))?;
+    let mode = if opts.validate || !built {
+        DefineMode::Schema
+    } else {
+        DefineMode::Parse
+    };
+    let stored = hv
+        .define_with(name.as_str(), xml, mode)
+        .map_err(|e| e.to_string())?;
+    if !built {
+        return Ok(());
     }
-    if let Some(xml) = define_xml {
-        report.defines += 1;
-        let stored = hv.define(name.as_str(), xml).map_err(|e| e.to_string());
-        let verified = match (stored, action) {
-            (Ok(s), Action::Guest { .. }) => verify(gd, name, &s),
-            (Ok(_), _) => Ok(()),
-            (Err(e), _) => Err(e),
+    verify(gd, name, &stored).map_err(|e| {
+        match hv.define_with(name.as_str(), old_xml, DefineMode::Parse) {
+            Ok(_) => format!("{e}; its previous definition was defined back"),
+            Err(r) => format!("{e}; defining its previous definition back failed too: {r}"),
+        }
+    })
+}
+
+/// One guest action in plan order: its define (unless the pool made it), then its live
+/// changes on the running guest.
+struct GuestRun<'a> {
+    plan: &'a Plan,
+    desired: &'a Desired,
+    hv: Option<&'a Hypervisor>,
+    opts: ApplyOptions,
+    /// The define's outcome when [`predefine`] made it.
+    defined: Option<Result<(), String>>,
+}
+
+impl GuestRun<'_> {
+    fn run(
+        self,
+        action: &Action,
+        paths: Vec<String>,
+        report: &mut ApplyReport,
+        res: &mut TargetResult,
+    ) {
+        let fail_all = |res: &mut TargetResult, why: String| {
+            let mut ps = paths.clone();
+            if ps.is_empty() {
+                ps.push("definition".into());
+            }
+            res.failed = ps.into_iter().map(|p| (p, why.clone())).collect();
         };
-        crate::faults::point("define");
-        if let Err(e) = verified {
-            // Nothing of this guest's definition changed (or it did not stick).
+        let (name, define, live): (_, bool, &[LiveStep]) = match action {
+            Action::Guest {
+                name, define, live, ..
+            }
+            | Action::Restore {
+                name, define, live, ..
+            } => (name, *define, live),
+            _ => return,
+        };
+        let Some(hv) = self.hv else {
+            return fail_all(res, "no libvirt connection".into());
+        };
+        let outcome = match self.defined {
+            Some(r) => {
+                report.defines += 1;
+                r
+            }
+            None if define => {
+                report.defines += 1;
+                let r = define_one(self.plan, self.desired, action, hv, self.opts);
+                crate::faults::point("define");
+                r
+            }
+            None => {
+                let gd = self.plan.guest_desired(self.desired, name);
+                precheck(gd, self.plan, action, hv)
+                    .map_err(|why| format!("guest {name}: refusing: {why}"))
+            }
+        };
+        if let Err(e) = outcome {
+            // Nothing of this guest's definition changed.
             return fail_all(res, e);
         }
-    }
-    for step in live {
-        report.live_changes += 1;
-        let result = hv.live(name.as_str(), &step.op);
-        crate::faults::point("live");
-        match result {
-            Ok(()) => {}
-            Err(e) if e.unsupported => res.deferred.push((
-                step.key.to_string(),
-                format!(
-                    "libvirt cannot change it on the running guest ({e}); in effect at restart"
-                ),
-            )),
-            Err(e) => res.failed.push((step.key.to_string(), e.to_string())),
+        for step in live {
+            report.live_changes += 1;
+            let result = hv.live(name.as_str(), &step.op);
+            crate::faults::point("live");
+            match result {
+                Ok(()) => {}
+                Err(e) if e.unsupported => res.deferred.push((
+                    step.key.to_string(),
+                    format!(
+                        "libvirt cannot change it on the running guest ({e}); in effect at restart"
+                    ),
+                )),
+                Err(e) => res.failed.push((step.key.to_string(), e.to_string())),
+            }
         }
+        let failed: Vec<&str> = res.failed.iter().map(|(p, _)| p.as_str()).collect();
+        res.applied = paths
+            .into_iter()
+            .filter(|p| !failed.contains(&p.as_str()))
+            .collect();
     }
-    let failed: Vec<&str> = res.failed.iter().map(|(p, _)| p.as_str()).collect();
-    res.applied = paths
-        .into_iter()
-        .filter(|p| !failed.contains(&p.as_str()))
-        .collect();
 }
 
 /// What must hold before a guest action runs: it names a declared guest (rollback: a

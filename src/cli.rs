@@ -62,6 +62,11 @@ pub struct Locking {
     /// Seconds to wait for another apply's lock before giving up.
     #[arg(long, default_value_t = 60, value_name = "SECS")]
     pub lock_timeout: u64,
+    /// Also have libvirtd check every guest definition kvmtune built against its RelaxNG
+    /// schema (about 9 ms of daemon CPU a guest). Without it libvirt still parses and checks
+    /// every value, and kvmtune verifies what libvirt stored either way.
+    #[arg(long)]
+    pub validate: bool,
     /// Apply records (backups) kept in /var/lib/kvmtune; older ones are removed.
     #[arg(long, default_value_t = 20, value_name = "N")]
     pub keep_backups: usize,

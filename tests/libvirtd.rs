@@ -1458,3 +1458,102 @@ fn os_variant_ids_are_osinfo_dbs_and_converge() {
         );
     }
 }
+
+/// Enough guests for the define pool (16 and more define on four connections): every one is
+/// defined, verified, and the next plan is empty; with `--validate` the same through the CLI.
+#[test]
+fn many_guests_define_on_a_pool_of_connections_and_converge() {
+    let guests: Vec<Guest> = (0..18)
+        .map(|i| Guest::define(&format!("pool{i:02}"), Spec::default()))
+        .collect();
+    let mut yaml = String::from("guests:\n");
+    for (i, g) in guests.iter().enumerate() {
+        yaml.push_str(&format!(
+            "  {}:\n    cputune: {{ emulatorpin: \"{}\" }}\n    memtune: {{ hard_limit: {}M }}\n",
+            g.name(),
+            i % 2,
+            1024 + i
+        ));
+    }
+    let (p, report) = assert_converges(&yaml);
+    assert_eq!(report.defines, 18, "{report:#?}");
+    assert_eq!(p.actions.len(), 18);
+    for (i, g) in guests.iter().enumerate() {
+        let xml = g.inactive_xml();
+        assert!(
+            xml.contains(&format!("<emulatorpin cpuset='{}'/>", i % 2)),
+            "{xml}"
+        );
+    }
+    // Schema-validated defines through the CLI, on the same pool.
+    let yaml2 = yaml.replace("hard_limit: 10", "hard_limit: 20");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("t.yaml");
+    std::fs::write(&cfg, &yaml2).unwrap();
+    let root = empty_root();
+    let c = cfg.to_str().unwrap();
+    let o = kvmtune(
+        root.path(),
+        &[
+            "apply",
+            c,
+            "--auto-approve",
+            "--validate",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["defines"], 18, "{r}");
+    let o = kvmtune(root.path(), &["plan", c, "--detailed-exitcode"]);
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+}
+
+/// Killed after the k-th define of a pooled apply (up to four defines in flight): every guest
+/// is still defined and wholly its old definition or wholly the new tuning; a rerun converges.
+#[test]
+fn a_kill_during_pooled_defines_leaves_each_guest_old_or_new() {
+    require_fault_hook();
+    let guests: Vec<Guest> = (0..17)
+        .map(|i| Guest::define(&format!("poolkill{i:02}"), Spec::default()))
+        .collect();
+    let old: Vec<String> = guests.iter().map(|g| g.inactive_xml()).collect();
+    let mut yaml = String::from("guests:\n");
+    for g in &guests {
+        yaml.push_str(&format!(
+            "  {}:\n    memtune: {{ hard_limit: 1500M }}\n",
+            g.name()
+        ));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("t.yaml");
+    std::fs::write(&cfg, &yaml).unwrap();
+    let c = cfg.to_str().unwrap();
+    let root = empty_root();
+    for k in [1, 8, 17] {
+        for (g, x) in guests.iter().zip(&old) {
+            let f = dir.path().join("old.xml");
+            std::fs::write(&f, x).unwrap();
+            virsh_ok(&["define", f.to_str().unwrap()]);
+            assert_eq!(&g.inactive_xml(), x);
+        }
+        let o = kvmtune_fault(root.path(), &["apply", c, "--auto-approve"], "define", k);
+        assert_killed_at(&o, "define", k);
+        let mut new = 0;
+        for (g, x) in guests.iter().zip(&old) {
+            assert!(domain_exists(g.name()), "k={k}: {} undefined", g.name());
+            let now = g.inactive_xml();
+            if matches_new(&yaml, g.name(), &now) {
+                new += 1;
+            } else {
+                assert_eq!(&now, x, "k={k}: {} is neither old nor new", g.name());
+            }
+        }
+        assert!((k..=k + 4).contains(&new), "k={k}: {new} guests new");
+        let o = kvmtune(root.path(), &["apply", c, "--auto-approve"]);
+        assert_eq!(o.status.code(), Some(0), "k={k}: {}", describe(&o));
+        let o = kvmtune(root.path(), &["plan", c, "--detailed-exitcode"]);
+        assert_eq!(o.status.code(), Some(0), "k={k}: {}", describe(&o));
+    }
+}

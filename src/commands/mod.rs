@@ -328,7 +328,10 @@ fn execute(
         hv,
         io: crate::apply::HostIo::REAL,
     };
-    let report = crate::apply::apply_with(p, d, t, &mut progress);
+    let opts = crate::apply::ApplyOptions {
+        validate: l.validate,
+    };
+    let report = crate::apply::apply_with_options(p, d, t, opts, &mut progress);
     if report.ok() {
         write_pin_lock(cli, p)?;
     }
