@@ -328,7 +328,9 @@ pub fn applies_here(file: &SourceFile, hostname: &str) -> bool {
 /// Whether the file's `hosts:` (read alone, before anything else of the file) excludes
 /// `hostname`.
 fn excluded(file: &SourceFile, hostname: Option<&str>) -> bool {
-    if hostname.is_none() {
+    // Only a file that has a `hosts` key can be excluded (a cheap test that spares the
+    // other files a second parse).
+    if hostname.is_none() || !file.text.contains("hosts") {
         return false;
     }
     // The guards first (alias expansion is bounded there); a file that fails them, or a
