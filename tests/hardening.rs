@@ -372,6 +372,8 @@ fn type_errors_carry_file_line_column_and_the_key_path() {
         ("host:\n  modules: [1]\n", "t.yaml:2:13: host.modules.0: invalid type: integer `1`, expected a string"),
         ("guests:\n  a:\n    os_variant: 9\n", "t.yaml:3:5: guests.a.os_variant: invalid type: integer `9`"),
         ("guests:\n  1: {vcpu: {count: 2}}\n", "t.yaml:1:1: guests: invalid type: integer `1`, expected a string"),
+        ("host:\n  sysctl: { vm.swappiness: !foo 1 }\n", "t.yaml:2:28: host.sysctl.vm.swappiness: YAML tags (`!name value`) are not supported here"),
+        ("host:\n  sysctl: { vm.swappi\0ness: 1 }\n", "t.yaml:2:22: YAML syntax error: a NUL byte is not allowed in YAML"),
         ("guests:\n  a:\n    vcpu: {cont: 2}\n", "guests.a.vcpu.cont: unknown field `cont`, expected one of `count`, `current`, `placement`, `cpuset` (did you mean `count`?)"),
     ] {
         let o = kt(root.path(), &["validate", &cfg(dir.path(), yaml)]);

@@ -194,6 +194,16 @@ impl SourceFile {
         let mut bytes: u64 = 0;
         let mut aliases = false;
         let mut docs = 0usize;
+        // A NUL byte is located where it is (the YAML scanner reports it elsewhere).
+        if let Some(i) = self.text.find('\0') {
+            let before = &self.text[..i];
+            let line = before.matches('\n').count() + 1;
+            let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            return Err(ConfigError::Syntax {
+                loc: self.loc(line, col),
+                msg: "a NUL byte is not allowed in YAML".into(),
+            });
+        }
         let mut parser = Parser::new_from_str(&self.text);
         loop {
             let (ev, mark) = parser.next_token().map_err(|e| ConfigError::Syntax {
@@ -364,6 +374,12 @@ pub fn serde_error(file: &Path, e: &serde_yaml::Error) -> ConfigError {
     })
     .unwrap_or(msg);
     let msg = did_you_mean(msg);
+    // A YAML tag (`!name value`) on a value the model reads as a choice: say so, not serde's
+    // internals.
+    let msg = msg.replace(
+        "untagged and internally tagged enums do not support enum input",
+        "YAML tags (`!name value`) are not supported here: write the plain value",
+    );
     let (path, msg) = match msg.split_once(": ") {
         // serde_yaml writes sequence indexes as `list[0]`; kvmtune paths use `list.0`.
         Some((p, m)) if !p.contains(' ') => (p.replace('[', ".").replace(']', ""), m.to_string()),
