@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+pub use crate::model::live::{LiveOp, NodeInfo};
 use virt::connect::Connect;
 use virt::sys;
 
@@ -38,51 +39,6 @@ pub struct GuestObserved {
     pub xml: String,
     /// The running definition, for active guests.
     pub live_xml: Option<String>,
-}
-
-/// A change made on a running guest only (`VIR_DOMAIN_AFFECT_LIVE`).
-#[derive(
-    Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
-)]
-#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
-pub enum LiveOp {
-    PinVcpu {
-        vcpu: u32,
-        cpuset: String,
-    },
-    PinEmulator {
-        cpuset: String,
-    },
-    NumaNodeset {
-        nodeset: String,
-    },
-    SetVcpus {
-        count: u32,
-    },
-    PinIothread {
-        iothread: u32,
-        cpuset: String,
-    },
-    /// One `virDomainSetBlkioParameters` field (`weight`, `device_weight` = "/dev/sda,300", ...).
-    Blkio {
-        field: String,
-        value: String,
-    },
-    /// One `<memtune>` limit in KiB.
-    Memtune {
-        field: String,
-        kib: u64,
-    },
-    /// One `virDomainSetBlockIoTune` field of a disk (by target dev).
-    BlockIotune {
-        disk: String,
-        field: String,
-        value: u64,
-    },
-    /// The libosinfo metadata element.
-    OsMetadata {
-        id: String,
-    },
 }
 
 /// Why a live change was not made.
@@ -140,15 +96,6 @@ fn with_params(
     // SAFETY: params/n are what libvirt built.
     unsafe { sys::virTypedParamsFree(params, n) };
     out
-}
-
-/// The host's CPU count and NUMA node count as libvirt reports them.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
-)]
-pub struct NodeInfo {
-    pub cpus: u32,
-    pub nodes: u32,
 }
 
 /// A libvirt cpumap: one bit per host CPU.

@@ -172,6 +172,20 @@ impl SourceFile {
         }
     }
 
+    /// A NUL byte, located where it is (the YAML scanner reports it elsewhere).
+    fn no_nul(&self) -> Result<(), ConfigError> {
+        let Some(i) = self.text.find('\0') else {
+            return Ok(());
+        };
+        let before = &self.text[..i];
+        let line = before.matches('\n').count() + 1;
+        let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        Err(ConfigError::Syntax {
+            loc: self.loc(line, col),
+            msg: "a NUL byte is not allowed in YAML".into(),
+        })
+    }
+
     /// Scans the file's YAML events: records the location of every key path, rejects
     /// duplicate keys and bounds alias expansion. Does not build values.
     pub fn index(&self) -> Result<SourceMap, ConfigError> {
@@ -194,16 +208,7 @@ impl SourceFile {
         let mut bytes: u64 = 0;
         let mut aliases = false;
         let mut docs = 0usize;
-        // A NUL byte is located where it is (the YAML scanner reports it elsewhere).
-        if let Some(i) = self.text.find('\0') {
-            let before = &self.text[..i];
-            let line = before.matches('\n').count() + 1;
-            let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-            return Err(ConfigError::Syntax {
-                loc: self.loc(line, col),
-                msg: "a NUL byte is not allowed in YAML".into(),
-            });
-        }
+        self.no_nul()?;
         let mut parser = Parser::new_from_str(&self.text);
         loop {
             let (ev, mark) = parser.next_token().map_err(|e| ConfigError::Syntax {

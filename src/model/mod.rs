@@ -6,6 +6,7 @@
 //! a string that later code parses back.
 
 pub mod keys;
+pub mod live;
 pub mod lock;
 pub mod names;
 
