@@ -665,17 +665,24 @@ mod tests {
         .replace("<name>test</name>", &format!("<name>{name}</name>"))
     }
 
+    /// `n` guests `<prefix>-<i>` with distinct UUIDs from `id` on: (name, XML).
+    fn guests(hv: &Hypervisor, prefix: &str, id: u64, n: u64) -> Vec<(String, String)> {
+        (0..n)
+            .map(|i| {
+                let name = format!("{prefix}-{i}");
+                let xml = guest_xml(hv, &name, id + i);
+                (name, xml)
+            })
+            .collect()
+    }
+
     #[test]
     fn pool_defines_every_job_once_and_reads_it_back() {
         let hv = test_hv();
         const ID: u64 = 0x100;
-        let names: Vec<String> = (0..25).map(|i| format!("definepool-all-{i}")).collect();
-        let xmls: Vec<String> = (names.iter().enumerate())
-            .map(|(i, n)| guest_xml(&hv, n, ID + i as u64))
-            .collect();
-        let jobs: Vec<(&str, &str)> = names
+        let guests = guests(&hv, "definepool-all", ID, 25);
+        let jobs: Vec<(&str, &str)> = guests
             .iter()
-            .zip(&xmls)
             .map(|(n, x)| (n.as_str(), x.as_str()))
             .collect();
         for connections in [1, 3] {
@@ -697,13 +704,9 @@ mod tests {
     fn pool_stops_taking_jobs_on_break() {
         let hv = test_hv();
         const ID: u64 = 0x200;
-        let names: Vec<String> = (0..40).map(|i| format!("definepool-stop-{i}")).collect();
-        let xmls: Vec<String> = (names.iter().enumerate())
-            .map(|(i, n)| guest_xml(&hv, n, ID + i as u64))
-            .collect();
-        let jobs: Vec<(&str, &str)> = names
+        let guests = guests(&hv, "definepool-stop", ID, 40);
+        let jobs: Vec<(&str, &str)> = guests
             .iter()
-            .zip(&xmls)
             .map(|(n, x)| (n.as_str(), x.as_str()))
             .collect();
         for connections in [1, 2, 4] {

@@ -60,10 +60,6 @@ pub fn host_desired(h: &HostBefore) -> Result<HostDesired, String> {
         num(k, v)
             .and_then(|n| u32::try_from(n).map_err(|_| format!("{}: {n} is too large", k.path())))
     };
-    let choice = |k: &HostKey, v: &str| -> Result<serde_json::Value, String> {
-        let _ = k;
-        Ok(serde_json::Value::String(v.to_string()))
-    };
     for kv in &h.values {
         let (k, v) = (&kv.key, kv.value.as_str());
         crate::model::keys::check_value(v)?;
@@ -76,11 +72,11 @@ pub fn host_desired(h: &HostBefore) -> Result<HostDesired, String> {
                 match knob {
                     ThpKnob::Enabled => {
                         d.thp_enabled =
-                            Some(serde_json::from_value::<ThpEnabled>(choice(k, v)?).map_err(bad)?)
+                            Some(serde_json::from_value::<ThpEnabled>(v.into()).map_err(bad)?)
                     }
                     ThpKnob::Defrag => {
                         d.thp_defrag =
-                            Some(serde_json::from_value::<ThpDefrag>(choice(k, v)?).map_err(bad)?)
+                            Some(serde_json::from_value::<ThpDefrag>(v.into()).map_err(bad)?)
                     }
                 }
             }

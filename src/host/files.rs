@@ -171,7 +171,7 @@ fn real_component(at: &Path, mode: u32) -> std::io::Result<()> {
 }
 
 /// Temp file next to `file` (same filesystem), fsync, rename over `file`, with `mode`. For a
-/// path the user named (`--out`, `--lock-file`); below the root use [`replace_below`].
+/// path the user named (`--out`, `--lock-file`); below the root, [`real_dir_below`] first.
 pub fn atomic_replace(file: &Path, content: &str, mode: u32) -> std::io::Result<()> {
     let dir = match file.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
@@ -207,17 +207,8 @@ pub fn atomic_replace(file: &Path, content: &str, mode: u32) -> std::io::Result<
     result
 }
 
-/// [`atomic_replace`] of a file below `root`, every directory from `root` to it real.
-pub fn replace_below(root: &Path, rel: &str, content: &str, mode: u32) -> std::io::Result<()> {
-    let file = root.join(rel);
-    if let Some(dir) = file.parent() {
-        real_dir_below(root, dir)?;
-    }
-    atomic_replace(&file, content, mode)
-}
-
-/// [`real_dir`] for the part of `dir` below `root` (the root itself may be anything the user
-/// named, a symlink included).
+/// Makes every directory of `dir` below `root` a real one, creating missing ones (the root
+/// itself may be anything the user named, a symlink included).
 pub fn real_dir_below(root: &Path, dir: &Path) -> std::io::Result<()> {
     let rel = dir
         .strip_prefix(root)
@@ -261,7 +252,8 @@ mod tests {
         let target = t.path().join("etc/out.conf");
         std::fs::create_dir_all(target.parent().unwrap()).unwrap();
         std::os::unix::fs::symlink(&victim, &target).unwrap();
-        replace_below(t.path(), "etc/out.conf", "new\n", 0o600).unwrap();
+        real_dir_below(t.path(), &t.path().join("etc")).unwrap();
+        atomic_replace(&target, "new\n", 0o600).unwrap();
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "secret");
         let m = std::fs::symlink_metadata(&target).unwrap();
         assert!(m.file_type().is_file());
@@ -269,7 +261,7 @@ mod tests {
         // A symlinked directory below the root is refused.
         std::fs::create_dir_all(t.path().join("elsewhere")).unwrap();
         std::os::unix::fs::symlink(t.path().join("elsewhere"), t.path().join("var")).unwrap();
-        let e = replace_below(t.path(), "var/lib/x", "y", 0o600).unwrap_err();
+        let e = real_dir_below(t.path(), &t.path().join("var/lib")).unwrap_err();
         assert!(
             e.to_string().contains("is a symlink, not a directory"),
             "{e}"

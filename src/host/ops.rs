@@ -86,16 +86,6 @@ impl HostOp {
         )
     }
 
-    /// The files below the root this step changes (for the apply record).
-    pub fn files_touched(&self) -> Vec<String> {
-        match self {
-            HostOp::Write { key, .. } => vec![key.file()],
-            HostOp::OwnedFile { file, .. } => vec![file.file().to_string()],
-            HostOp::Tuned { .. } => vec![TUNED_ACTIVE.to_string()],
-            HostOp::LoadModule { .. } | HostOp::MountHugetlbfs => Vec::new(),
-        }
-    }
-
     /// Checks what types cannot: values are one printable line; owned-file entries belong to
     /// their file.
     pub fn check(&self) -> Result<(), String> {
