@@ -76,6 +76,66 @@ impl CpuSet {
     pub fn is_subset(&self, other: &CpuSet) -> bool {
         self.0.is_subset(&other.0)
     }
+
+    /// The CPUs of `self` not in `other` (`None` when nothing is left).
+    pub fn without(&self, other: &CpuSet) -> Option<CpuSet> {
+        CpuSet::from_cpus(self.0.difference(&other.0).copied())
+    }
+
+    /// The CPUs in both (`None` when they are disjoint).
+    pub fn intersection(&self, other: &CpuSet) -> Option<CpuSet> {
+        CpuSet::from_cpus(self.0.intersection(&other.0).copied())
+    }
+
+    pub fn union(&self, other: &CpuSet) -> CpuSet {
+        CpuSet(self.0.union(&other.0).copied().collect())
+    }
+
+    pub fn intersects(&self, other: &CpuSet) -> bool {
+        !self.0.is_disjoint(&other.0)
+    }
+
+    /// The kernel's hex bitmap form (`/proc/irq/default_smp_affinity`, workqueue `cpumask`):
+    /// 32-bit groups, most significant first, comma-separated (`ff`, `1,00000000`).
+    pub fn to_hex_mask(&self) -> String {
+        let groups = (self.highest() / 32 + 1) as usize;
+        let mut words = vec![0u32; groups];
+        for c in self.iter() {
+            words[(c / 32) as usize] |= 1 << (c % 32);
+        }
+        let mut out = format!("{:x}", words[groups - 1]);
+        for w in words[..groups - 1].iter().rev() {
+            out.push_str(&format!(",{w:08x}"));
+        }
+        out
+    }
+
+    /// Parses the kernel's hex bitmap form (leading zero groups allowed); `None` when it is
+    /// malformed, names a CPU above [`MAX_CPU`] or is all zeros.
+    pub fn from_hex_mask(s: &str) -> Option<CpuSet> {
+        let s = s.trim();
+        let groups: Vec<&str> = s.split(',').collect();
+        if groups.len() > (MAX_CPU as usize / 32 + 1) {
+            return None;
+        }
+        let mut cpus = Vec::new();
+        for (i, g) in groups.iter().rev().enumerate() {
+            if g.is_empty() || g.len() > 8 || !g.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return None;
+            }
+            let w = u32::from_str_radix(g, 16).ok()?;
+            for bit in 0..32 {
+                if w & (1 << bit) != 0 {
+                    let c = i as u32 * 32 + bit;
+                    if c > MAX_CPU {
+                        return None;
+                    }
+                    cpus.push(c);
+                }
+            }
+        }
+        CpuSet::from_cpus(cpus)
+    }
 }
 
 impl FromStr for CpuSet {
@@ -136,6 +196,28 @@ impl fmt::Display for CpuSet {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn hex_masks_round_trip() {
+        for (set, hex) in [
+            ("0", "1"),
+            ("0-7", "ff"),
+            ("1,3", "a"),
+            ("32", "1,00000000"),
+            ("0,33", "2,00000001"),
+        ] {
+            let c: super::CpuSet = set.parse().unwrap();
+            assert_eq!(c.to_hex_mask(), hex, "{set}");
+            assert_eq!(super::CpuSet::from_hex_mask(hex), Some(c.clone()), "{hex}");
+        }
+        assert_eq!(
+            super::CpuSet::from_hex_mask("00000000,000000ff"),
+            "0-7".parse().ok()
+        );
+        for bad in ["", "0", "g", "1,", "123456789", "0,0"] {
+            assert_eq!(super::CpuSet::from_hex_mask(bad), None, "{bad}");
+        }
+    }
+
     use super::*;
 
     fn p(s: &str) -> CpuSet {

@@ -115,6 +115,37 @@ pub struct CpuPool {
     /// Housekeeping CPUs never given to vCPUs.
     pub reserved: Option<CpuSet>,
     pub allow_overcommit: bool,
+    /// CPUs for floating guests (`vcpupin: shared`); disjoint from `reserved`.
+    pub shared: Option<CpuSet>,
+    /// What is confined to `reserved` (set only when `reserved` is).
+    pub isolate: Isolate,
+}
+
+impl CpuPool {
+    /// The dedicated CPUs of `online`: neither reserved nor shared.
+    pub fn dedicated(&self, online: &CpuSet) -> Option<CpuSet> {
+        let mut out = Some(online.clone());
+        for s in [&self.reserved, &self.shared].into_iter().flatten() {
+            out = out.and_then(|o| o.without(s));
+        }
+        out
+    }
+}
+
+/// `host.cpu_pool.isolate`: each part confines one kind of host work to the reserved CPUs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Isolate {
+    pub kernel: bool,
+    pub irqs: bool,
+    pub systemd: bool,
+    pub workqueues: bool,
+    pub host_threads: bool,
+}
+
+impl Isolate {
+    pub fn any(&self) -> bool {
+        self.kernel || self.irqs || self.systemd || self.workqueues || self.host_threads
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -147,5 +178,6 @@ impl HostDesired {
             && self.ksm.is_empty()
             && self.interfaces.is_empty()
             && self.modules.is_empty()
+            && !self.cpu_pool.isolate.any()
     }
 }

@@ -84,6 +84,36 @@ pub struct RawCpuPool {
     /// (default false: the guests that do not fit are plan errors).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow_overcommit: Option<bool>,
+    /// CPUs for guests that float (`vcpupin: shared`); never handed out as dedicated CPUs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared: Option<RawCpuSet>,
+    /// Keep the host off every CPU that is not reserved (all off by default; needs `reserved`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isolate: Option<RawIsolate>,
+}
+
+/// What `cpu_pool.isolate` confines to the reserved CPUs.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawIsolate {
+    /// Kernel command line: `isolcpus=managed_irq,domain,<rest> nohz_full=<rest>
+    /// rcu_nocbs=<rest> irqaffinity=<reserved>` (GRUB drop-in and BLS entries; `effect: reboot`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<bool>,
+    /// IRQ affinity now (/proc/irq/default_smp_affinity, /proc/irq/*/smp_affinity_list) and
+    /// irqbalance's ban list (IRQBALANCE_BANNED_CPULIST).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub irqs: Option<bool>,
+    /// `CPUAffinity=<reserved>` for PID 1 and services (a system.conf.d drop-in).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub systemd: Option<bool>,
+    /// Unbound workqueues: /sys/devices/virtual/workqueue/cpumask.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workqueues: Option<bool>,
+    /// Move movable host threads (not QEMU's, not per-CPU kernel threads) to the reserved
+    /// CPUs now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_threads: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema, PartialEq)]

@@ -86,6 +86,7 @@ fn host(cx: &mut Ctx, h: &RawHost) -> HostDesired {
             out.cpu_pool.reserved = cx.cpuset(&p(&[], &["host", "cpu_pool", "reserved"]), r);
         }
         out.cpu_pool.allow_overcommit = cp.allow_overcommit.unwrap_or(false);
+        cpu_pool_parts(cx, cp, &mut out);
     }
     tuned_and_ksm(cx, h, &mut out);
     interfaces_and_modules(cx, h, &mut out);
@@ -266,6 +267,38 @@ fn interfaces_and_modules(cx: &mut Ctx, h: &RawHost, out: &mut HostDesired) {
 }
 
 /// Constraints between host settings.
+/// `shared` (disjoint from `reserved`) and `isolate` (which needs `reserved`).
+fn cpu_pool_parts(cx: &mut Ctx, cp: &RawCpuPool, out: &mut HostDesired) {
+    let at = |k: &str| p(&[], &["host", "cpu_pool", k]);
+    if let Some(s) = &cp.shared {
+        out.cpu_pool.shared = cx.cpuset(&at("shared"), s);
+    }
+    if let (Some(s), Some(r)) = (&out.cpu_pool.shared, &out.cpu_pool.reserved) {
+        if let Some(both) = s.intersection(r) {
+            cx.err(
+                &at("shared"),
+                format!("CPU(s) {both} are both reserved and shared: a CPU is in one pool"),
+            );
+        }
+    }
+    let Some(i) = &cp.isolate else { return };
+    let on = |b: Option<bool>| b.unwrap_or(false);
+    out.cpu_pool.isolate = Isolate {
+        kernel: on(i.kernel),
+        irqs: on(i.irqs),
+        systemd: on(i.systemd),
+        workqueues: on(i.workqueues),
+        host_threads: on(i.host_threads),
+    };
+    if out.cpu_pool.isolate.any() && cp.reserved.is_none() {
+        cx.err(
+            &at("isolate"),
+            "isolation confines the host to host.cpu_pool.reserved: declare reserved",
+        );
+        out.cpu_pool.isolate = Isolate::default();
+    }
+}
+
 fn cross_checks(cx: &mut Ctx, out: &HostDesired) {
     if out
         .sysctl
