@@ -15,7 +15,7 @@ fi
 
 # ---------------------------------------------------------------- packages --
 PACKAGES=(libvirt-daemon-system libvirt-clients libvirt-dev qemu-system-x86
-          pkg-config tuned dbus python3-venv)
+          pkg-config tuned dbus python3-venv linux-perf)
 
 installed() {
     [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" = installed ]
@@ -96,6 +96,22 @@ else
     else
         say "hugetlbfs: mount failed (continuing; only hugepage-backed guests need it)" >&2
     fi
+fi
+
+# --------------------------------------------------------------- tracefs --
+# `kvmtune perf` (perf kvm stat) reads the kvm tracepoints below
+# /sys/kernel/tracing/events/kvm; containers often come without tracefs mounted.
+if awk '$3 == "tracefs" && $2 == "/sys/kernel/tracing" { found = 1 } END { exit !found }' /proc/mounts; then
+    say "tracefs: already mounted at /sys/kernel/tracing"
+elif mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null; then
+    say "tracefs: mounted at /sys/kernel/tracing"
+else
+    say "tracefs: mount at /sys/kernel/tracing failed (continuing; only kvmtune perf needs it)" >&2
+fi
+if [ -d /sys/kernel/tracing/events/kvm ]; then
+    say "tracefs: kvm tracepoints present"
+else
+    say "tracefs: no kvm tracepoints (/sys/kernel/tracing/events/kvm missing; kvmtune perf will say so)" >&2
 fi
 
 # --------------------------------------------------------------- daemons --

@@ -177,6 +177,10 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "human")]
         format: Format,
     },
+    /// Measure a running guest's VM exits with `perf kvm stat` (the guide's chapter 8) and
+    /// print them by reason with the guide's advice. Exit 0 measured, 2 advice or no exits
+    /// recorded, 1 when perf cannot run (what is missing is named) or fails.
+    Perf(PerfArgs),
     /// Print the JSON Schema of the configuration format (or of saved plans).
     Schema {
         /// The schema of saved plan files (`plan --out`) instead.
@@ -190,4 +194,24 @@ pub enum Command {
     },
     /// Print the man page (roff).
     Man,
+}
+
+/// `kvmtune perf GUEST`.
+#[derive(Debug, Args)]
+pub struct PerfArgs {
+    /// The running guest (libvirt domain name).
+    #[arg(value_parser = |s: &str| crate::model::DomainName::new(s))]
+    pub guest: crate::model::DomainName,
+    /// Seconds to record (1 to 3600).
+    #[arg(long, default_value = "10", value_name = "SECS")]
+    pub duration: crate::perf::Seconds,
+    /// The guest's /proc/kallsyms, saved in the guest and copied here (guide §8.2): also
+    /// record a host+guest symbol profile (`perf kvm --host --guest record`).
+    #[arg(long, value_name = "FILE", requires = "guest_modules")]
+    pub guest_kallsyms: Option<PathBuf>,
+    /// The guest's /proc/modules (with --guest-kallsyms).
+    #[arg(long, value_name = "FILE", requires = "guest_kallsyms")]
+    pub guest_modules: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "human")]
+    pub format: Format,
 }

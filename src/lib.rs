@@ -3,7 +3,8 @@
 //! Pipeline: [`config`] (YAML → validated [`desired::Desired`]) → [`observe`] (libvirt + host
 //! files → [`plan::Observed`]) → [`plan::plan`] (pure) → [`apply`] (executes the plan) →
 //! [`render`] (text / JSON). [`offline`] renders one guest's XML file without a hypervisor;
-//! [`verify`] compares running guests with the desired state.
+//! [`verify`] compares running guests with the desired state; [`perf`] measures one guest's VM
+//! exits with `perf kvm` (the guide's chapter 8).
 pub mod apply;
 pub mod cli;
 pub mod commands;
@@ -21,6 +22,7 @@ pub mod lint;
 pub mod model;
 pub mod observe;
 pub mod offline;
+pub mod perf;
 pub mod pinning;
 pub mod pipeline;
 pub mod plan;

@@ -56,6 +56,7 @@ mod apply;
 mod check;
 mod import;
 mod info;
+mod perf;
 mod plan;
 mod render;
 mod rollback;
@@ -101,6 +102,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<Exit> {
         Command::Schema { saved_plan } => info::schema(*saved_plan),
         Command::Completions { shell } => info::completions(*shell),
         Command::Man => info::man(),
+        Command::Perf(args) => perf::run(cli, args),
         Command::Check { files, format } => check::run(cli, files, *format),
         Command::Render { guest, xml, files } => render::run(cli, guest, xml, files),
         Command::Verify { files, format } => verify::run(cli, files, *format),
