@@ -124,3 +124,51 @@ pub fn apply_record(data: &[u8]) {
         op.check().expect("planned steps pass their own checks");
     }
 }
+
+/// `perf kvm` output (untrusted text): the VM-exit table and the symbol profile parse
+/// without panicking into bounded rows of printable names and finite numbers, and the
+/// summary and the advice over them are total.
+pub fn perf_report(data: &[u8]) {
+    use crate::perf::{advice, profile, stat, summary, GuestContext};
+    let text = String::from_utf8_lossy(data);
+    let printable = |s: &str, max: usize| {
+        assert!(s.chars().count() <= max + 1, "unbounded name: {s:?}");
+        assert!(!s.chars().any(char::is_control), "control character: {s:?}");
+    };
+    if let Ok(r) = stat::parse(&text) {
+        assert!(r.rows.len() <= stat::MAX_ROWS);
+        for row in &r.rows {
+            printable(&row.reason, stat::MAX_NAME);
+            for v in [
+                row.samples_pct,
+                row.time_pct,
+                row.min_us,
+                row.max_us,
+                row.avg_us,
+            ] {
+                assert!(v.is_none_or(f64::is_finite));
+            }
+        }
+        let e = summary::summarize(&r, 10);
+        assert!(e.per_sec.is_finite());
+        let _ = e.shares_consistent();
+        for pinned in [false, true] {
+            let ctx = GuestContext {
+                domain_type: "kvm".into(),
+                vcpus: 2,
+                pinned,
+                hugepages: false,
+            };
+            for a in advice::advise(&e, &ctx) {
+                assert!(a.share_pct.is_finite() && a.per_vcpu_sec.is_finite());
+            }
+        }
+    }
+    let p = profile::parse(&text);
+    assert!(p.rows.len() <= profile::MAX_ROWS);
+    for r in &p.rows {
+        assert!(r.overhead_pct.is_finite());
+        printable(&r.symbol, 200);
+        printable(&r.command, 200);
+    }
+}

@@ -100,6 +100,11 @@ fn apply_record_target() {
     assert!(run("apply_record", kvmtune::fuzzing::apply_record, 300) > 1000);
 }
 
+#[test]
+fn perf_report_target() {
+    assert!(run("perf_report", kvmtune::fuzzing::perf_report, 300) > 1000);
+}
+
 /// The seeds are real: each target's committed seeds include inputs it accepts whole.
 #[test]
 fn the_new_targets_seeds_parse() {
@@ -116,6 +121,7 @@ fn the_new_targets_seeds_parse() {
     ok("lock_file", &|s| {
         kvmtune::model::lock::Lock::parse(s).is_ok()
     });
+    ok("perf_report", &|s| kvmtune::perf::stat::parse(s).is_ok());
     ok("apply_record", &|s| {
         kvmtune::state::parse_manifest("20261202T000000.000Z", s).is_ok()
     });
