@@ -415,6 +415,7 @@ pub fn measure(perf: &Path, pid: u32, req: &Request, obs: &Observed) -> Result<S
             Vec::new()
         },
         context,
+        host: obs.host.clone(),
         exits,
         profile,
         commands,

@@ -143,6 +143,56 @@ fn the_recorded_host_guest_profile_is_host_kernel_emulation() {
     assert!((sum - 100.0).abs() < 1.0, "{sum}");
 }
 
+#[test]
+fn recorded_guest_samples_are_marked_g_and_kept_apart() {
+    // A 5 s recording in which PVM ran the guest in guest mode for two samples: perf names
+    // the vCPU thread `:TID` and cannot resolve the address with a kallsyms that is not the
+    // guest's (the host's stood in).
+    let p = profile::parse(&data("host-guest-report-pvm-guest-rows.txt"));
+    let guest: Vec<_> = p.guest_rows().collect();
+    assert_eq!(guest.len(), 2, "{:#?}", p.rows);
+    assert_eq!(guest[0].side, Side::GuestKernel);
+    assert_eq!(
+        (guest[0].command.as_str(), guest[0].object.as_str()),
+        (":4394", "[unknown]")
+    );
+    assert_eq!(guest[0].symbol, "0x0000000004f3a4f0");
+    assert_eq!(guest[0].overhead_pct, 0.02);
+    let s = summary::profile_summary(&p, vec![]);
+    assert_eq!((s.guest_rows, s.top_guest.len()), (2, 2));
+    assert_eq!(s.top.len(), summary::TOP_SYMBOLS);
+    assert!(s.top.iter().all(|r| !r.side.is_guest()));
+}
+
+/// What a user sees for an idle guest on dedicated CPUs (the constructed Intel table).
+#[test]
+fn the_summary_text_of_an_idle_pinned_guest() {
+    let r = stat::parse(&data("stat-report-vmx-layout.txt")).unwrap();
+    let exits = summary::summarize(&r, 10);
+    let context = ctx(4, true, false);
+    let s = summary::Summary {
+        format_version: 1,
+        guest: "db1".into(),
+        pid: 4242,
+        duration_secs: 10,
+        advice: advice::advise(&exits, &context),
+        diagnosis: vec![],
+        context,
+        host: kvmtune::perf::preflight::HostVirt {
+            hw_virt: Some(true),
+            pvm: false,
+            pmu: true,
+            halt_poll_ns: Some(200000),
+        },
+        exits,
+        profile: None,
+        commands: vec![
+            "perf kvm stat record -p 4242 -o D/kvm-stat.data --max-size=256M sleep 10".into(),
+        ],
+    };
+    insta::assert_snapshot!("perf_summary_idle_pinned", s.text());
+}
+
 /// Property: perf's output is untrusted. Random bytes, random lines built from the table's
 /// own tokens, and mutations of every recorded file never make the parsers panic or keep
 /// unbounded or non-printable names (the checks are `kvmtune::fuzzing::perf_report`'s);
@@ -154,6 +204,7 @@ fn random_and_mutated_perf_output_never_breaks_the_parsers() {
         "stat-report-vmx-layout.txt",
         "stat-report-svm-layout.txt",
         "host-guest-report-pvm.txt",
+        "host-guest-report-pvm-guest-rows.txt",
         "stat-report-missing-file.txt",
     ];
     let seeds: Vec<String> = files.iter().map(|f| data(f)).collect();

@@ -271,8 +271,9 @@ pub fn no_exits(h: &HostVirt, pid: u32) -> Vec<String> {
     if h.pvm {
         out.push(
             "this host's /dev/kvm is KVM's PVM backend (/sys/module/kvm_pvm): it runs guests \
-             without hardware virtualization, and a guest kernel not built for PVM is run in \
-             KVM's instruction emulator (kvm:kvm_emulate_insn events), which makes no VM exits"
+             without hardware virtualization; a guest kernel not built for PVM runs almost \
+             entirely in KVM's instruction emulator (kvm:kvm_emulate_insn events), and PVM's \
+             switches in and out of the guest fire no kvm_entry/kvm_exit tracepoints"
                 .to_string(),
         );
     } else if h.hw_virt == Some(false) {
@@ -296,9 +297,9 @@ pub fn no_guest_samples(h: &HostVirt, event: Option<&str>) -> Vec<String> {
     let mut out = vec!["perf attributed no samples to the guest ([g]/[u] rows)".to_string()];
     if h.pvm {
         out.push(
-            "KVM's PVM backend emulated the guest in the host kernel, so the vCPU never ran \
-             in guest mode: its time shows as host kernel symbols ([k] x86_emulate_instruction \
-             and friends)"
+            "KVM's PVM backend emulated the guest in the host kernel, so the vCPU (almost) \
+             never ran in guest mode: its time shows as host kernel symbols \
+             ([k] x86_emulate_instruction and friends)"
                 .to_string(),
         );
     }

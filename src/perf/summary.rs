@@ -49,7 +49,10 @@ pub struct ProfileSummary {
     pub event: Option<String>,
     pub samples: Option<String>,
     pub guest_rows: usize,
+    /// The first rows of the whole profile (host and guest).
     pub top: Vec<SymbolRow>,
+    /// The first guest rows (`[g]` guest kernel, `[u]` guest user space).
+    pub top_guest: Vec<SymbolRow>,
     /// Why no guest symbols are shown, when none are.
     pub diagnosis: Vec<String>,
 }
@@ -64,6 +67,8 @@ pub struct Summary {
     pub pid: u32,
     pub duration_secs: u32,
     pub context: GuestContext,
+    /// The host's virtualization facts (hardware support, PVM, PMU, halt polling).
+    pub host: super::preflight::HostVirt,
     pub exits: ExitSummary,
     pub advice: Vec<Advice>,
     /// Why no exits were recorded, when none were.
@@ -103,13 +108,14 @@ pub fn summarize(r: &StatReport, secs: u32) -> ExitSummary {
     }
 }
 
-/// The profile's top rows, guest rows first counted.
+/// The profile's first rows, overall and of the guest.
 pub fn profile_summary(p: &Profile, diagnosis: Vec<String>) -> ProfileSummary {
     ProfileSummary {
         event: p.event.clone(),
         samples: p.samples.clone(),
         guest_rows: p.guest_rows().count(),
         top: p.rows.iter().take(TOP_SYMBOLS).cloned().collect(),
+        top_guest: p.guest_rows().take(TOP_SYMBOLS).cloned().collect(),
         diagnosis,
     }
 }
@@ -137,6 +143,24 @@ impl Summary {
                 "no huge pages"
             },
             self.duration_secs
+        );
+        let h = &self.host;
+        let _ = writeln!(
+            s,
+            "host: hardware virtualization {}{}, {}, kvm halt_poll_ns {}",
+            match h.hw_virt {
+                Some(true) => "yes",
+                Some(false) => "no",
+                None => "unknown",
+            },
+            if h.pvm { " (KVM's PVM backend)" } else { "" },
+            if h.pmu {
+                "hardware PMU"
+            } else {
+                "no hardware PMU"
+            },
+            h.halt_poll_ns
+                .map_or_else(|| "unknown".to_string(), |n| n.to_string())
         );
         let e = &self.exits;
         let _ = writeln!(s, "\nVM exits: {} ({:.1}/s)", e.total, e.per_sec);
@@ -194,28 +218,43 @@ impl Summary {
     fn profile_text(&self, p: &ProfileSummary, s: &mut String) {
         let _ = writeln!(
             s,
-            "\nProfile (perf kvm --host --guest, event {}, {} samples): {} guest rows",
+            "\nProfile (perf kvm --host --guest, event {}, {} samples), top {}:",
             p.event.as_deref().unwrap_or("?"),
             p.samples.as_deref().unwrap_or("?"),
-            p.guest_rows
+            p.top.len()
         );
-        for r in &p.top {
-            let side = match r.side {
-                super::profile::Side::GuestKernel => "guest kernel",
-                super::profile::Side::GuestUser => "guest user",
-                super::profile::Side::HostKernel => "host kernel",
-                super::profile::Side::HostUser => "host user",
-                super::profile::Side::Other => "other",
-            };
+        symbol_lines(&p.top, s);
+        if !p.top_guest.is_empty() {
             let _ = writeln!(
                 s,
-                "  {:>6.2}%  {:<12} {:<16} {:<24} {}",
-                r.overhead_pct, side, r.command, r.object, r.symbol
+                "Guest symbols ({} row{}), top {}:",
+                p.guest_rows,
+                if p.guest_rows == 1 { "" } else { "s" },
+                p.top_guest.len()
             );
+            symbol_lines(&p.top_guest, s);
         }
         for d in &p.diagnosis {
             let _ = writeln!(s, "  - {d}");
         }
+    }
+}
+
+fn symbol_lines(rows: &[SymbolRow], s: &mut String) {
+    use super::profile::Side;
+    for r in rows {
+        let side = match r.side {
+            Side::GuestKernel => "guest kernel",
+            Side::GuestUser => "guest user",
+            Side::HostKernel => "host kernel",
+            Side::HostUser => "host user",
+            Side::Other => "other",
+        };
+        let _ = writeln!(
+            s,
+            "  {:>6.2}%  {:<12} {:<16} {:<24} {}",
+            r.overhead_pct, side, r.command, r.object, r.symbol
+        );
     }
 }
 
