@@ -366,7 +366,14 @@ pub fn measure(perf: &Path, pid: u32, req: &Request, obs: &Observed) -> Result<S
     let prof_running = match &prof_rec {
         Some(inv) => {
             commands.push(inv.display());
-            Some(spawn(perf, inv)?)
+            match spawn(perf, inv) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    // Never leave the first perf running behind.
+                    let _ = running.finish();
+                    return Err(e);
+                }
+            }
         }
         None => None,
     };
