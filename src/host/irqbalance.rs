@@ -65,7 +65,11 @@ fn unquote(v: &str) -> String {
 
 /// The ban list the file sets (the last assignment), `None` when it sets none.
 pub fn current(content: &str) -> Option<String> {
-    content.lines().filter_map(assigned).next_back().map(unquote)
+    content
+        .lines()
+        .filter_map(assigned)
+        .next_back()
+        .map(unquote)
 }
 
 /// `content` with every assignment of the key set to `banned` (or one appended); with `None`
