@@ -553,3 +553,38 @@ fn unmanaged_guests_that_float_over_dedicated_cpus_are_findings() {
     let none = desired("").host;
     assert!(compare(&none, &facts).0.is_empty());
 }
+
+#[test]
+fn an_irq_whose_move_waits_for_its_next_interrupt_is_a_note_not_a_finding() {
+    use kvmtune::model::keys::IrqNum;
+    use kvmtune::verify::isolation::{compare, HostFacts, IrqFact};
+    let irq = |n: u32, affinity: &str, effective: &str| IrqFact {
+        irq: IrqNum::new(n).unwrap(),
+        devices: format!("dev{n}"),
+        affinity: affinity.parse().ok(),
+        effective: effective.parse().ok(),
+    };
+    let facts = HostFacts {
+        online: "0-3".parse().ok(),
+        irqs: vec![
+            irq(5, "0", "2"),
+            irq(6, "0-3", "0"),
+            irq(7, "0-3", "3"),
+            irq(9, "1", ""),
+        ],
+        ..Default::default()
+    };
+    let (checks, notes) = compare(&desired("irqs: true").host, &facts);
+    let found: Vec<&str> = checks
+        .iter()
+        .filter(|c| !c.ok)
+        .map(|c| c.actual.as_str())
+        .collect();
+    assert_eq!(found, ["IRQ 7 (dev7) on 3", "IRQ 9 (dev9) on 1"]);
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("next interrupt") && n.contains("IRQ 5 (dev5) on 2")),
+        "{notes:?}"
+    );
+}

@@ -8,7 +8,9 @@
 //!   checked below and by the guests' own checks), per-CPU kernel threads and kvmtune itself;
 //! - IRQs (`irqs` or `kernel`): every IRQ whose `effective_affinity_list` (else
 //!   `smp_affinity_list`) reaches one; IRQs the kernel manages (recorded when they refused a new
-//!   affinity) are notes, not differences, since only the boot-time isolation moves them;
+//!   affinity) are notes, not differences, since only the boot-time isolation moves them, and so
+//!   are IRQs whose affinity is already off the dedicated CPUs while delivery still is not (x86
+//!   moves an IRQ at its next interrupt);
 //! - guests not declared (any part): every vCPU of a running one whose pin (else the
 //!   `<vcpu cpuset>`, else every online CPU) reaches one.
 //!
@@ -32,8 +34,17 @@ use crate::model::keys::{IrqNum, IRQ_DIR};
 pub struct IrqFact {
     pub irq: IrqNum,
     pub devices: String,
-    /// Where it is delivered (`effective_affinity_list`, else `smp_affinity_list`).
-    pub cpus: Option<CpuSet>,
+    /// Where it may be delivered (`smp_affinity_list`).
+    pub affinity: Option<CpuSet>,
+    /// Where it is delivered (`effective_affinity_list`; `None` on kernels without it).
+    pub effective: Option<CpuSet>,
+}
+
+impl IrqFact {
+    /// Where it is delivered: the effective affinity, else the affinity.
+    pub fn cpus(&self) -> Option<&CpuSet> {
+        self.effective.as_ref().or(self.affinity.as_ref())
+    }
 }
 
 /// Everything the host checks read.
@@ -103,17 +114,14 @@ pub fn read(d: &Desired, root: &Path, hv: &Hypervisor) -> Result<Option<HostFact
             else {
                 continue;
             };
-            let mut cpus = None;
-            for f in ["effective_affinity_list", "smp_affinity_list"] {
-                if let Some(c) = read_opt(&format!("{dir}/{f}"))? {
-                    cpus = c.trim().parse().ok();
-                    break;
-                }
-            }
+            let set = |f: &str| -> Result<Option<CpuSet>, VerifyError> {
+                Ok(read_opt(&format!("{dir}/{f}"))?.and_then(|c| c.trim().parse().ok()))
+            };
             facts.irqs.push(IrqFact {
                 irq,
                 devices: irqs::devices(Some(&names)),
-                cpus,
+                affinity: set("smp_affinity_list")?,
+                effective: set("effective_affinity_list")?,
             });
         }
     }
@@ -168,19 +176,30 @@ pub fn compare(h: &HostDesired, f: &HostFacts) -> (Vec<Check>, Vec<String>) {
         );
     }
     if p.irqs {
-        let mut found = Vec::new();
-        let mut managed = Vec::new();
-        for i in f.irqs.iter().filter(|i| on(&i.cpus).is_some()) {
+        let (mut found, mut managed, mut pending) = (Vec::new(), Vec::new(), Vec::new());
+        for i in f.irqs.iter().filter(|i| on(&i.cpus().cloned()).is_some()) {
             let text = format!(
                 "IRQ {} on {}",
                 irqs::label(i.irq, &i.devices),
-                crate::domain::running::set_text(&i.cpus)
+                crate::domain::running::set_text(&i.cpus().cloned())
             );
             if f.refused.irq(i.irq, &i.devices) {
                 managed.push(text);
+            } else if i
+                .affinity
+                .as_ref()
+                .is_some_and(|a| !a.intersects(&dedicated))
+            {
+                pending.push(text);
             } else {
                 found.push(text);
             }
+        }
+        if !pending.is_empty() {
+            notes.push(format!(
+                "cpu_pool.isolate.irqs: affinity set off the dedicated CPUs, delivery moves at the next interrupt (the kernel defers the move): {}",
+                pending.join("; ")
+            ));
         }
         if !managed.is_empty() {
             notes.push(format!(
