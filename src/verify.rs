@@ -308,6 +308,25 @@ mod tests {
     }
 
     #[test]
+    fn iothread_pins_read_the_iothread_threads() {
+        let g = guest(
+            "guests:\n  g:\n    iothreads: 2\n    cputune: { iothreadpin: { 1: \"0-1\", 2: \"1\" } }\n",
+        );
+        let checks = compare(&g, &live(standard_threads(), vec![]), None);
+        let got: Vec<_> = checks
+            .iter()
+            .map(|c| (c.setting.as_str(), c.actual.as_str(), c.ok))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("cputune.iothreadpin.1", "0-1", true),
+                ("cputune.iothreadpin.2", "(no IOThread thread)", false)
+            ]
+        );
+    }
+
+    #[test]
     fn vcpu_thread_names() {
         assert_eq!(vcpu_index("CPU 0/KVM"), Some(0));
         assert_eq!(vcpu_index("CPU 12/TCG"), Some(12));
