@@ -588,3 +588,52 @@ fn an_irq_whose_move_waits_for_its_next_interrupt_is_a_note_not_a_finding() {
         "{notes:?}"
     );
 }
+
+#[test]
+fn the_executor_never_moves_qemu_or_per_cpu_kthreads_whatever_the_plan_says() {
+    use kvmtune::host::threads::ThreadRef;
+    use kvmtune::host::HostOp;
+    let root = sim_root();
+    let r = root.path();
+    let k = Kernel {
+        root: r.to_path_buf(),
+        commands: Default::default(),
+    };
+    let d = desired("host_threads: true");
+    let obs = kvmtune::observe::observe(&d, r, None).unwrap();
+    let mut plan = kvmtune::pipeline::plan(&d, &obs);
+    let op = |pid: u32, tid: u32, start: u64, before: &str| HostOp::MoveThreads {
+        pid,
+        comm: "x".into(),
+        cpus: "0".parse().unwrap(),
+        threads: vec![ThreadRef {
+            tid,
+            start,
+            before: before.parse().unwrap(),
+        }],
+    };
+    plan.actions = vec![kvmtune::plan::Action::Host(vec![
+        op(600, 601, 601, "2"),
+        op(10, 10, 12, "1"),
+    ])];
+    let t = Target {
+        root: r,
+        hv: None,
+        io: HostIo {
+            files: &k,
+            cmds: &k,
+        },
+    };
+    let report = apply_with(&plan, &d, t, &mut |_, _, _| {});
+    let failed = format!("{:?}", report.results[0].failed);
+    assert!(
+        failed.contains("a QEMU process or kvmtune itself is never moved"),
+        "{failed}"
+    );
+    assert!(
+        failed.contains("tid 10 is a per-CPU kernel thread"),
+        "{failed}"
+    );
+    assert!(read(r, "proc/600/task/601/status").contains("list:\t2\n"));
+    assert!(read(r, "proc/10/task/10/status").contains("list:\t1\n"));
+}

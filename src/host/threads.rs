@@ -263,6 +263,19 @@ pub fn execute(
 ) -> Result<Option<String>, HostWriteError> {
     let (pid, comm, cpus, threads) = op;
     let mut o = Outcome::default();
+    // What planning never moves is refused here too, whatever a (saved) plan says.
+    let process = files.read(&root.join(format!("proc/{pid}/comm")));
+    if let Ok(p) = &process {
+        if is_qemu(p.trim_end_matches('\n')) || pid == std::process::id() {
+            return Err(HostWriteError::Refused {
+                path: path(pid, comm),
+                why: format!(
+                    "{}: a QEMU process or kvmtune itself is never moved",
+                    path(pid, comm)
+                ),
+            });
+        }
+    }
     for t in threads {
         let base = root.join(format!("proc/{pid}/task/{}", t.tid));
         let read = |f: &str| match files.read(&base.join(f)) {
@@ -282,8 +295,19 @@ pub fn execute(
                 continue;
             }
         };
-        if parse_stat(&stat).map(|s| s.2) != Some(t.start) {
+        let Some((_, flags, start)) = parse_stat(&stat) else {
+            o.exited.push(t.tid);
+            continue;
+        };
+        if start != t.start {
             o.exited.push(t.tid); // the tid is another thread's now
+            continue;
+        }
+        if flags & PF_NO_SETAFFINITY != 0 {
+            o.failed.push(format!(
+                "tid {} is a per-CPU kernel thread: never moved",
+                t.tid
+            ));
             continue;
         }
         match cpus_allowed(&status) {
