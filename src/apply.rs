@@ -214,6 +214,8 @@ fn host_steps(ops: &[host::HostOp], t: Target, report: &mut ApplyReport, res: &m
                 res.applied.extend(paths);
                 report.notes.extend(note);
             }
+            // Not done and not a failure (a managed IRQ): reported, as the kernel keeps it.
+            Err(e @ host::HostWriteError::Skipped { .. }) => report.notes.push(e.to_string()),
             Err(e) => {
                 unverified.extend(persisted_as(&op));
                 let why = e.to_string();

@@ -107,6 +107,14 @@ pub struct HostDesired {
     pub modules: BTreeMap<ModuleName, usize>,
     /// What automatic pinning may hand out (`host.cpu_pool`).
     pub cpu_pool: CpuPool,
+    /// Kernel values a rollback puts back as they were (no YAML key sets these: per-IRQ
+    /// affinities, the default IRQ affinity, the workqueue cpumask).
+    pub restore: BTreeMap<crate::model::HostKey, String>,
+    /// irqbalance's ban list a rollback puts back (`None` in it: the key is removed).
+    pub restore_irqbalance: Option<(
+        crate::model::keys::IrqbalanceFile,
+        Option<crate::cpuset::CpuSet>,
+    )>,
 }
 
 /// `host.cpu_pool`: no host writes; it constrains automatic pinning.
@@ -179,5 +187,7 @@ impl HostDesired {
             && self.interfaces.is_empty()
             && self.modules.is_empty()
             && !self.cpu_pool.isolate.any()
+            && self.restore.is_empty()
+            && self.restore_irqbalance.is_none()
     }
 }

@@ -285,6 +285,25 @@ impl Hypervisor {
         Ok(out)
     }
 
+    /// The live XML of every running domain not in `except` (for `verify`: guests kvmtune does
+    /// not manage that may run on dedicated CPUs).
+    pub fn other_running_xml(
+        &self,
+        except: &BTreeSet<String>,
+    ) -> Result<BTreeMap<String, String>, LibvirtError> {
+        let mut out = BTreeMap::new();
+        for d in self.list()? {
+            let Ok(name) = d.name() else { continue };
+            if except.contains(&name) || d.id().is_none() {
+                continue;
+            }
+            if let Ok(x) = d.xml_desc(0) {
+                out.insert(name, x);
+            }
+        }
+        Ok(out)
+    }
+
     fn domain(&self, name: &str) -> Result<virt::domain::Domain, LiveError> {
         self.conn
             .lookup_domain_by_name(name)

@@ -347,6 +347,31 @@ pub fn verify_text(report: &crate::verify::Report, style: Style) -> String {
         }
         out.push('\n');
     }
+    if !report.host.is_empty() {
+        let _ = writeln!(out, "{}", style.paint("1", "host isolation:"));
+        let we = report
+            .host
+            .iter()
+            .map(|c| c.expected.chars().count())
+            .max()
+            .unwrap_or(0);
+        for c in &report.host {
+            let result = if c.ok {
+                style.paint("32", "ok")
+            } else {
+                style.paint("31", "DIFFERS")
+            };
+            let _ = writeln!(
+                out,
+                "  {}  {:we$}  {}  {result}",
+                c.setting, c.expected, c.actual
+            );
+        }
+        out.push('\n');
+    }
+    for n in &report.notes {
+        let _ = writeln!(out, "note: {n}");
+    }
     let s = &report.summary;
     let _ = writeln!(
         out,

@@ -99,8 +99,14 @@ pub fn host_desired(h: &HostBefore) -> Result<HostDesired, String> {
                     NicAttr::SriovNumvfs => nic.sriov_numvfs = Some(small(k, v)?),
                 }
             }
+            HostKey::IrqDefaultAffinity
+            | HostKey::IrqAffinity { .. }
+            | HostKey::WorkqueueCpumask => {
+                d.restore.insert(k.clone(), v.to_string());
+            }
         }
     }
+    d.restore_irqbalance = h.irqbalance.as_ref().map(|i| (i.file, i.banned.clone()));
     d.tuned_profile = h.tuned.as_ref().and_then(|t| t.profile.clone());
     Ok(d)
 }

@@ -407,7 +407,11 @@ pub fn fingerprints(obs: &Observed, host_declared: bool) -> BTreeMap<String, Str
             field(&mut h, d);
             match l {
                 Some(l) if d == "usr/sbin" => {
-                    field(&mut h, &l.iter().any(|n| n == "tuned-adm").to_string())
+                    let has = |p: &str| l.iter().any(|n| n == p);
+                    field(
+                        &mut h,
+                        &format!("{} {}", has("tuned-adm"), has("irqbalance")),
+                    )
                 }
                 Some(l) => field(&mut h, &l.join("\n")),
                 None => h.update([0xff]),

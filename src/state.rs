@@ -221,11 +221,26 @@ pub struct HostBefore {
     /// Owned files: their entries (`None`: the file did not exist).
     #[serde(default)]
     pub owned: BTreeMap<OwnedFileKind, Option<Vec<Entry>>>,
+    /// irqbalance's ban list before an apply set it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub irqbalance: Option<IrqbalanceBefore>,
+}
+
+/// irqbalance's ban list before an apply: its file and value (`None`: the key was not set, or
+/// the file did not exist).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IrqbalanceBefore {
+    pub file: crate::model::keys::IrqbalanceFile,
+    pub banned: Option<crate::cpuset::CpuSet>,
 }
 
 impl HostBefore {
     pub fn is_empty(&self) -> bool {
-        self.values.is_empty() && self.tuned.is_none() && self.owned.is_empty()
+        self.values.is_empty()
+            && self.tuned.is_none()
+            && self.owned.is_empty()
+            && self.irqbalance.is_none()
     }
 }
 
@@ -278,7 +293,20 @@ pub fn host_before(root: &Path, ops: &[HostOp]) -> Result<HostBefore, StateError
                     .map(|c| crate::host::persist::OwnedFile::entries_of(*file, &c));
                 h.owned.insert(*file, entries);
             }
-            HostOp::LoadModule { .. } | HostOp::MountHugetlbfs => {}
+            HostOp::Irqbalance { file, .. } => {
+                let banned = read(file.file())?
+                    .as_deref()
+                    .and_then(crate::host::irqbalance::current)
+                    .and_then(|v| v.parse().ok());
+                h.irqbalance = Some(IrqbalanceBefore {
+                    file: *file,
+                    banned,
+                });
+            }
+            HostOp::LoadModule { .. }
+            | HostOp::MountHugetlbfs
+            | HostOp::RestartIrqbalance
+            | HostOp::MoveThreads { .. } => {}
         }
     }
     Ok(h)

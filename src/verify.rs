@@ -20,7 +20,11 @@
 //! - `memory_backing.hugepages`: the mappings in `smaps` whose `KernelPageSize` is the declared
 //!   page size must together be at least the guest's `<memory>`.
 //! - `disks.DEV.cache` / `.io`: the live XML (`virDomainGetXMLDesc` with flags 0).
+//! - `cputune.iothreadpin.N`: `Cpus_allowed_list` of the thread `IO iothreadN`.
+//! - the host (`cpu_pool.isolate`): host threads, IRQs and guests not declared that reach a
+//!   dedicated CPU ([`isolation`]).
 
+pub mod isolation;
 pub mod procfs;
 
 use std::path::Path;
@@ -61,20 +65,29 @@ pub struct VerifySummary {
 pub struct Report {
     pub format_version: u32,
     pub guests: Vec<GuestReport>,
+    /// The host's isolation checks (`cpu_pool.isolate`), when declared.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub host: Vec<Check>,
+    /// What verify found worth saying that is not a difference (managed IRQs).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     pub summary: VerifySummary,
 }
 
 impl Report {
     pub fn new(guests: Vec<GuestReport>) -> Report {
-        let checks = guests.iter().map(|g| g.checks.len()).sum();
-        let differences = guests
-            .iter()
-            .flat_map(|g| &g.checks)
-            .filter(|c| !c.ok)
-            .count();
+        Report::with_host(guests, Vec::new(), Vec::new())
+    }
+
+    pub fn with_host(guests: Vec<GuestReport>, host: Vec<Check>, notes: Vec<String>) -> Report {
+        let all = || guests.iter().flat_map(|g| &g.checks).chain(&host);
+        let checks = all().count();
+        let differences = all().filter(|c| !c.ok).count();
         Report {
             format_version: 1,
             guests,
+            host,
+            notes,
             summary: VerifySummary {
                 checks,
                 differences,
@@ -94,6 +107,8 @@ pub enum VerifyError {
     Libvirt(#[from] LibvirtError),
     #[error("guest {0}: no such domain is defined on this hypervisor")]
     NoGuest(String),
+    #[error("host: reading {path}: {err}")]
+    Host { path: String, err: std::io::Error },
     #[error("guest {name}: reading {path}: {err}")]
     Proc {
         name: String,
@@ -163,7 +178,11 @@ pub fn verify(d: &Desired, root: &Path, hv: &Hypervisor) -> Result<Report, Verif
             checks: compare(gd, &live, host_page),
         });
     }
-    Ok(Report::new(guests))
+    let (host, notes) = match isolation::read(d, root, hv)? {
+        Some(facts) => isolation::compare(&d.host, &facts),
+        None => (Vec::new(), Vec::new()),
+    };
+    Ok(Report::with_host(guests, host, notes))
 }
 
 #[cfg(test)]
@@ -286,6 +305,25 @@ mod tests {
         let mut t = standard_threads();
         t[0].mems_allowed = "0-1".parse().ok();
         assert!(!compare(&g, &live(t, vec![]), None)[0].ok);
+    }
+
+    #[test]
+    fn iothread_pins_read_the_iothread_threads() {
+        let g = guest(
+            "guests:\n  g:\n    iothreads: 2\n    cputune: { iothreadpin: { 1: \"0-1\", 2: \"1\" } }\n",
+        );
+        let checks = compare(&g, &live(standard_threads(), vec![]), None);
+        let got: Vec<_> = checks
+            .iter()
+            .map(|c| (c.setting.as_str(), c.actual.as_str(), c.ok))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("cputune.iothreadpin.1", "0-1", true),
+                ("cputune.iothreadpin.2", "(no IOThread thread)", false)
+            ]
+        );
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! The command seam: host changes that are not file writes (`tuned-adm`, `modprobe`, `mount`)
-//! run through [`HostCommands`].
+//! The command seam: host changes that are not file writes (`tuned-adm`, `modprobe`, `mount`,
+//! `systemctl`, and moving a thread with `sched_setaffinity`) run through [`HostCommands`].
 //!
 //! Invariant: the planner only describes commands (argv); only the executor runs them, through
 //! this trait, so planning stays pure and tests can stand in for the real programs.
@@ -33,6 +33,18 @@ impl CmdOutput {
 
 pub trait HostCommands {
     fn run(&self, argv: &[String]) -> std::io::Result<CmdOutput>;
+
+    /// Moves thread `tid` onto `cpus` (`sched_setaffinity(2)`). The real one acts on the
+    /// running kernel and refuses (`Unsupported`) any `root` but the running system's `/`;
+    /// tests stand in for the kernel on a simulated tree.
+    fn set_affinity(
+        &self,
+        root: &std::path::Path,
+        tid: u32,
+        cpus: &crate::cpuset::CpuSet,
+    ) -> std::io::Result<()> {
+        super::threads::set_affinity_live(root, tid, cpus)
+    }
 }
 
 /// Runs the program with stdin closed.

@@ -7,12 +7,15 @@
 //! out the planned [`HostOp`]s in order, reading every write back and checking every command.
 //!
 //! One module per concern: [`sysctl`], [`thp`], [`hugepages`], [`ksm`], [`net`], [`modules`],
-//! [`tuned`]; [`persist`] renders the owned files; [`files`] and [`commands`] are the I/O seams.
+//! [`tuned`], [`isolate`] (with [`irqs`], [`irqbalance`], [`threads`]); [`persist`] renders the owned files; [`files`] and [`commands`] are the I/O seams.
 
 pub mod commands;
 pub mod files;
 pub mod hugepages;
 pub mod import;
+pub mod irqbalance;
+pub mod irqs;
+pub mod isolate;
 pub mod ksm;
 pub mod modules;
 pub mod net;
@@ -20,6 +23,7 @@ pub mod ops;
 pub mod persist;
 pub mod sysctl;
 pub mod thp;
+pub mod threads;
 pub mod tuned;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -92,6 +96,13 @@ pub struct HostObserved {
     /// Online NUMA nodes (`/sys/devices/system/node/online`), read when per-node pools are declared.
     pub numa_online: Option<String>,
     pub needs: HostNeeds,
+    /// Every host task (`cpu_pool.isolate.host_threads`); `None` when not read. Not part of a
+    /// saved plan's fingerprint (threads come and go): each move checks its thread instead.
+    pub threads: Option<Vec<threads::HostThread>>,
+    /// The root is the running system's `/` (host threads can be moved).
+    pub live_kernel: bool,
+    /// kvmtune's own pid when the root is `/` (never moved).
+    pub self_pid: Option<u32>,
 }
 
 impl HostObserved {
@@ -116,6 +127,7 @@ pub fn reads(d: &HostDesired, needs: HostNeeds) -> Reads {
     net::reads(d, &mut r);
     modules::reads(d, &mut r);
     tuned::reads(d, &mut r);
+    isolate::reads(d, &mut r);
     for f in owned_files(d) {
         r.files.insert(f.to_string());
     }
@@ -156,9 +168,21 @@ pub fn observe(root: &Path, d: &HostDesired, needs: HostNeeds) -> std::io::Resul
     let mut more = BTreeSet::new();
     modules::reads_after(d, &obs, &mut more);
     tuned::reads_after(d, &obs, &mut more);
+    let mut after = Reads::default();
+    isolate::reads_after(d, &obs, &mut after);
+    more.extend(after.files);
     for f in more {
         let content = files::read_opt(&root.join(&f)).map_err(named(&f))?;
         obs.files.insert(f, content);
+    }
+    for dir in after.dirs {
+        let list = files::list_opt(&root.join(&dir)).map_err(named(&dir))?;
+        obs.dirs.insert(dir, list);
+    }
+    obs.live_kernel = isolate::is_live_root(root);
+    obs.self_pid = obs.live_kernel.then(std::process::id);
+    if d.cpu_pool.reserved.is_some() && d.cpu_pool.isolate.host_threads {
+        obs.threads = Some(threads::read(root)?);
     }
     obs.numa_online = obs.file(NODE_ONLINE).map(str::to_string);
     if needs.meminfo {
@@ -354,6 +378,7 @@ pub fn plan_host_with(
     hugepages::plan(d, obs, &mut b, &mut tmpfiles, &mut grub);
     ksm::plan(d, obs, &mut b, &mut tmpfiles);
     net::plan(d, obs, &mut b);
+    isolate::plan(d, obs, &mut b, &mut tmpfiles);
 
     let mut persisted = Vec::new();
     let files = [modules_file, sysctl_file, tmpfiles, grub];
@@ -398,10 +423,13 @@ pub fn owned_kinds(d: &HostDesired) -> Vec<OwnedFileKind> {
     if !d.sysctl.is_empty() {
         v.push(OwnedFileKind::Sysctl);
     }
+    let isolate =
+        d.cpu_pool.reserved.is_some() && (d.cpu_pool.isolate.irqs || d.cpu_pool.isolate.workqueues);
     if d.thp_enabled.is_some()
         || d.thp_defrag.is_some()
         || !d.ksm.is_empty()
         || d.hugepages.len() > d.hugepages_boot.len()
+        || isolate
     {
         v.push(OwnedFileKind::Tmpfiles);
     }
@@ -419,6 +447,18 @@ pub fn undeclared(d: &HostDesired, op: &HostOp, hugetlbfs: bool) -> Option<Strin
         HostOp::Tuned { profile, .. } => d.tuned_profile.as_ref() == Some(profile),
         HostOp::LoadModule { module } => d.modules.contains_key(module),
         HostOp::MountHugetlbfs => hugetlbfs,
+        HostOp::Irqbalance { banned, .. } => {
+            let cp = &d.cpu_pool;
+            cp.isolate.irqs
+                && cp
+                    .reserved
+                    .as_ref()
+                    .is_some_and(|r| banned.as_ref().is_some_and(|b| !r.intersects(b)))
+        }
+        HostOp::RestartIrqbalance => d.cpu_pool.isolate.irqs && d.cpu_pool.reserved.is_some(),
+        HostOp::MoveThreads { cpus, .. } => {
+            d.cpu_pool.isolate.host_threads && d.cpu_pool.reserved.as_ref() == Some(cpus)
+        }
         HostOp::OwnedFile { entries, .. } => {
             !d.runtime_only
                 && entries.iter().all(|e| match &e.key {
@@ -461,6 +501,9 @@ fn declared_value(d: &HostDesired, key: &HostKey, value: &str, interim: bool) ->
             NicAttr::Mtu => n.mtu.map(|m| m.to_string()),
             NicAttr::SriovNumvfs => n.sriov_numvfs.map(|m| m.to_string()),
         }),
+        HostKey::IrqDefaultAffinity | HostKey::IrqAffinity { .. } | HostKey::WorkqueueCpumask => {
+            isolate::declared(d, key)
+        }
     };
     let zero_step = interim
         && value == "0"

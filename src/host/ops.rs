@@ -13,7 +13,10 @@ use sha2::{Digest, Sha256};
 
 use super::commands::{CmdOutput, HostCommands};
 use super::files::HostFiles;
+use super::irqbalance::IrqbalanceFile;
 use super::persist::{Entry, OwnedFile};
+use super::threads::ThreadRef;
+use crate::cpuset::CpuSet;
 use crate::model::keys::check_value;
 use crate::model::{HostKey, ModuleName, OwnedFileKind, ProfileName, Readback};
 
@@ -54,6 +57,25 @@ pub enum HostOp {
         before: Option<String>,
         labels: Vec<String>,
     },
+    /// Set `IRQBALANCE_BANNED_CPULIST` in the distribution's irqbalance file, editing only
+    /// that key. `before` is the SHA-256 of the content planning read (`None`: absent).
+    /// `banned: None` (rollback only) removes the key's lines.
+    Irqbalance {
+        file: IrqbalanceFile,
+        banned: Option<CpuSet>,
+        before: Option<String>,
+    },
+    /// `systemctl is-active irqbalance.service`, and when it is, `systemctl restart` it (the
+    /// root's systemctl; planned only after its file changed).
+    RestartIrqbalance,
+    /// Move the planned threads of process `pid` onto `cpus` (`sched_setaffinity`, the running
+    /// kernel only: see [`super::threads`]).
+    MoveThreads {
+        pid: u32,
+        comm: String,
+        cpus: CpuSet,
+        threads: Vec<ThreadRef>,
+    },
 }
 
 impl HostOp {
@@ -66,6 +88,9 @@ impl HostOp {
             HostOp::LoadModule { module } => vec![format!("modules.{module}")],
             HostOp::MountHugetlbfs => vec!["hugetlbfs".into()],
             HostOp::OwnedFile { labels, .. } => labels.clone(),
+            HostOp::Irqbalance { .. } => vec![super::irqbalance::path()],
+            HostOp::RestartIrqbalance => Vec::new(),
+            HostOp::MoveThreads { pid, comm, .. } => vec![super::threads::path(*pid, comm)],
         }
     }
 
@@ -74,6 +99,7 @@ impl HostOp {
         match self {
             HostOp::Write { key, .. } => key.path(),
             HostOp::OwnedFile { file, .. } => format!("/{}", file.file()),
+            HostOp::RestartIrqbalance => "irqbalance restart".into(),
             other => other.paths().join(", "),
         }
     }
@@ -82,7 +108,11 @@ impl HostOp {
     pub fn is_command(&self) -> bool {
         matches!(
             self,
-            HostOp::Tuned { .. } | HostOp::LoadModule { .. } | HostOp::MountHugetlbfs
+            HostOp::Tuned { .. }
+                | HostOp::LoadModule { .. }
+                | HostOp::MountHugetlbfs
+                | HostOp::RestartIrqbalance
+                | HostOp::MoveThreads { .. }
         )
     }
 
@@ -103,7 +133,19 @@ impl HostOp {
             HostOp::Tuned { before, .. } => {
                 before.as_deref().map(check_value).transpose().map(|_| ())
             }
-            HostOp::LoadModule { .. } | HostOp::MountHugetlbfs => Ok(()),
+            HostOp::MoveThreads { comm, threads, .. } => {
+                check_value(comm)?;
+                if threads.is_empty() || threads.len() > super::threads::MAX_TASKS {
+                    return Err("a thread move names no threads, or too many".into());
+                }
+                Ok(())
+            }
+            HostOp::Irqbalance { before, .. } => {
+                before.as_deref().map(check_value).transpose().map(|_| ())
+            }
+            HostOp::LoadModule { .. } | HostOp::MountHugetlbfs | HostOp::RestartIrqbalance => {
+                Ok(())
+            }
         }
     }
 }
@@ -151,6 +193,9 @@ pub enum HostWriteError {
     },
     #[error("{why}")]
     Refused { path: String, why: String },
+    /// Not done, and not a failure: the kernel keeps this value itself (a managed IRQ).
+    #[error("{why}")]
+    Skipped { path: String, why: String },
     #[error("`{cmd}` {why}")]
     Command {
         path: String,
@@ -214,7 +259,85 @@ pub fn execute(
             run(cmds, root, &op.name(), &argv)?;
             Ok(None)
         }
+        HostOp::Irqbalance {
+            file,
+            banned,
+            before,
+        } => irqbalance(files, root, *file, banned.as_ref(), before.as_deref()).map(|_| None),
+        HostOp::RestartIrqbalance => restart_irqbalance(cmds, root).map(Some),
+        HostOp::MoveThreads {
+            pid,
+            comm,
+            cpus,
+            threads,
+        } => super::threads::execute(files, cmds, root, (*pid, comm, cpus, threads)),
     }
+}
+
+/// Edits the ban list after the stale check; reads the result back.
+fn irqbalance(
+    files: &dyn HostFiles,
+    root: &Path,
+    kind: IrqbalanceFile,
+    banned: Option<&CpuSet>,
+    before: Option<&str>,
+) -> Result<(), HostWriteError> {
+    let (name, file) = (super::irqbalance::path(), kind.file());
+    let full = root.join(file);
+    let err = io_err(&name, file);
+    let now = super::files::read_opt(&full).map_err(&err)?;
+    let now_hash = now.as_deref().map(content_hash);
+    if now_hash.as_deref() != before {
+        return Err(HostWriteError::Stale {
+            path: name,
+            file: file.to_string(),
+            planned: before.map_or("absent".into(), |h| format!("sha256 {h}")),
+            now: now_hash.map_or("absent".into(), |h| format!("sha256 {h}")),
+        });
+    }
+    let content = super::irqbalance::edit(now.as_deref(), banned);
+    super::files::real_dir_below(root, full.parent().unwrap_or(root)).map_err(&err)?;
+    files.replace(&full, &content).map_err(&err)?;
+    let got = files.read(&full).map_err(&err)?;
+    if super::irqbalance::current(&got)
+        .and_then(|v| v.parse::<CpuSet>().ok())
+        .as_ref()
+        != banned
+    {
+        return Err(HostWriteError::Mismatch {
+            path: name,
+            file: file.to_string(),
+            wanted: banned.map_or("(unset)".into(), CpuSet::to_string),
+            got: super::irqbalance::current(&got).unwrap_or_default(),
+        });
+    }
+    Ok(())
+}
+
+/// Restarts irqbalance when it runs, so that it reads its new ban list.
+fn restart_irqbalance(cmds: &dyn HostCommands, root: &Path) -> Result<String, HostWriteError> {
+    let name = "irqbalance restart";
+    let ctl = root
+        .join(super::irqbalance::SYSTEMCTL)
+        .to_string_lossy()
+        .into_owned();
+    let svc = super::irqbalance::SERVICE.to_string();
+    let active = run_output(
+        cmds,
+        root,
+        name,
+        &[
+            ctl.clone(),
+            "is-active".into(),
+            "--quiet".into(),
+            svc.clone(),
+        ],
+    )?;
+    if !active.ok() {
+        return Ok(format!("{name}: {svc} is not running: not restarted"));
+    }
+    run(cmds, root, name, &[ctl, "restart".into(), svc.clone()])?;
+    Ok(format!("{name}: {svc} restarted to read its new ban list"))
 }
 
 fn io_err(key: &str, file: &str) -> impl Fn(std::io::Error) -> HostWriteError {
@@ -249,7 +372,14 @@ fn write_value(
             });
         }
     }
-    files.write(&full, &format!("{value}\n")).map_err(&err)?;
+    if let Err(e) = files.write(&full, &format!("{value}\n")) {
+        return Err(match key {
+            HostKey::IrqAffinity { irq } if super::irqs::refused(&e) => {
+                super::irqs::skip(files, root, *irq, &e)
+            }
+            _ => err(e),
+        });
+    }
     let got = rb.canonical(&files.read(&full).map_err(&err)?);
     if got != rb.canonical(value) {
         let wanted = value.to_string();

@@ -154,7 +154,9 @@ fn boot_order(k: &HostKey) -> (u8, u8, u32, u64) {
             .unwrap_or(0);
             (2, rank as u8, 0, 0)
         }
-        _ => (3, 0, 0, 0),
+        HostKey::IrqDefaultAffinity => (3, 0, 0, 0),
+        HostKey::WorkqueueCpumask => (3, 1, 0, 0),
+        _ => (4, 0, 0, 0),
     }
 }
 

@@ -9,6 +9,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::names::{IfName, SysctlKey};
+use crate::cpuset::CpuSet;
 use crate::units::PageSize;
 
 /// How a value file is compared after reading.
@@ -21,6 +22,11 @@ pub enum Readback {
     Selected,
     /// A page count.
     Count,
+    /// The kernel's hex CPU bitmap (`/proc/irq/default_smp_affinity`): compared as the CPU
+    /// set it means (`00000001` = `1`), shown as the shortest hex form.
+    HexMask,
+    /// A CPU list (`smp_affinity_list`): compared as the CPU set it means (`0,1` = `0-1`).
+    CpuList,
 }
 
 impl Readback {
@@ -37,6 +43,14 @@ impl Readback {
                     _ => t.to_string(),
                 }
             }
+            Readback::HexMask => CpuSet::from_hex_mask(content)
+                .map(|c| c.to_hex_mask())
+                .unwrap_or_else(|| Readback::Tokens.canonical(content)),
+            Readback::CpuList => content
+                .trim()
+                .parse::<CpuSet>()
+                .map(|c| c.to_string())
+                .unwrap_or_else(|_| Readback::Tokens.canonical(content)),
         }
     }
 }
@@ -100,6 +114,61 @@ pub enum NicAttr {
     SriovNumvfs,
 }
 
+/// The highest IRQ number accepted (the kernel's sparse IRQ numbers stay far below it).
+pub const MAX_IRQ: u32 = (1 << 20) - 1;
+
+/// An IRQ number: the name of a `/proc/irq/<N>` directory (ASCII digits only, at most
+/// [`MAX_IRQ`]), so a path built from it stays inside `/proc/irq`.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(try_from = "u32", into = "u32")]
+pub struct IrqNum(#[schemars(range(max = 1048575))] u32);
+
+impl IrqNum {
+    pub fn new(n: u32) -> Result<IrqNum, String> {
+        if n > MAX_IRQ {
+            return Err(format!("IRQ {n} is above {MAX_IRQ}"));
+        }
+        Ok(IrqNum(n))
+    }
+
+    /// A `/proc/irq` entry name: digits only (no sign, no spaces), at most 7 of them.
+    pub fn parse_dir(name: &str) -> Option<IrqNum> {
+        if name.is_empty() || name.len() > 7 || !name.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        IrqNum::new(name.parse().ok()?).ok()
+    }
+
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl TryFrom<u32> for IrqNum {
+    type Error = String;
+    fn try_from(n: u32) -> Result<Self, String> {
+        IrqNum::new(n)
+    }
+}
+
+impl From<IrqNum> for u32 {
+    fn from(n: IrqNum) -> u32 {
+        n.0
+    }
+}
+
+impl std::fmt::Display for IrqNum {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+pub const IRQ_DIR: &str = "proc/irq";
+pub const IRQ_DEFAULT_AFFINITY: &str = "proc/irq/default_smp_affinity";
+pub const WORKQUEUE_CPUMASK: &str = "sys/devices/virtual/workqueue/cpumask";
+
 pub const THP_DIR: &str = "sys/kernel/mm/transparent_hugepage";
 pub const RHEL6_THP_DIR: &str = "sys/kernel/mm/redhat_transparent_hugepage";
 pub const KSM_DIR: &str = "sys/kernel/mm/ksm";
@@ -118,6 +187,12 @@ pub enum HostKey {
     Ksm { knob: KsmKnob },
     /// `/sys/class/net/<name>/mtu` or `.../device/sriov_numvfs`.
     Interface { name: IfName, attr: NicAttr },
+    /// `/proc/irq/default_smp_affinity`: where new IRQs start (hex mask).
+    IrqDefaultAffinity,
+    /// `/proc/irq/<irq>/smp_affinity_list`.
+    IrqAffinity { irq: IrqNum },
+    /// `/sys/devices/virtual/workqueue/cpumask`: where unbound workqueues run (hex mask).
+    WorkqueueCpumask,
 }
 
 impl HostKey {
@@ -141,6 +216,9 @@ impl HostKey {
                 NicAttr::Mtu => format!("sys/class/net/{name}/mtu"),
                 NicAttr::SriovNumvfs => format!("sys/class/net/{name}/device/sriov_numvfs"),
             },
+            HostKey::IrqDefaultAffinity => IRQ_DEFAULT_AFFINITY.to_string(),
+            HostKey::IrqAffinity { irq } => format!("{IRQ_DIR}/{irq}/smp_affinity_list"),
+            HostKey::WorkqueueCpumask => WORKQUEUE_CPUMASK.to_string(),
         }
     }
 
@@ -158,6 +236,9 @@ impl HostKey {
                 NicAttr::Mtu => format!("interfaces.{name}.mtu"),
                 NicAttr::SriovNumvfs => format!("interfaces.{name}.sriov_numvfs"),
             },
+            HostKey::IrqDefaultAffinity => "cpu_pool.isolate.irqs.default_smp_affinity".into(),
+            HostKey::IrqAffinity { irq } => format!("cpu_pool.isolate.irqs.{irq}"),
+            HostKey::WorkqueueCpumask => "cpu_pool.isolate.workqueues".into(),
         }
     }
 
@@ -180,6 +261,10 @@ impl HostKey {
         } else if let Some(rest) = f.strip_prefix("sys/devices/system/node/node") {
             let (n, rest) = rest.split_once("/hugepages/")?;
             pool(rest, Some(n.parse().ok()?))?
+        } else if f == IRQ_DEFAULT_AFFINITY {
+            HostKey::IrqDefaultAffinity
+        } else if f == WORKQUEUE_CPUMASK {
+            HostKey::WorkqueueCpumask
         } else if let Some(k) = f.strip_prefix(&format!("{KSM_DIR}/")) {
             let knob = KsmKnob::ALL.into_iter().find(|x| x.as_str() == k)?;
             HostKey::Ksm { knob }
@@ -202,6 +287,8 @@ impl HostKey {
         match self {
             HostKey::Thp { .. } => Readback::Selected,
             HostKey::HugePagePool { .. } => Readback::Count,
+            HostKey::IrqDefaultAffinity | HostKey::WorkqueueCpumask => Readback::HexMask,
+            HostKey::IrqAffinity { .. } => Readback::CpuList,
             _ => Readback::Tokens,
         }
     }
@@ -244,6 +331,27 @@ impl OwnedFileKind {
 
     pub fn from_file(file: &str) -> Option<OwnedFileKind> {
         OwnedFileKind::ALL.into_iter().find(|k| k.file() == file)
+    }
+}
+
+/// Where the distribution keeps irqbalance's environment.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum IrqbalanceFile {
+    /// `/etc/default/irqbalance`.
+    Debian,
+    /// `/etc/sysconfig/irqbalance`.
+    Rhel,
+}
+
+impl IrqbalanceFile {
+    pub fn file(self) -> &'static str {
+        match self {
+            IrqbalanceFile::Debian => "etc/default/irqbalance",
+            IrqbalanceFile::Rhel => "etc/sysconfig/irqbalance",
+        }
     }
 }
 
@@ -295,6 +403,8 @@ mod tests {
                 knob: ThpKnob::Defrag,
                 rhel6: true,
             },
+            HostKey::IrqDefaultAffinity,
+            HostKey::WorkqueueCpumask,
         ] {
             assert_eq!(HostKey::from_file(&format!("/{}", k.file())), Some(k));
         }
@@ -303,9 +413,35 @@ mod tests {
             "/sys/kernel/mm/hugepages/hugepages-4kB/nr_hugepages",
             "/sys/devices/system/node/node0/../../../../etc/x/hugepages/hugepages-2048kB/nr_hugepages",
             "/sys/kernel/mm/ksm/../ksm/run",
+            "/proc/irq/5/smp_affinity_list",
         ] {
             assert_eq!(HostKey::from_file(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn irq_numbers_are_digits_only_and_bounded() {
+        assert_eq!(IrqNum::parse_dir("36").map(IrqNum::get), Some(36));
+        for bad in [
+            "",
+            "+1",
+            "-1",
+            " 1",
+            "1a",
+            "..",
+            "default_smp_affinity",
+            "99999999",
+        ] {
+            assert_eq!(IrqNum::parse_dir(bad), None, "{bad}");
+        }
+        assert!(serde_json::from_str::<IrqNum>("2000000").is_err());
+        let k = HostKey::IrqAffinity {
+            irq: IrqNum::new(36).unwrap(),
+        };
+        assert_eq!(k.file(), "proc/irq/36/smp_affinity_list");
+        let j = serde_json::to_string(&k).unwrap();
+        assert_eq!(j, r#"{"kind":"irq_affinity","irq":36}"#);
+        assert_eq!(serde_json::from_str::<HostKey>(&j).unwrap(), k);
     }
 
     #[test]
@@ -315,6 +451,9 @@ mod tests {
             "madvise"
         );
         assert_eq!(Readback::Selected.canonical("never\n"), "never");
+        assert_eq!(Readback::HexMask.canonical("00000000,00000003\n"), "3");
+        assert_eq!(Readback::CpuList.canonical("0,1\n"), "0-1");
+        assert_eq!(Readback::CpuList.canonical("junk\n"), "junk");
         assert_eq!(
             Readback::Tokens.canonical("4096\t16384\t4194304\n"),
             "4096 16384 4194304"

@@ -280,6 +280,15 @@ impl super::GuestSetting for Setting {
             let key = GuestKey::from(Key::Emulatorpin);
             check(out, key.to_string(), want.to_string(), actual);
         }
+        for (id, want) in d.iothreadpin.iter().flatten() {
+            let name = format!("IO iothread{id}");
+            let actual = match threads.iter().find(|t| t.comm == name) {
+                Some(t) => set_text(&t.cpus_allowed),
+                None => "(no IOThread thread)".into(),
+            };
+            let key = GuestKey::from(Key::Iothreadpin(*id));
+            check(out, key.to_string(), want.to_string(), actual);
+        }
     }
 }
 
