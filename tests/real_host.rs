@@ -170,9 +170,12 @@ impl Drop for OwnedFiles {
             }
         }
         if self.state_existed {
+            // Contents into the (re-created) directory: `cp -a DIR DEST` would nest DIR inside
+            // DEST if anything re-created DEST meanwhile.
+            let _ = std::fs::create_dir_all(STATE_DIR);
             let ok = Command::new("cp")
                 .arg("-a")
-                .arg(self.state.path().join("kvmtune"))
+                .arg(self.state.path().join("kvmtune/."))
                 .arg(STATE_DIR)
                 .status()
                 .is_ok_and(|s| s.success());
