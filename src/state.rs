@@ -278,6 +278,16 @@ pub fn host_before(root: &Path, ops: &[HostOp]) -> Result<HostBefore, StateError
                     .map(|c| crate::host::persist::OwnedFile::entries_of(*file, &c));
                 h.owned.insert(*file, entries);
             }
+            // What the boot entries had is what the drop-in said kvmtune owned: rollback
+            // plans them back from the drop-in's recorded entries.
+            HostOp::BootEntries { .. } => {
+                let kind = OwnedFileKind::Grub;
+                if !h.owned.contains_key(&kind) {
+                    let entries = read(kind.file())?
+                        .map(|c| crate::host::persist::OwnedFile::entries_of(kind, &c));
+                    h.owned.insert(kind, entries);
+                }
+            }
             HostOp::LoadModule { .. } | HostOp::MountHugetlbfs => {}
         }
     }
