@@ -146,7 +146,12 @@ pub fn plan_rollback(
     let mut plan = crate::pipeline::plan(&desired, &obs);
     // The host part, with the owned files' recorded entries.
     let owned = owned_entries(&rec.manifest.host);
-    let host = crate::host::plan_host_with(&desired.host, &obs.host, Some(&owned));
+    let host = crate::host::plan_host_restoring(
+        &desired.host,
+        &obs.host,
+        Some(&owned),
+        &rec.manifest.host.boot_had,
+    );
     for (kind, before) in &rec.manifest.host.owned {
         if before.is_none()
             && host

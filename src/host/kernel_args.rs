@@ -413,6 +413,21 @@ pub fn plan(d: &HostDesired, obs: &HostObserved, b: &mut Builder, grub: &mut Own
     }
 }
 
+/// The entries of `args` that every boot entry below the root has now (for the apply record).
+pub fn entries_having(root: &Path, args: &[Entry]) -> std::io::Result<Vec<Entry>> {
+    let mut obs = HostObserved::default();
+    observe_boot(root, &mut obs)?;
+    let entries = boot_entries(&obs);
+    if entries.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(args
+        .iter()
+        .filter(|e| entries.values().all(|a| has(a, e)))
+        .cloned()
+        .collect())
+}
+
 /// Whitespace-separated arguments of a command line, `$kernelopts` expanded from grubenv.
 fn args_of(line: &str, grubenv: Option<&str>) -> Vec<String> {
     let kernelopts = grubenv
@@ -511,17 +526,19 @@ pub fn entries_hash(obs: &HostObserved) -> String {
 }
 
 /// Plans the boot entries for the drop-in entries `want` (where grubby is installed), and the
-/// notes on what the running kernel has. `owned` are the entries the drop-in holds now.
-pub fn plan_boot(want: &[Entry], obs: &HostObserved, b: &mut Builder) {
+/// notes on what the running kernel has. What the drop-in holds now is what kvmtune owns and
+/// may remove, except `keep` (arguments the entries had before kvmtune declared them).
+pub fn plan_boot(want: &[Entry], keep: &[Entry], obs: &HostObserved, b: &mut Builder) {
     let owned = obs
         .file(OwnedFileKind::Grub.file())
         .map(|c| OwnedFile::entries_of(OwnedFileKind::Grub, c))
         .unwrap_or_default();
-    let remove: Vec<Entry> = owned
+    let mut remove: Vec<Entry> = owned
         .iter()
-        .filter(|e| !want.contains(e))
+        .filter(|e| !want.contains(e) && !keep.contains(e))
         .cloned()
         .collect();
+    remove.sort_by_key(|e| KernelArg::from_entry(e).map(|a| a.order()).ok());
     running_notes(want, &remove, obs, b);
     if grubby(obs).is_none() {
         return;
@@ -716,4 +733,95 @@ pub fn execute_boot(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(arg: BootArgName, v: &str) -> Entry {
+        Entry {
+            key: PersistKey::BootArg { arg },
+            value: v.into(),
+        }
+    }
+
+    #[test]
+    fn arguments_round_trip_through_entries_and_only_canonical_text_is_accepted() {
+        let cpus: CpuSet = "4-7,12-15".parse().unwrap();
+        let args = [
+            KernelArg::HugePages {
+                size: PageSize::ONE_GIB,
+                count: PoolCount::Nodes([(0, 2), (1, 2)].into()),
+            },
+            KernelArg::Isolcpus {
+                flags: IsolFlag::ALL.to_vec(),
+                cpus: cpus.clone(),
+            },
+            KernelArg::NohzFull(cpus.clone()),
+            KernelArg::IrqAffinity("0,8".parse().unwrap()),
+        ];
+        for a in &args {
+            assert_eq!(KernelArg::from_entry(&a.entry()).as_ref(), Ok(a));
+        }
+        let reversed: Vec<Entry> = args.iter().rev().map(KernelArg::entry).collect();
+        assert_eq!(
+            tokens(&reversed).join(" "),
+            "default_hugepagesz=1G hugepagesz=1G hugepages=0:2,1:2 isolcpus=managed_irq,domain,4-7,12-15 nohz_full=4-7,12-15 irqaffinity=0,8"
+        );
+        for bad in [
+            entry(BootArgName::Isolcpus, "domain,managed_irq,4-7"),
+            entry(BootArgName::Isolcpus, "nohz,4-7"),
+            entry(BootArgName::NohzFull, "4-7 init=/bin/sh"),
+            entry(BootArgName::NohzFull, "7,4"),
+            entry(BootArgName::RcuNocbs, ""),
+            entry(BootArgName::Irqaffinity, "0-3,^2"),
+        ] {
+            assert!(KernelArg::from_entry(&bad).is_err(), "{bad:?}");
+            assert!(bad.check(OwnedFileKind::Grub).is_err(), "{bad:?}");
+        }
+        let pool = |v: &str| Entry {
+            key: PersistKey::BootPool {
+                size: PageSize::TWO_MIB,
+            },
+            value: v.into(),
+        };
+        assert!(KernelArg::from_entry(&pool("0:1,0:2")).is_err());
+        assert!(KernelArg::from_entry(&pool("1:2,0:1")).is_err());
+        assert!(KernelArg::from_entry(&pool("0:1,1:2")).is_ok());
+    }
+
+    #[test]
+    fn kernelopts_expand_and_pools_pair_with_their_size() {
+        let env =
+            "# GRUB Environment Block\nkernelopts=root=/dev/vda ro hugepagesz=2M hugepages=8\n####";
+        let a = args_of("$kernelopts quiet", Some(env));
+        assert_eq!(
+            a,
+            [
+                "root=/dev/vda",
+                "ro",
+                "hugepagesz=2M",
+                "hugepages=8",
+                "quiet"
+            ]
+        );
+        let two = |v: &str| Entry {
+            key: PersistKey::BootPool {
+                size: PageSize::TWO_MIB,
+            },
+            value: v.into(),
+        };
+        assert!(has(&a, &two("8")));
+        assert!(!has(&a, &two("9")));
+        // A 1G pool also needs default_hugepagesz=1G.
+        let one = Entry {
+            key: PersistKey::BootPool {
+                size: PageSize::ONE_GIB,
+            },
+            value: "4".into(),
+        };
+        let b: Vec<String> = ["hugepagesz=1G", "hugepages=4"].map(String::from).to_vec();
+        assert!(!has(&b, &one));
+    }
 }

@@ -357,6 +357,17 @@ pub fn plan_host_with(
     obs: &HostObserved,
     owned: Option<&BTreeMap<OwnedFileKind, Vec<persist::Entry>>>,
 ) -> HostPlan {
+    plan_host_restoring(d, obs, owned, &[])
+}
+
+/// [`plan_host_with`]; `boot_had` are kernel arguments the boot entries had before kvmtune
+/// declared them (from an apply record): rollback leaves them in the entries.
+pub fn plan_host_restoring(
+    d: &HostDesired,
+    obs: &HostObserved,
+    owned: Option<&BTreeMap<OwnedFileKind, Vec<persist::Entry>>>,
+    boot_had: &[persist::Entry],
+) -> HostPlan {
     let mut b = Builder::default();
     let mut sysctl_file = persist::OwnedFile::new(OwnedFileKind::Sysctl);
     let mut tmpfiles = persist::OwnedFile::new(OwnedFileKind::Tmpfiles);
@@ -399,7 +410,7 @@ pub fn plan_host_with(
         None => {}
     }
     if let Some(args) = boot_args {
-        kernel_args::plan_boot(&args, obs, &mut b);
+        kernel_args::plan_boot(&args, boot_had, obs, &mut b);
     }
     b.finish(persisted)
 }

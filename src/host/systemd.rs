@@ -109,3 +109,38 @@ pub fn plan(d: &HostDesired, obs: &HostObserved, b: &mut Builder, file: &mut Own
         affinity_text(reserved)
     ));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::OwnedFileKind;
+
+    #[test]
+    fn the_drop_in_round_trips_and_reads_what_systemd_reads() {
+        let mut f = OwnedFile::new(OwnedFileKind::Systemd);
+        f.push(
+            PersistKey::Manager {
+                key: ManagerKey::CpuAffinity,
+            },
+            "0-1,8".into(),
+        );
+        let text = f.render();
+        assert!(text.ends_with("[Manager]\nCPUAffinity=0-1 8\n"), "{text}");
+        assert_eq!(f.plan(Some(&text)), (Vec::new(), None));
+        assert_eq!(
+            OwnedFile::entries_of(OwnedFileKind::Systemd, &text),
+            f.entries
+        );
+        // Repeated assignments add up; other sections and keys are not kvmtune's.
+        let m = f.parse("[Manager]\nCPUAffinity=0\nCPUAffinity=1,8\n[Other]\nCPUAffinity=5\n");
+        assert_eq!(m.get("CPUAffinity").map(String::as_str), Some("0-1,8"));
+        let m = f.parse("[Manager]\nCPUAffinity=0\nCPUAffinity=\n");
+        assert_eq!(m.get("CPUAffinity"), None);
+        assert_eq!(
+            parse_affinity("0 2-3,8").map(|c| c.to_string()),
+            Some("0,2-3,8".into())
+        );
+        assert_eq!(parse_affinity("0 x"), None);
+        assert_eq!(parse_affinity(""), None);
+    }
+}
