@@ -558,8 +558,12 @@ pub fn plan_boot(want: &[Entry], keep: &[Entry], obs: &HostObserved, b: &mut Bui
         for a in args {
             if names.contains(name_of(a)) && !add.contains(a) && !old.contains(a) {
                 conflict = true;
+                let key = match BootArgName::from_name(name_of(a)) {
+                    Some(_) => vec!["cpu_pool".into(), "isolate".into(), "kernel".into()],
+                    None => vec!["hugepages".into()],
+                };
                 b.issue(
-                    vec!["kernel_args".into()],
+                    key,
                     format!(
                         "boot entry /{BLS_DIR}/{n} has `{a}`, which kvmtune did not write: `grubby --args` would replace it; remove it from the entry (grubby --update-kernel=ALL --remove-args={a}) or stop declaring `{}`",
                         name_of(a)

@@ -386,6 +386,7 @@ pub fn plan_host_restoring(
     net::plan(d, obs, &mut b);
 
     let mut persisted = Vec::new();
+    let grub_entries = grub.entries.clone();
     let files = [modules_file, sysctl_file, tmpfiles, grub, systemd_file];
     // The kernel arguments the boot entries get: the drop-in's (recorded ones on rollback).
     let mut boot_args: Option<Vec<persist::Entry>> = None;
@@ -400,7 +401,7 @@ pub fn plan_host_restoring(
             }
         }
         None if !d.runtime_only => {
-            boot_args = Some(files[3].entries.clone()).filter(|e| !e.is_empty());
+            boot_args = Some(grub_entries).filter(|e| !e.is_empty());
             for f in &files {
                 let (changes, op) = f.plan(obs.file(f.file));
                 changes.into_iter().for_each(|c| b.change(c));
