@@ -140,10 +140,24 @@ pub fn plan_rollback(
             })?;
         obs.host.files.insert(file.to_string(), content);
     }
+    if rec.manifest.host.owned.contains_key(&OwnedFileKind::Grub) {
+        // The boot entries and the running kernel, for the kernel arguments.
+        crate::host::kernel_args::observe_boot(root, &mut obs.host).map_err(|err| {
+            RollbackError::Host {
+                file: crate::host::kernel_args::BLS_DIR.into(),
+                err,
+            }
+        })?;
+    }
     let mut plan = crate::pipeline::plan(&desired, &obs);
     // The host part, with the owned files' recorded entries.
     let owned = owned_entries(&rec.manifest.host);
-    let host = crate::host::plan_host_with(&desired.host, &obs.host, Some(&owned));
+    let host = crate::host::plan_host_restoring(
+        &desired.host,
+        &obs.host,
+        Some(&owned),
+        &rec.manifest.host.boot_had,
+    );
     for (kind, before) in &rec.manifest.host.owned {
         if before.is_none()
             && host

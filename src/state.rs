@@ -221,6 +221,10 @@ pub struct HostBefore {
     /// Owned files: their entries (`None`: the file did not exist).
     #[serde(default)]
     pub owned: BTreeMap<OwnedFileKind, Option<Vec<Entry>>>,
+    /// Kernel arguments (GRUB drop-in entries) every boot entry already had before the apply
+    /// changed the boot entries: rollback leaves them there.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub boot_had: Vec<Entry>,
     /// irqbalance's ban list before an apply set it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub irqbalance: Option<IrqbalanceBefore>,
@@ -302,6 +306,19 @@ pub fn host_before(root: &Path, ops: &[HostOp]) -> Result<HostBefore, StateError
                     file: *file,
                     banned,
                 });
+            }
+            // What the boot entries had is what the drop-in said kvmtune owned: rollback
+            // plans them back from the drop-in's recorded entries.
+            HostOp::BootEntries { add, .. } => {
+                h.boot_had = crate::host::kernel_args::entries_having(root, add)
+                    .map_err(io(&root.join(crate::host::kernel_args::BLS_DIR)))?;
+                let kind = OwnedFileKind::Grub;
+                if let std::collections::btree_map::Entry::Vacant(v) = h.owned.entry(kind) {
+                    v.insert(
+                        read(kind.file())?
+                            .map(|c| crate::host::persist::OwnedFile::entries_of(kind, &c)),
+                    );
+                }
             }
             HostOp::LoadModule { .. }
             | HostOp::MountHugetlbfs

@@ -88,9 +88,26 @@ fn kind(m: &std::fs::Metadata) -> &'static str {
 
 /// Reads a regular file (non-blocking open, bounded).
 pub fn read(p: &Path) -> std::io::Result<String> {
+    read_flags(p, libc::O_NONBLOCK)
+}
+
+/// [`read_opt`] of a file found by listing a directory: a symlink there is refused, not followed.
+pub fn read_opt_nofollow(p: &Path) -> std::io::Result<Option<String>> {
+    match read_flags(p, libc::O_NONBLOCK | libc::O_NOFOLLOW) {
+        Ok(s) => Ok(Some(s)),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => Err(invalid(format!(
+            "{} is a symlink: refusing to follow it",
+            p.display()
+        ))),
+        Err(e) if absent(&e) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn read_flags(p: &Path, flags: i32) -> std::io::Result<String> {
     let f = std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NONBLOCK)
+        .custom_flags(flags)
         .open(p)?;
     regular(&f, p)?;
     let mut s = String::new();

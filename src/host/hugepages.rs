@@ -3,13 +3,14 @@
 //!
 //! Invariants: a runtime pool is written, read back, and a shortfall is an error naming
 //! requested vs allocated (with the kernel-command-line hint for 1G pages); runtime pools are
-//! persisted as tmpfiles.d `w` lines; a `persist: boot` pool is not written at runtime but as a
-//! kernel command line drop-in (/etc/default/grub.d/90-kvmtune.cfg, `effect: reboot`), which
-//! kvmtune never feeds to the bootloader itself. When every online node's pool is declared
+//! persisted as tmpfiles.d `w` lines; a `persist: boot` pool is not written at runtime but is a
+//! kernel command line argument, handed to [`kernel_args`] (the one writer of the command line:
+//! GRUB drop-in and BLS entries, `effect: reboot`; kvmtune never runs update-grub). When every online node's pool is declared
 //! together with the global pool, they must add up to it.
 
 use std::collections::BTreeMap;
 
+use super::kernel_args::{self, KernelArg, PoolCount};
 use super::ops::HUGETLBFS_DIR;
 use super::persist::{OwnedFile, PersistKey};
 use super::{Builder, HostChange, HostNeeds, HostObserved, HostOp, Reads};
@@ -82,15 +83,11 @@ pub fn plan(
         tmpfiles.push(PersistKey::Value { key: hk }, count.to_string());
     }
     for (size, list) in boot {
-        let value = match list.as_slice() {
-            [(None, c)] => c.to_string(),
-            _ => list
-                .iter()
-                .map(|(n, c)| format!("{}:{c}", n.unwrap_or(0)))
-                .collect::<Vec<_>>()
-                .join(","),
+        let count = match list.as_slice() {
+            [(None, c)] => PoolCount::Global(*c),
+            _ => PoolCount::Nodes(list.iter().map(|(n, c)| (n.unwrap_or(0), *c)).collect()),
         };
-        grub.push(PersistKey::BootPool { size }, value);
+        kernel_args::push(grub, &KernelArg::HugePages { size, count });
     }
     for i in pool_consistency(d, obs) {
         b.issue(i.0, i.1);

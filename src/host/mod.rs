@@ -7,7 +7,10 @@
 //! out the planned [`HostOp`]s in order, reading every write back and checking every command.
 //!
 //! One module per concern: [`sysctl`], [`thp`], [`hugepages`], [`ksm`], [`net`], [`modules`],
-//! [`tuned`], [`isolate`] (with [`irqs`], [`irqbalance`], [`threads`]); [`persist`] renders the owned files; [`files`] and [`commands`] are the I/O seams.
+//! [`tuned`], [`isolate`] (with [`irqs`], [`irqbalance`], [`threads`]), [`systemd`];
+//! [`kernel_args`] is the one writer of the kernel command line (huge page pools at boot, CPU
+//! isolation); [`persist`] renders the owned files; [`files`] and [`commands`] are the I/O
+//! seams.
 
 pub mod commands;
 pub mod files;
@@ -16,12 +19,14 @@ pub mod import;
 pub mod irqbalance;
 pub mod irqs;
 pub mod isolate;
+pub mod kernel_args;
 pub mod ksm;
 pub mod modules;
 pub mod net;
 pub mod ops;
 pub mod persist;
 pub mod sysctl;
+pub mod systemd;
 pub mod thp;
 pub mod threads;
 pub mod tuned;
@@ -128,6 +133,8 @@ pub fn reads(d: &HostDesired, needs: HostNeeds) -> Reads {
     modules::reads(d, &mut r);
     tuned::reads(d, &mut r);
     isolate::reads(d, &mut r);
+    kernel_args::reads(d, &mut r);
+    systemd::reads(d, &mut r);
     for f in owned_files(d) {
         r.files.insert(f.to_string());
     }
@@ -183,6 +190,9 @@ pub fn observe(root: &Path, d: &HostDesired, needs: HostNeeds) -> std::io::Resul
     obs.self_pid = obs.live_kernel.then(std::process::id);
     if d.cpu_pool.reserved.is_some() && d.cpu_pool.isolate.host_threads {
         obs.threads = Some(threads::read(root)?);
+    }
+    if kernel_args::declared(d) && !d.runtime_only {
+        kernel_args::observe_boot(root, &mut obs).map_err(named(kernel_args::BLS_DIR))?;
     }
     obs.numa_online = obs.file(NODE_ONLINE).map(str::to_string);
     if needs.meminfo {
@@ -257,6 +267,8 @@ pub struct Builder {
     runtime: Vec<Runtime>,
     /// After the runtime writes (hugetlbfs mount).
     post: Vec<HostOp>,
+    /// After the owned files (the boot entries: the GRUB drop-in records what they own).
+    boot: Vec<HostOp>,
     /// Whether a tuned profile switch is planned.
     tuned_switch: bool,
 }
@@ -326,6 +338,10 @@ impl Builder {
         self.post.push(op);
     }
 
+    pub fn boot(&mut self, op: HostOp) {
+        self.boot.push(op);
+    }
+
     fn finish(mut self, persisted: Vec<HostOp>) -> HostPlan {
         let mut ops = std::mem::take(&mut self.pre);
         // What each key reads when its write runs: the value an earlier write of this plan left.
@@ -345,6 +361,7 @@ impl Builder {
         }
         ops.extend(self.post);
         ops.extend(persisted);
+        ops.extend(self.boot);
         self.plan.ops = ops;
         self.plan
     }
@@ -365,25 +382,43 @@ pub fn plan_host_with(
     obs: &HostObserved,
     owned: Option<&BTreeMap<OwnedFileKind, Vec<persist::Entry>>>,
 ) -> HostPlan {
+    plan_host_restoring(d, obs, owned, &[])
+}
+
+/// [`plan_host_with`]; `boot_had` are kernel arguments the boot entries had before kvmtune
+/// declared them (from an apply record): rollback leaves them in the entries.
+pub fn plan_host_restoring(
+    d: &HostDesired,
+    obs: &HostObserved,
+    owned: Option<&BTreeMap<OwnedFileKind, Vec<persist::Entry>>>,
+    boot_had: &[persist::Entry],
+) -> HostPlan {
     let mut b = Builder::default();
     let mut sysctl_file = persist::OwnedFile::new(OwnedFileKind::Sysctl);
     let mut tmpfiles = persist::OwnedFile::new(OwnedFileKind::Tmpfiles);
     let mut modules_file = persist::OwnedFile::new(OwnedFileKind::Modules);
     let mut grub = persist::OwnedFile::new(OwnedFileKind::Grub);
+    let mut systemd_file = persist::OwnedFile::new(OwnedFileKind::Systemd);
 
     modules::plan(d, obs, &mut b, &mut modules_file);
     b.tuned_switch = tuned::plan(d, obs, &mut b);
     sysctl::plan(d, obs, &mut b, &mut sysctl_file);
     thp::plan(d, obs, &mut b, &mut tmpfiles);
     hugepages::plan(d, obs, &mut b, &mut tmpfiles, &mut grub);
+    kernel_args::plan(d, obs, &mut b, &mut grub);
+    systemd::plan(d, obs, &mut b, &mut systemd_file);
     ksm::plan(d, obs, &mut b, &mut tmpfiles);
     net::plan(d, obs, &mut b);
     isolate::plan(d, obs, &mut b, &mut tmpfiles);
 
     let mut persisted = Vec::new();
-    let files = [modules_file, sysctl_file, tmpfiles, grub];
+    let grub_entries = grub.entries.clone();
+    let files = [modules_file, sysctl_file, tmpfiles, grub, systemd_file];
+    // The kernel arguments the boot entries get: the drop-in's (recorded ones on rollback).
+    let mut boot_args: Option<Vec<persist::Entry>> = None;
     match owned {
         Some(owned) => {
+            boot_args = owned.get(&OwnedFileKind::Grub).cloned();
             for (kind, entries) in owned {
                 let f = persist::OwnedFile::with_entries(*kind, entries.clone());
                 let (changes, op) = f.plan_forced(obs.file(f.file));
@@ -392,6 +427,7 @@ pub fn plan_host_with(
             }
         }
         None if !d.runtime_only => {
+            boot_args = Some(grub_entries).filter(|e| !e.is_empty());
             for f in &files {
                 let (changes, op) = f.plan(obs.file(f.file));
                 changes.into_iter().for_each(|c| b.change(c));
@@ -399,6 +435,9 @@ pub fn plan_host_with(
             }
         }
         None => {}
+    }
+    if let Some(args) = boot_args {
+        kernel_args::plan_boot(&args, boot_had, obs, &mut b);
     }
     b.finish(persisted)
 }
@@ -433,8 +472,11 @@ pub fn owned_kinds(d: &HostDesired) -> Vec<OwnedFileKind> {
     {
         v.push(OwnedFileKind::Tmpfiles);
     }
-    if !d.hugepages_boot.is_empty() {
+    if kernel_args::declared(d) {
         v.push(OwnedFileKind::Grub);
+    }
+    if d.cpu_pool.isolate.systemd {
+        v.push(OwnedFileKind::Systemd);
     }
     v
 }
@@ -459,22 +501,53 @@ pub fn undeclared(d: &HostDesired, op: &HostOp, hugetlbfs: bool) -> Option<Strin
         HostOp::MoveThreads { cpus, .. } => {
             d.cpu_pool.isolate.host_threads && d.cpu_pool.reserved.as_ref() == Some(cpus)
         }
-        HostOp::OwnedFile { entries, .. } => {
+        HostOp::BootEntries { add, remove, .. } => {
             !d.runtime_only
-                && entries.iter().all(|e| match &e.key {
-                    persist::PersistKey::Sysctl { key } => d
-                        .sysctl
-                        .get(key)
-                        .is_some_and(|v| Readback::Tokens.canonical(v) == e.value),
-                    persist::PersistKey::Value { key } => declared_value(d, key, &e.value, false),
-                    persist::PersistKey::Module { module } => d.modules.contains_key(module),
-                    persist::PersistKey::BootPool { size } => {
-                        d.hugepages_boot.iter().any(|(s, _)| s == size)
-                    }
-                })
+                && add.iter().all(|e| declared_entry(d, e))
+                && remove.iter().all(|e| !add.contains(e))
+        }
+        HostOp::OwnedFile { entries, .. } => {
+            !d.runtime_only && entries.iter().all(|e| declared_entry(d, e))
         }
     };
     (!ok).then(|| format!("{}: the configuration does not declare this", op.name()))
+}
+
+/// Whether an owned-file entry persists what `d` declares. Kernel isolation arguments are
+/// checked against `cpu_pool` as far as a saved plan can be without the host: `irqaffinity`
+/// is the reserved set, the isolated CPUs are neither reserved nor shared, the flags kvmtune's.
+fn declared_entry(d: &HostDesired, e: &persist::Entry) -> bool {
+    match &e.key {
+        persist::PersistKey::Sysctl { key } => d
+            .sysctl
+            .get(key)
+            .is_some_and(|v| Readback::Tokens.canonical(v) == e.value),
+        persist::PersistKey::Value { key } => declared_value(d, key, &e.value, false),
+        persist::PersistKey::Module { module } => d.modules.contains_key(module),
+        persist::PersistKey::BootPool { size } => d.hugepages_boot.iter().any(|(s, _)| s == size),
+        persist::PersistKey::BootArg { .. } => declared_isolation(d, e),
+        persist::PersistKey::Manager { .. } => {
+            d.cpu_pool.isolate.systemd
+                && systemd::parse_affinity(&e.value).as_ref() == d.cpu_pool.reserved.as_ref()
+        }
+    }
+}
+
+fn declared_isolation(d: &HostDesired, e: &persist::Entry) -> bool {
+    use kernel_args::{IsolFlag, KernelArg};
+    let pool = &d.cpu_pool;
+    let Some(reserved) = pool.reserved.as_ref().filter(|_| pool.isolate.kernel) else {
+        return false;
+    };
+    let isolated = |c: &crate::cpuset::CpuSet| {
+        !c.intersects(reserved) && pool.shared.as_ref().is_none_or(|s| !c.intersects(s))
+    };
+    match KernelArg::from_entry(e) {
+        Ok(KernelArg::Isolcpus { flags, cpus }) => flags == IsolFlag::ALL && isolated(&cpus),
+        Ok(KernelArg::NohzFull(c) | KernelArg::RcuNocbs(c)) => isolated(&c),
+        Ok(KernelArg::IrqAffinity(c)) => c.is_subset(reserved),
+        _ => false,
+    }
 }
 
 /// Whether `value` is what `d` declares for `key` (`interim`: also the 0 that a VF count

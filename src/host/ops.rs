@@ -76,6 +76,16 @@ pub enum HostOp {
         cpus: CpuSet,
         threads: Vec<ThreadRef>,
     },
+    /// `grubby --update-kernel=ALL --args=<add> --remove-args=<remove>` (the root's grubby),
+    /// then every BLS entry read back. `add` are the drop-in's entries (every kernel argument
+    /// kvmtune declares), `remove` those the drop-in held that are no longer declared;
+    /// `before` is the SHA-256 of the boot entries as planning read them.
+    BootEntries {
+        add: Vec<Entry>,
+        remove: Vec<Entry>,
+        before: String,
+        labels: Vec<String>,
+    },
 }
 
 impl HostOp {
@@ -87,7 +97,7 @@ impl HostOp {
             HostOp::Tuned { .. } => vec!["tuned.profile".into()],
             HostOp::LoadModule { module } => vec![format!("modules.{module}")],
             HostOp::MountHugetlbfs => vec!["hugetlbfs".into()],
-            HostOp::OwnedFile { labels, .. } => labels.clone(),
+            HostOp::OwnedFile { labels, .. } | HostOp::BootEntries { labels, .. } => labels.clone(),
             HostOp::Irqbalance { .. } => vec![super::irqbalance::path()],
             HostOp::RestartIrqbalance => Vec::new(),
             HostOp::MoveThreads { pid, comm, .. } => vec![super::threads::path(*pid, comm)],
@@ -100,6 +110,7 @@ impl HostOp {
             HostOp::Write { key, .. } => key.path(),
             HostOp::OwnedFile { file, .. } => format!("/{}", file.file()),
             HostOp::RestartIrqbalance => "irqbalance restart".into(),
+            HostOp::BootEntries { .. } => format!("/{}", super::kernel_args::BLS_DIR),
             other => other.paths().join(", "),
         }
     }
@@ -113,6 +124,7 @@ impl HostOp {
                 | HostOp::MountHugetlbfs
                 | HostOp::RestartIrqbalance
                 | HostOp::MoveThreads { .. }
+                | HostOp::BootEntries { .. }
         )
     }
 
@@ -127,6 +139,12 @@ impl HostOp {
             HostOp::OwnedFile { file, entries, .. } => {
                 for e in entries {
                     e.check(*file)?;
+                }
+                Ok(())
+            }
+            HostOp::BootEntries { add, remove, .. } => {
+                for e in add.iter().chain(remove) {
+                    e.check(OwnedFileKind::Grub)?;
                 }
                 Ok(())
             }
@@ -228,6 +246,12 @@ pub fn execute(
             replace_owned(files, root, *file, entries, before.as_deref(), &op.name()).map(|_| None)
         }
         HostOp::Tuned { before, profile } => tuned(cmds, root, before.as_deref(), profile),
+        HostOp::BootEntries {
+            add,
+            remove,
+            before,
+            ..
+        } => super::kernel_args::execute_boot(cmds, root, add, remove, before).map(|_| None),
         HostOp::LoadModule { module } => {
             run(
                 cmds,
@@ -492,7 +516,7 @@ fn tuned(
 }
 
 /// argv for messages: the root prefix shown as `/`.
-fn display(root: &Path, argv: &[String]) -> String {
+pub(super) fn display(root: &Path, argv: &[String]) -> String {
     let r = root.to_string_lossy();
     argv.iter()
         .map(|a| match a.strip_prefix(r.as_ref()) {
@@ -516,7 +540,7 @@ fn run_output(
     })
 }
 
-fn run(
+pub(super) fn run(
     cmds: &dyn HostCommands,
     root: &Path,
     path: &str,

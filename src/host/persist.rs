@@ -11,7 +11,9 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::kernel_args::{self, BootArgName, KernelArg};
 use super::ops::{content_hash, HostOp};
+use super::systemd::{self, ManagerKey};
 use super::HostChange;
 use crate::model::keys::check_value;
 use crate::model::{Effect, HostKey, KsmKnob, ModuleName, OwnedFileKind, SysctlKey};
@@ -21,6 +23,7 @@ pub const SYSCTL_CONF: &str = "etc/sysctl.d/90-kvmtune.conf";
 pub const TMPFILES_CONF: &str = "etc/tmpfiles.d/90-kvmtune.conf";
 pub const MODULES_CONF: &str = "etc/modules-load.d/90-kvmtune.conf";
 pub const GRUB_CFG: &str = "etc/default/grub.d/90-kvmtune.cfg";
+pub const SYSTEMD_CONF: &str = "etc/systemd/system.conf.d/90-kvmtune.conf";
 
 const OWNED: &str = "# Written by kvmtune, which owns this file and rewrites it whole on every apply.\n# Do not edit: change kvmtune's configuration instead.\n";
 
@@ -33,8 +36,10 @@ pub enum Syntax {
     Tmpfiles,
     /// modules-load.d: one module per line, sorted.
     Modules,
-    /// A grub defaults drop-in appending huge page arguments to the kernel command line.
+    /// A grub defaults drop-in appending kvmtune's kernel arguments to the command line.
     Grub,
+    /// A systemd system.conf.d drop-in: `[Manager]` settings.
+    Systemd,
 }
 
 impl Syntax {
@@ -44,6 +49,7 @@ impl Syntax {
             OwnedFileKind::Tmpfiles => Syntax::Tmpfiles,
             OwnedFileKind::Modules => Syntax::Modules,
             OwnedFileKind::Grub => Syntax::Grub,
+            OwnedFileKind::Systemd => Syntax::Systemd,
         }
     }
 }
@@ -60,6 +66,10 @@ pub enum PersistKey {
     Module { module: ModuleName },
     /// A huge page pool reserved on the kernel command line.
     BootPool { size: PageSize },
+    /// Another kernel command line argument kvmtune owns (CPU isolation).
+    BootArg { arg: BootArgName },
+    /// A `[Manager]` setting of systemd's system.conf.
+    Manager { key: ManagerKey },
 }
 
 /// One persisted value.
@@ -78,6 +88,8 @@ impl Entry {
             PersistKey::Value { key } => format!("/{}", key.file()),
             PersistKey::Module { module } => module.to_string(),
             PersistKey::BootPool { size } => size.to_string(),
+            PersistKey::BootArg { arg } => arg.as_str().to_string(),
+            PersistKey::Manager { key } => key.as_str().to_string(),
         }
     }
 
@@ -88,6 +100,12 @@ impl Entry {
             PersistKey::Value { key } => format!("{} (persisted)", key.path()),
             PersistKey::Module { module } => format!("modules.{module} (persisted)"),
             PersistKey::BootPool { size } => format!("hugepages.{size} (boot)"),
+            PersistKey::BootArg { arg } => {
+                format!("cpu_pool.isolate.kernel.{} (boot)", arg.as_str())
+            }
+            PersistKey::Manager { key } => {
+                format!("cpu_pool.isolate.systemd.{} (persisted)", key.as_str())
+            }
         }
     }
 
@@ -99,6 +117,8 @@ impl Entry {
                 | (PersistKey::Value { .. }, OwnedFileKind::Tmpfiles)
                 | (PersistKey::Module { .. }, OwnedFileKind::Modules)
                 | (PersistKey::BootPool { .. }, OwnedFileKind::Grub)
+                | (PersistKey::BootArg { .. }, OwnedFileKind::Grub)
+                | (PersistKey::Manager { .. }, OwnedFileKind::Systemd)
         );
         if !fits {
             return Err(format!(
@@ -110,12 +130,11 @@ impl Entry {
         check_value(&self.value)?;
         let ok = match &self.key {
             PersistKey::Module { .. } => self.value == "loaded",
-            PersistKey::BootPool { .. } => {
-                !self.value.is_empty()
-                    && self
-                        .value
-                        .chars()
-                        .all(|c| c.is_ascii_digit() || c == ':' || c == ',')
+            PersistKey::BootPool { .. } | PersistKey::BootArg { .. } => {
+                KernelArg::from_entry(self).is_ok()
+            }
+            PersistKey::Manager { .. } => {
+                systemd::parse_affinity(&self.value).is_some_and(|c| c.to_string() == self.value)
             }
             PersistKey::Value {
                 key: HostKey::Sysctl { .. },
@@ -214,23 +233,31 @@ impl OwnedFile {
                 }
             }
             Syntax::Grub => {
-                out.push_str("# Huge pages reserved at boot on the kernel command line. kvmtune never runs\n# update-grub: run it (or your bootloader's equivalent) yourself, then reboot.\n");
-                let mut args = Vec::new();
-                if entries.iter().any(|e| {
-                    e.key
-                        == PersistKey::BootPool {
-                            size: PageSize::ONE_GIB,
-                        }
-                }) {
-                    args.push("default_hugepagesz=1G".to_string());
-                }
-                for e in &entries {
-                    args.push(format!("hugepagesz={} hugepages={}", e.file_key(), e.value));
-                }
+                let pools = entries
+                    .iter()
+                    .any(|e| matches!(e.key, PersistKey::BootPool { .. }));
+                let isolation = entries
+                    .iter()
+                    .any(|e| matches!(e.key, PersistKey::BootArg { .. }));
+                out.push_str(match (pools, isolation) {
+                    (true, false) => "# Huge pages reserved at boot on the kernel command line.",
+                    (false, true) => "# CPU isolation on the kernel command line.",
+                    _ => "# Huge pages reserved at boot and CPU isolation on the kernel command line.",
+                });
+                out.push_str(" kvmtune never runs\n# update-grub: run it (or your bootloader's equivalent) yourself, then reboot.\n");
                 out.push_str(&format!(
                     "GRUB_CMDLINE_LINUX=\"$GRUB_CMDLINE_LINUX {}\"\n",
-                    args.join(" ")
+                    kernel_args::tokens(&entries).join(" ")
                 ));
+            }
+            Syntax::Systemd => {
+                out.push_str("# Read by systemd (PID 1) at boot; `systemctl daemon-reexec` applies it now.\n# kvmtune runs neither.\n[Manager]\n");
+                for e in &entries {
+                    let v = systemd::parse_affinity(&e.value)
+                        .map(|c| systemd::affinity_text(&c))
+                        .unwrap_or_default();
+                    out.push_str(&format!("{}={v}\n", e.file_key()));
+                }
             }
         }
         out
@@ -239,6 +266,7 @@ impl OwnedFile {
     /// Key → value as found in a file of this syntax (comments and unknown lines ignored).
     pub fn parse(&self, content: &str) -> BTreeMap<String, String> {
         let mut m = BTreeMap::new();
+        let mut section = String::new();
         for line in content.lines() {
             let l = line.trim();
             if l.is_empty() || l.starts_with('#') || l.starts_with(';') {
@@ -273,7 +301,35 @@ impl OwnedFile {
                             if let Some(s) = size.take() {
                                 m.insert(s, n.to_string());
                             }
+                        } else if let Some((k, v)) = tok.split_once('=') {
+                            if BootArgName::from_name(k).is_some() {
+                                m.insert(k.to_string(), v.to_string());
+                            }
                         }
+                    }
+                }
+                Syntax::Systemd => {
+                    if l.starts_with('[') {
+                        section = l.to_string();
+                        continue;
+                    }
+                    let Some((k, v)) = l.split_once('=') else {
+                        continue;
+                    };
+                    let (k, v) = (k.trim(), v.trim());
+                    if section != "[Manager]" || ManagerKey::from_name(k).is_none() {
+                        continue;
+                    }
+                    // Repeated assignments add up; an empty one resets (systemd.conf(5)).
+                    let prev = m.remove(k).and_then(|p| systemd::parse_affinity(&p));
+                    let value = match (prev, systemd::parse_affinity(v)) {
+                        (_, None) if v.is_empty() => None,
+                        (Some(p), Some(c)) => Some(p.union(&c).to_string()),
+                        (None, Some(c)) => Some(c.to_string()),
+                        (_, None) => Some(v.to_string()),
+                    };
+                    if let Some(value) = value {
+                        m.insert(k.to_string(), value);
                     }
                 }
             }
@@ -297,10 +353,16 @@ impl OwnedFile {
                 OwnedFileKind::Modules => ModuleName::new(&k)
                     .ok()
                     .map(|module| PersistKey::Module { module }),
-                OwnedFileKind::Grub => k
-                    .parse::<PageSize>()
-                    .ok()
-                    .map(|size| PersistKey::BootPool { size }),
+                OwnedFileKind::Grub => match BootArgName::from_name(&k) {
+                    Some(arg) => Some(PersistKey::BootArg { arg }),
+                    None => k
+                        .parse::<PageSize>()
+                        .ok()
+                        .map(|size| PersistKey::BootPool { size }),
+                },
+                OwnedFileKind::Systemd => {
+                    ManagerKey::from_name(&k).map(|key| PersistKey::Manager { key })
+                }
             };
             if let Some(key) = key {
                 let e = Entry { key, value };
@@ -332,7 +394,11 @@ impl OwnedFile {
                 None => format!("{key} (persisted)"),
             },
             Syntax::Modules => format!("modules.{key} (persisted)"),
-            Syntax::Grub => format!("hugepages.{key} (boot)"),
+            Syntax::Grub => match BootArgName::from_name(key) {
+                Some(a) => format!("cpu_pool.isolate.kernel.{} (boot)", a.as_str()),
+                None => format!("hugepages.{key} (boot)"),
+            },
+            Syntax::Systemd => format!("cpu_pool.isolate.systemd.{key} (persisted)"),
         }
     }
 
@@ -352,7 +418,7 @@ impl OwnedFile {
         if current == Some(content.as_str()) {
             return (Vec::new(), None);
         }
-        let effect = if self.syntax == Syntax::Grub {
+        let effect = if matches!(self.syntax, Syntax::Grub | Syntax::Systemd) {
             Effect::Reboot
         } else {
             Effect::Live

@@ -308,15 +308,18 @@ pub enum OwnedFileKind {
     Tmpfiles,
     /// `/etc/default/grub.d/90-kvmtune.cfg`.
     Grub,
+    /// `/etc/systemd/system.conf.d/90-kvmtune.conf`.
+    Systemd,
 }
 
 impl OwnedFileKind {
     /// In the order the planner writes them.
-    pub const ALL: [OwnedFileKind; 4] = [
+    pub const ALL: [OwnedFileKind; 5] = [
         OwnedFileKind::Modules,
         OwnedFileKind::Sysctl,
         OwnedFileKind::Tmpfiles,
         OwnedFileKind::Grub,
+        OwnedFileKind::Systemd,
     ];
 
     /// The file below the root (no leading `/`).
@@ -326,6 +329,7 @@ impl OwnedFileKind {
             OwnedFileKind::Tmpfiles => "etc/tmpfiles.d/90-kvmtune.conf",
             OwnedFileKind::Modules => "etc/modules-load.d/90-kvmtune.conf",
             OwnedFileKind::Grub => "etc/default/grub.d/90-kvmtune.cfg",
+            OwnedFileKind::Systemd => "etc/systemd/system.conf.d/90-kvmtune.conf",
         }
     }
 
