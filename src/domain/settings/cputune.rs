@@ -232,6 +232,17 @@ impl super::GuestSetting for Setting {
         matches!(key, GuestKey::Cputune(_))
     }
 
+    /// An I/O thread is pinned live only when the running guest has it (one added to the
+    /// definition exists after the restart).
+    fn live_applies(&self, key: &GuestKey, live_xml: &str) -> bool {
+        match key {
+            GuestKey::Cputune(Key::Iothreadpin(id)) => crate::domain::pins::XmlPins::read(live_xml)
+                .iothread_ids
+                .contains(id),
+            _ => true,
+        }
+    }
+
     fn live(&self, d: &GuestDesired, key: &GuestKey, node: Option<NodeInfo>) -> Option<LiveOp> {
         let GuestKey::Cputune(k) = key else {
             return None;

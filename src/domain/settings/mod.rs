@@ -58,6 +58,12 @@ pub trait GuestSetting: Sync {
         false
     }
 
+    /// Whether the running guest (its live XML) has what `key` changes live (an I/O thread
+    /// pin needs that I/O thread); else the change waits for a restart.
+    fn live_applies(&self, _key: &GuestKey, _live_xml: &str) -> bool {
+        true
+    }
+
     /// The live operation that makes `key` what `d` declares (`None`: none can).
     fn live(&self, _d: &GuestDesired, _key: &GuestKey, _node: Option<NodeInfo>) -> Option<LiveOp> {
         None
@@ -295,6 +301,11 @@ pub fn validate_guest(
 /// Whether libvirt can change `key` on a running guest.
 pub fn live_capable(key: &GuestKey) -> bool {
     key.setting().live_capable(key)
+}
+
+/// Whether the running guest whose live XML is `live_xml` has what `key` changes live.
+pub fn live_applies(key: &GuestKey, live_xml: &str) -> bool {
+    key.setting().live_applies(key, live_xml)
 }
 
 /// The live operation that makes `key` what `d` declares.
