@@ -426,32 +426,15 @@ impl State<'_> {
     }
 }
 
-/// Chooses CPUs for every request. Pure and deterministic.
-pub fn allocate(input: &AllocInput) -> BTreeMap<String, Result<Assignment, AllocError>> {
-    let mut st = State {
-        topo: &input.topology,
-        reserved: &input.reserved,
-        taken: &input.taken,
-        shared: &input.shared,
-        mem: input.free_memory.clone(),
-        load: BTreeMap::new(),
-        blocked: BTreeSet::new(),
-        tpc: input.topology.threads_per_core().max(1),
-    };
-    let mut out: BTreeMap<String, Result<Assignment, AllocError>> = BTreeMap::new();
-    let mut vcpus: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
-    if input.topology.is_empty() {
-        return input
-            .requests
-            .keys()
-            .map(|k| (k.clone(), Err(AllocError::NoTopology)))
-            .collect();
-    }
-    // Memory each placed guest took, to give back when it is placed again.
-    let mut mem_taken: BTreeMap<&str, MemTaken> = BTreeMap::new();
-    // 1. Keep what is still valid (CPUs free, memory room): guests on one node first (their
-    // memory has one place), then in placement order, so that what one run placed together
-    // is kept together.
+/// Keeps every previous assignment that is still valid (CPUs free, memory room): guests on
+/// one node first (their memory has one place), then in placement order, so that what one
+/// run placed together is kept together.
+fn keep_previous<'a>(
+    st: &mut State,
+    input: &'a AllocInput,
+    vcpus: &mut BTreeMap<&'a str, Vec<u32>>,
+    mem_taken: &mut BTreeMap<&'a str, MemTaken>,
+) {
     let mut keep: Vec<(&String, &Request, &Assignment, BTreeSet<u32>)> = input
         .requests
         .iter()
@@ -476,6 +459,33 @@ pub fn allocate(input: &AllocInput) -> BTreeMap<String, Result<Assignment, Alloc
             vcpus.insert(name, prev.vcpus.clone());
         }
     }
+}
+
+/// Chooses CPUs for every request. Pure and deterministic.
+pub fn allocate(input: &AllocInput) -> BTreeMap<String, Result<Assignment, AllocError>> {
+    let mut st = State {
+        topo: &input.topology,
+        reserved: &input.reserved,
+        taken: &input.taken,
+        shared: &input.shared,
+        mem: input.free_memory.clone(),
+        load: BTreeMap::new(),
+        blocked: BTreeSet::new(),
+        tpc: input.topology.threads_per_core().max(1),
+    };
+    let mut out: BTreeMap<String, Result<Assignment, AllocError>> = BTreeMap::new();
+    let mut vcpus: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
+    if input.topology.is_empty() {
+        return input
+            .requests
+            .keys()
+            .map(|k| (k.clone(), Err(AllocError::NoTopology)))
+            .collect();
+    }
+    // 1. Keep what is still valid. Memory each placed guest took, to give back when it is
+    // placed again.
+    let mut mem_taken: BTreeMap<&str, MemTaken> = BTreeMap::new();
+    keep_previous(&mut st, input, &mut vcpus, &mut mem_taken);
     // Dedicated emulator CPUs of kept guests: the previous one when still free, else a new
     // one on the guest's node; a kept guest that finds none is placed again from scratch.
     let mut emulators: BTreeMap<&str, u32> = BTreeMap::new();

@@ -633,4 +633,53 @@ mod tests {
             "guests.g.cputune.vcpupin.4096: vCPU index 4096 is out of range (and 2 more indices): a guest has at most 4096 vCPUs (0-4095)"
         );
     }
+
+    #[test]
+    fn shared_and_iothreadpin_auto_validate_and_their_misuse_is_located() {
+        let g = guest("    cputune: { vcpupin: shared }\n");
+        let a = g.auto_pin.unwrap();
+        assert!(a.shared && a.emulator.is_none() && !a.iothreads);
+        let g = guest("    cputune: { vcpupin: auto, emulatorpin: isolate, iothreadpin: auto }\n");
+        assert!(g.auto_pin.unwrap().iothreads);
+        assert_eq!(
+            invalid("    cputune: { vcpupin: shared, emulatorpin: isolate }\n"),
+            "guests.g.cputune.emulatorpin: `emulatorpin: isolate` takes a dedicated CPU: it needs `vcpupin: auto`, not `shared`"
+        );
+        assert_eq!(
+            invalid("    vcpu: { cpuset: \"0-1\", placement: auto }\n    cputune: { vcpupin: shared }\n"),
+            "guests.g.vcpu.cpuset: `vcpupin: shared` sets the cpuset to host.cpu_pool.shared: remove vcpu.cpuset\nguests.g.vcpu.placement: `vcpupin: shared` needs static placement (numad would ignore the shared pool)"
+        );
+        assert_eq!(
+            invalid("    cputune: { iothreadpin: auto }\n"),
+            "guests.g.cputune.iothreadpin: `iothreadpin: auto` follows the guest's placement: it needs `vcpupin: auto` or `vcpupin: shared`"
+        );
+        // Without reserved CPUs (the test validation declares none) auto I/O threads have
+        // nowhere to go, unless the emulator's isolated CPU takes them.
+        assert_eq!(
+            invalid("    cputune: { vcpupin: auto, iothreadpin: auto }\n"),
+            "guests.g.cputune.iothreadpin: `iothreadpin: auto` runs the I/O threads on reserved CPUs: declare host.cpu_pool.reserved"
+        );
+        assert!(
+            invalid("    cputune: { vcpupin: shared }\n    placement: { numa_node: 0 }\n")
+                .starts_with("guests.g.placement: `placement` constrains dedicated CPUs")
+        );
+    }
+
+    /// A shared guest's pin equal to its cpuset means no pin: no change; others are removed.
+    #[test]
+    fn a_shared_guests_pin_saying_its_cpuset_is_no_change() {
+        let mut g = guest("    cputune: { vcpupin: shared }\n");
+        g.vcpupin = Some(BTreeMap::new());
+        g.vcpu_cpuset = Some("1-2".parse().unwrap());
+        let xml = domain(
+            "<vcpu cpuset='1-2'>2</vcpu>\n  <cputune>\n    <vcpupin vcpu='0' cpuset='2,1'/>\n    <vcpupin vcpu='1' cpuset='3'/>\n  </cputune>",
+        );
+        let p = crate::domain::plan_guest(&g, &xml, None).unwrap();
+        let keys: Vec<String> = p.changes.iter().map(|c| c.key.to_string()).collect();
+        assert_eq!(keys, ["cputune.vcpupin.1"]);
+        assert!(crate::domain::plan_guest(&g, &p.new_xml, None)
+            .unwrap()
+            .changes
+            .is_empty());
+    }
 }
