@@ -27,6 +27,13 @@ pub struct Observed {
     pub other_pins: BTreeMap<String, Vec<CpuSet>>,
     /// The lock file's contents (`--lock-file`), when it exists.
     pub lock: Option<crate::model::lock::Lock>,
+    /// The guests not declared, as they run (live XML when running, else the definition):
+    /// each vCPU's CPUs (its pin, else `<vcpu cpuset>`; `None`: every host CPU). Read with
+    /// `other_pins`, and by `check` when `host.cpu_pool` partitions the host.
+    pub other_vcpus: BTreeMap<String, Vec<Option<CpuSet>>>,
+    /// Free memory per NUMA node, read only when a guest's memory is placed with its vCPUs
+    /// (`vcpupin: auto` with `numatune.memory` `nodeset: auto` in a binding mode).
+    pub node_memory: Option<BTreeMap<u32, crate::topology::NodeMemory>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -73,8 +80,9 @@ pub fn observe_with(
             Some(HugepagesBacking::DefaultSize | HugepagesBacking::Size(_))
         )
     });
+    let memory_placed = d.guests.values().any(|g| g.memory_follows_vcpus());
     let needs = host::HostNeeds {
-        meminfo: needs_page_size,
+        meminfo: needs_page_size || memory_placed,
         hugetlbfs: needs_page_size,
     };
     let host = host::observe(root, &d.host, needs).map_err(|err| ObserveError::Host {
@@ -95,13 +103,19 @@ pub fn observe_with(
         let names: BTreeSet<String> = d.guests.keys().map(|n| n.as_str().to_string()).collect();
         obs.guests = hv.guests(&names)?;
         obs.node = Some(hv.node_info()?);
-        if auto {
+        let pool = &d.host.cpu_pool;
+        let partitioned = pool.reserved.is_some() || pool.shared.is_some();
+        if auto || (opts.topology && partitioned) {
             for (name, xmls) in hv.other_guest_xml(&names)? {
-                let pins = xmls
+                let read: Vec<_> = xmls
                     .iter()
-                    .flat_map(|x| crate::domain::pins::XmlPins::read(x).vcpupin.into_values())
+                    .map(|x| crate::domain::pins::XmlPins::read(x))
                     .collect();
-                obs.other_pins.insert(name, pins);
+                if let Some(now) = read.last() {
+                    obs.other_vcpus.insert(name.clone(), now.vcpu_affinity());
+                }
+                let pins = read.into_iter().flat_map(|x| x.vcpupin.into_values());
+                obs.other_pins.insert(name, pins.collect());
             }
         }
         if auto || opts.topology {
@@ -110,6 +124,9 @@ pub fn observe_with(
     }
     if (auto || opts.topology) && obs.topology.is_none() {
         obs.topology = crate::topology::HostTopology::from_sysfs(root).map_err(host_err)?;
+    }
+    if memory_placed {
+        obs.node_memory = Some(crate::topology::node_memory(root).map_err(host_err)?);
     }
     if let Some(path) = &opts.lock_file {
         let lock_err = |msg: String| ObserveError::Lock {

@@ -488,8 +488,10 @@ fn plan_running(
         .unwrap_or_default();
     let in_persistent: std::collections::BTreeSet<&GuestKey> =
         persistent.changes.iter().map(|c| &c.key).collect();
+    let live_now =
+        |k: &GuestKey| live_capable(k) && crate::domain::settings::live_applies(k, live_xml);
     for c in &persistent.changes {
-        let effect = if live_capable(&c.key) {
+        let effect = if live_now(&c.key) {
             Effect::Live
         } else {
             Effect::Restart
@@ -498,7 +500,7 @@ fn plan_running(
     }
     for c in &running {
         let persisted = in_persistent.contains(&c.key);
-        let op = live_capable(&c.key)
+        let op = live_now(&c.key)
             .then(|| live_op(gd, &c.key, node))
             .flatten();
         let setting = c.key.setting();

@@ -4,6 +4,8 @@
 //! and core it belongs to; CPUs with the same (node, socket, core) are SMT siblings. It is read
 //! from libvirt's capabilities XML (works over remote URIs) or, where libvirt reports no NUMA
 //! cells (the `test:///` driver with a custom host file), from sysfs below `--root`.
+//! [`NodeMemory`] is each node's free memory as sysfs reports it (what is not there is
+//! unknown, never zero).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -24,6 +26,61 @@ pub struct HostCpu {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HostTopology {
     pub cpus: Vec<HostCpu>,
+}
+
+/// Free memory of one NUMA node: `nodeN/meminfo`'s `MemFree` and each huge page pool's
+/// `nodeN/hugepages/hugepages-<size>kB/free_hugepages`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeMemory {
+    pub mem_free_kib: Option<u64>,
+    /// Page size in KiB → free pages.
+    pub free_hugepages: BTreeMap<u64, u64>,
+}
+
+/// Reads every node's [`NodeMemory`] below `root` (`sys/devices/system/node/node*`); nodes
+/// whose files are missing or unreadable as numbers have what could be read.
+pub fn node_memory(root: &Path) -> std::io::Result<BTreeMap<u32, NodeMemory>> {
+    use crate::host::files::{list_opt, read_opt};
+    let node_dir = root.join("sys/devices/system/node");
+    let mut out = BTreeMap::new();
+    for name in list_opt(&node_dir)?.unwrap_or_default() {
+        let Some(node) = name
+            .strip_prefix("node")
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let dir = node_dir.join(&name);
+        let mut m = NodeMemory {
+            mem_free_kib: read_opt(&dir.join("meminfo"))?.and_then(|t| mem_free(&t)),
+            ..Default::default()
+        };
+        let pools = dir.join("hugepages");
+        for pool in list_opt(&pools)?.unwrap_or_default() {
+            let Some(kib) = pool
+                .strip_prefix("hugepages-")
+                .and_then(|p| p.strip_suffix("kB"))
+                .and_then(|p| p.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            let free = read_opt(&pools.join(&pool).join("free_hugepages"))?
+                .and_then(|t| t.trim().parse::<u64>().ok());
+            if let Some(f) = free {
+                m.free_hugepages.insert(kib, f);
+            }
+        }
+        out.insert(node, m);
+    }
+    Ok(out)
+}
+
+/// `Node N MemFree:   123 kB` → 123.
+fn mem_free(meminfo: &str) -> Option<u64> {
+    meminfo.lines().find_map(|l| {
+        let (_, rest) = l.split_once("MemFree:")?;
+        rest.trim().strip_suffix("kB")?.trim().parse().ok()
+    })
 }
 
 /// A physical core: its node, socket and the CPU ids of its threads (ascending).
@@ -224,6 +281,18 @@ mod tests {
             "<capabilities><host><topology><cells num='0'></cells></topology></host></capabilities>"
         )
         .is_none());
+    }
+
+    #[test]
+    fn demo_root_node_memory_is_read() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/demo/root");
+        let m = node_memory(&root).unwrap();
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[&0].mem_free_kib, Some(29491200));
+        assert_eq!(m[&0].free_hugepages.get(&2048), Some(&0));
+        assert_eq!(m[&1].free_hugepages.get(&1048576), Some(&0));
+        assert_eq!(mem_free("Node 3 MemFree:  12 kB\n"), Some(12));
+        assert_eq!(mem_free("Node 3 MemFree: twelve kB\n"), None);
     }
 
     #[test]

@@ -1557,3 +1557,72 @@ fn a_kill_during_pooled_defines_leaves_each_guest_old_or_new() {
         assert_eq!(o.status.code(), Some(0), "k={k}: {}", describe(&o));
     }
 }
+
+/// `vcpupin: shared` and `iothreadpin: auto` on the real host (2 CPUs: reserved 0, shared
+/// 1): defined, the guest floats over CPU 1 (`<vcpu cpuset='1'>`, its pin removed) with its
+/// emulator and I/O thread on CPU 0; running, a pin it got meanwhile is re-pinned live to
+/// the pool (the live XML reads as the pool, which is no change) and the plan settles.
+#[test]
+fn shared_pool_and_iothreadpin_auto_converge_on_the_real_host() {
+    let g = Guest::define(
+        "shared",
+        Spec {
+            vcpus: 1,
+            tuning: "<iothreads>1</iothreads><cputune><vcpupin vcpu='0' cpuset='0'/></cputune>"
+                .into(),
+            ..Spec::default()
+        },
+    );
+    let yaml = format!(
+        "host:\n  cpu_pool: {{ reserved: \"0\", shared: \"1\" }}\nguests:\n  {}:\n    cputune: {{ vcpupin: shared, emulatorpin: auto, iothreadpin: auto }}\n    numatune: {{ memory: {{ mode: strict, nodeset: auto }} }}\n",
+        g.name()
+    );
+    let (p, report) = assert_converges(&yaml);
+    assert_eq!(report.defines, 1);
+    assert!(
+        p.changes
+            .iter()
+            .any(|c| c.path == "cputune.vcpupin.0" && c.after.is_none()),
+        "{:?}",
+        p.changes
+    );
+    let xml = g.inactive_xml();
+    assert_eq!(
+        first_attr(&xml, "vcpu", "cpuset").as_deref(),
+        Some("1"),
+        "{xml}"
+    );
+    assert!(vcpupins(&xml).is_empty(), "{xml}");
+    assert_eq!(
+        first_attr(&xml, "emulatorpin", "cpuset").as_deref(),
+        Some("0")
+    );
+    assert_eq!(
+        first_attr(&xml, "iothreadpin", "cpuset").as_deref(),
+        Some("0")
+    );
+    assert_eq!(first_attr(&xml, "memory", "nodeset").as_deref(), Some("0"));
+
+    // Running: pin vCPU 0 to CPU 0 behind kvmtune's back; the plan re-pins it live.
+    g.start();
+    virsh_ok(&["vcpupin", g.name(), "0", "0", "--live"]);
+    let drift = plan_yaml(&yaml);
+    let live: Vec<(&str, Effect)> = drift
+        .changes
+        .iter()
+        .map(|c| (c.path.as_str(), c.effect))
+        .collect();
+    assert_eq!(
+        live,
+        [("cputune.vcpupin.0", Effect::Live)],
+        "{:?}",
+        drift.changes
+    );
+    let (_, report) = assert_converges(&yaml);
+    assert_eq!(report.live_changes, 1, "{report:?}");
+    let affinity = virsh_ok(&["vcpupin", g.name(), "0", "--live"]);
+    assert!(
+        affinity.contains("0: 1") || affinity.contains("0      1"),
+        "{affinity}"
+    );
+}

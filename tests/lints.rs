@@ -54,13 +54,20 @@ struct Case {
     yaml: String,
     facts: Facts,
     xml: &'static str,
+    /// Undeclared guests: each vCPU's CPUs (`None`: unpinned).
+    others: Vec<(&'static str, Vec<Option<&'static str>>)>,
 }
 
 impl Case {
     fn lints(&self) -> Vec<Lint> {
         let d = kvmtune::desired::load_str("t.yaml", &self.yaml)
             .unwrap_or_else(|e| panic!("{e}\n{}", self.yaml));
-        check(&d, &observed(&d, self.xml), &self.facts)
+        let mut obs = observed(&d, self.xml);
+        for (n, v) in &self.others {
+            let cpus = v.iter().map(|c| c.map(|c| c.parse().unwrap())).collect();
+            obs.other_vcpus.insert(n.to_string(), cpus);
+        }
+        check(&d, &obs, &self.facts)
     }
 }
 
@@ -69,6 +76,15 @@ fn case_with(yaml: &str, facts: &Facts, xml: &'static str) -> Case {
         yaml: yaml.to_string(),
         facts: facts.clone(),
         xml,
+        others: Vec::new(),
+    }
+}
+
+/// `c` with undeclared guests beside the declared ones.
+fn with_others(c: Case, others: &[(&'static str, &[Option<&'static str>])]) -> Case {
+    Case {
+        others: others.iter().map(|(n, v)| (*n, v.to_vec())).collect(),
+        ..c
     }
 }
 
@@ -114,6 +130,11 @@ fn fixtures() -> Vec<Fixture> {
             "emulator-overlaps-vcpus",
             case("guests:\n  g:\n    cputune: { vcpupin: { 0: \"2\", 1: \"3\" }, emulatorpin: \"2\" }\n"),
             case("guests:\n  g:\n    cputune: { vcpupin: { 0: \"2\", 1: \"3\" }, emulatorpin: \"0\" }\n"),
+        ),
+        fixture(
+            "unmanaged-on-dedicated",
+            with_others(case(&format!("host:\n  cpu_pool: {{ reserved: \"0,8\", shared: \"1,9\" }}\n{CLEAN}")), &[("other", &[None, Some("1")]), ("pinned", &[Some("2")])]),
+            with_others(case(&format!("host:\n  cpu_pool: {{ reserved: \"0,8\", shared: \"1,9\" }}\n{CLEAN}")), &[("other", &[Some("0-1,8-9"), Some("1")])]),
         ),
         fixture(
             "pinning-does-not-fit",
@@ -420,4 +441,31 @@ fn facts_are_read_below_the_root() {
     let f = kvmtune::lint::read_facts(&root).unwrap();
     assert!(f.pools.keys().any(|(_, n)| *n == Some(1)), "{f:?}");
     assert!(f.thp_enabled.is_some(), "{f:?}");
+}
+
+/// Undeclared guests reaching dedicated CPUs are named, with their vCPUs and those CPUs;
+/// without a partitioned host (no `cpu_pool`) nothing is dedicated and nothing fires.
+#[test]
+fn unmanaged_guests_on_dedicated_cpus_are_named() {
+    let pool = format!("host:\n  cpu_pool: {{ reserved: \"0,8\", shared: \"1,9\" }}\n{CLEAN}");
+    let others: &[(&str, &[Option<&str>])] =
+        &[("other", &[None, Some("1")]), ("pinned", &[Some("1-2")])];
+    let msgs: Vec<String> = with_others(case(&pool), others)
+        .lints()
+        .into_iter()
+        .filter(|l| l.id == "unmanaged-on-dedicated")
+        .map(|l| format!("{}: {}", l.target, l.message))
+        .collect();
+    assert_eq!(
+        msgs,
+        [
+            "host: guest other is not managed, and its vCPU(s) 0 (unpinned) can run on dedicated CPU(s) 2-7,10-15: declare it (`vcpupin: shared` floats it over the shared pool) or pin it off them",
+            "host: guest pinned is not managed, and its vCPU(s) 0 can run on dedicated CPU(s) 2: declare it (`vcpupin: shared` floats it over the shared pool) or pin it off them",
+        ]
+    );
+    let quiet = with_others(case(CLEAN), others).lints();
+    assert!(
+        quiet.iter().all(|l| l.id != "unmanaged-on-dedicated"),
+        "{quiet:?}"
+    );
 }

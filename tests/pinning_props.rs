@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use kvmtune::config::raw::ThreadPolicy;
 use kvmtune::desired::EmulatorAuto;
-use kvmtune::pinning::{allocate, AllocInput, Assignment, Request};
+use kvmtune::pinning::{allocate, AllocInput, Assignment, MemNeed, MemPool, Request};
 use kvmtune::topology::HostTopology;
 
 /// Cases per property.
@@ -39,6 +39,7 @@ fn request(r: &mut Rng, nodes: u32, max: u64) -> Request {
             1 => Some(EmulatorAuto::Reserved),
             _ => None,
         },
+        memory: None,
     }
 }
 
@@ -73,6 +74,8 @@ fn input(seed: u64) -> AllocInput {
         requests,
         previous: BTreeMap::new(),
         allow_overcommit: false,
+        shared: BTreeSet::new(),
+        free_memory: BTreeMap::new(),
     }
 }
 
@@ -222,6 +225,7 @@ fn guest_threads_land_on_sibling_pairs_when_whole_cores_are_free() {
                 numa_node: None,
                 threads: ThreadPolicy::Prefer,
                 emulator: None,
+                memory: None,
             },
         );
         let a = ok(&allocate(&inp)).remove("g").unwrap();
@@ -357,6 +361,7 @@ fn overcommit_is_refused_unless_allowed() {
                 numa_node: None,
                 threads: ThreadPolicy::Prefer,
                 emulator: None,
+                memory: None,
             },
         );
     }
@@ -382,6 +387,7 @@ fn overcommit_spreads_the_most_vcpus_evenly_and_refuses_more() {
         numa_node: None,
         threads: ThreadPolicy::Prefer,
         emulator: None,
+        memory: None,
     };
     let mut inp = AllocInput {
         topology: HostTopology::synthetic(1, 8, 2),
@@ -412,4 +418,107 @@ fn overcommit_spreads_the_most_vcpus_evenly_and_refuses_more() {
         res["big"].as_ref().unwrap_err().to_string(),
         "the guest has 4294967295 vCPUs, more than the 4096 QEMU accepts"
     );
+}
+
+/// [`input`] with a shared pool (some CPUs of some nodes) and memory: each node has some free
+/// memory of two pools (or unknown), each guest needs some of one (or none).
+fn input_mem(seed: u64) -> AllocInput {
+    let mut inp = input(seed);
+    let mut r = Rng::new(seed ^ 0x5eed);
+    for node in inp.topology.nodes() {
+        let cpus = inp.topology.node_cpus(node);
+        if r.chance(40) {
+            let c = cpus[r.index(cpus.len())];
+            if !inp.reserved.contains(&c) {
+                inp.shared.insert(c);
+            }
+        }
+        for pool in [MemPool::Normal, MemPool::Huge(2048)] {
+            if r.chance(85) {
+                inp.free_memory
+                    .insert((node, pool), r.range(0, 16) * (1 << 20));
+            }
+        }
+    }
+    for req in inp.requests.values_mut() {
+        if r.chance(70) {
+            let pool = if r.coin() {
+                MemPool::Normal
+            } else {
+                MemPool::Huge(2048)
+            };
+            req.memory = Some(MemNeed {
+                kib: r.range(1, 8) * (1 << 20),
+                pool,
+            });
+        }
+    }
+    inp
+}
+
+/// Shared CPUs are never handed out, and the guests placed on one node never need more of a
+/// pool than the node has free; every guest left out for memory is told per node.
+#[test]
+fn shared_cpus_stay_free_and_node_memory_is_never_overbooked() {
+    let (mut placed, mut memory_errors) = (0, 0);
+    for seed in 0..CASES {
+        let inp = input_mem(seed);
+        let res = allocate(&inp);
+        let mut need: BTreeMap<(u32, MemPool), u64> = BTreeMap::new();
+        for (name, r) in &res {
+            let a = match r {
+                Ok(a) => a,
+                Err(e) => {
+                    let t = e.to_string();
+                    if matches!(e, kvmtune::pinning::AllocError::NoMemory { .. }) {
+                        memory_errors += 1;
+                        assert!(
+                            t.starts_with("needs ") && t.contains("node"),
+                            "seed {seed}: {t}"
+                        );
+                    }
+                    continue;
+                }
+            };
+            placed += 1;
+            for c in &a.vcpus {
+                assert!(
+                    !inp.shared.contains(c),
+                    "seed {seed}: shared CPU {c} given to {name}"
+                );
+            }
+            if let (Some(m), 1) = (inp.requests[name].memory, a.nodes.len()) {
+                *need.entry((a.nodes.highest(), m.pool)).or_default() += m.kib;
+            }
+        }
+        for (k, n) in need {
+            if let Some(free) = inp.free_memory.get(&k) {
+                assert!(n <= *free, "seed {seed}: {k:?} needs {n} KiB, has {free}");
+            }
+        }
+    }
+    assert!(placed > CASES as usize, "too few guests placed: {placed}");
+    assert!(
+        memory_errors > 10,
+        "too few memory shortfalls: {memory_errors}"
+    );
+}
+
+/// Planning again with the result as the previous assignments (and the same free memory:
+/// running guests' own memory counts as theirs) moves nobody.
+#[test]
+fn placements_with_memory_are_stable() {
+    for seed in 0..CASES {
+        let mut inp = input_mem(seed);
+        let first = ok(&allocate(&inp));
+        inp.previous = first.clone();
+        let again = ok(&allocate(&inp));
+        for (n, a) in &first {
+            assert_eq!(
+                again.get(n).map(|x| &x.vcpus),
+                Some(&a.vcpus),
+                "seed {seed}: {n} moved"
+            );
+        }
+    }
 }

@@ -278,12 +278,30 @@ pub struct RawAutoPlacement {
     pub threads: Option<ThreadPolicy>,
 }
 
-/// `vcpupin`: a map of vCPU index → host CPU set, or `auto`.
+/// `vcpupin`: a map of vCPU index → host CPU set, `auto` or `shared`.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(untagged)]
 pub enum RawVcpupin {
     Auto(AutoKeyword),
+    /// Float over `host.cpu_pool.shared` (`<vcpu cpuset=…>`, no 1:1 pins).
+    Shared(SharedKeyword),
     Map(BTreeMap<u32, RawCpuSet>),
+}
+
+/// `iothreadpin`: a map of I/O thread id → host CPU set, or `auto`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum RawIothreadpin {
+    Auto(AutoKeyword),
+    Map(BTreeMap<u32, RawCpuSet>),
+}
+
+/// The word `shared`.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename = "shared")]
+pub enum SharedKeyword {
+    #[serde(rename = "shared")]
+    Shared,
 }
 
 /// The word `auto`.
@@ -302,17 +320,44 @@ impl<'de> Deserialize<'de> for RawVcpupin {
         impl<'de> serde::de::Visitor<'de> for V {
             type Value = RawVcpupin;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a map of vCPU index to host CPU set, or `auto`")
+                f.write_str("a map of vCPU index to host CPU set, `auto` or `shared`")
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawVcpupin, E> {
-                if v == "auto" {
-                    Ok(RawVcpupin::Auto(AutoKeyword::Auto))
-                } else {
-                    Err(E::invalid_value(serde::de::Unexpected::Str(v), &self))
+                match v {
+                    "auto" => Ok(RawVcpupin::Auto(AutoKeyword::Auto)),
+                    "shared" => Ok(RawVcpupin::Shared(SharedKeyword::Shared)),
+                    _ => Err(E::invalid_value(serde::de::Unexpected::Str(v), &self)),
                 }
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(self, m: A) -> Result<RawVcpupin, A::Error> {
                 index_map(serde::de::value::MapAccessDeserializer::new(m)).map(RawVcpupin::Map)
+            }
+        }
+        de.deserialize_any(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for RawIothreadpin {
+    // By hand like [`RawVcpupin`], so that errors inside the map keep their location.
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RawIothreadpin;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a map of I/O thread id to host CPU set, or `auto`")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawIothreadpin, E> {
+                if v == "auto" {
+                    Ok(RawIothreadpin::Auto(AutoKeyword::Auto))
+                } else {
+                    Err(E::invalid_value(serde::de::Unexpected::Str(v), &self))
+                }
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                m: A,
+            ) -> Result<RawIothreadpin, A::Error> {
+                index_map(serde::de::value::MapAccessDeserializer::new(m)).map(RawIothreadpin::Map)
             }
         }
         de.deserialize_any(V)
@@ -358,12 +403,6 @@ fn index_map<'de, D: serde::Deserializer<'de>>(
     Ok(m.into_iter().map(|(k, v)| (k.0, v)).collect())
 }
 
-fn opt_index_map<'de, D: serde::Deserializer<'de>>(
-    de: D,
-) -> Result<Option<BTreeMap<u32, RawCpuSet>>, D::Error> {
-    index_map(de).map(Some)
-}
-
 /// [`IndexKey`] as a map key (ordered; a key given twice, as `0` and `"0"`, is refused).
 #[derive(PartialEq, Eq, PartialOrd, Ord)]
 struct IndexKeyOrd(u32);
@@ -381,7 +420,20 @@ impl JsonSchema for RawVcpupin {
     fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
         let map = g.subschema_for::<BTreeMap<u32, RawCpuSet>>();
         schemars::json_schema!({
-            "description": "vCPU index → host CPU set (authoritative: pins not listed are removed), or `auto`: 1:1 vCPU → dedicated host CPU, chosen NUMA-aware from host.cpu_pool.",
+            "description": "vCPU index → host CPU set (authoritative: pins not listed are removed), or `auto`: 1:1 vCPU → dedicated host CPU, chosen NUMA-aware from host.cpu_pool, or `shared`: the vCPUs float over host.cpu_pool.shared (`<vcpu cpuset>`; existing vcpupins are removed).",
+            "anyOf": [ { "const": "auto" }, { "const": "shared" }, map ]
+        })
+    }
+}
+
+impl JsonSchema for RawIothreadpin {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "RawIothreadpin".into()
+    }
+    fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let map = g.subschema_for::<BTreeMap<u32, RawCpuSet>>();
+        schemars::json_schema!({
+            "description": "I/O thread id (from 1) → host CPU set (authoritative like vcpupin), or `auto` (with `vcpupin: auto | shared`): every I/O thread on the CPUs `emulatorpin: auto | isolate` gives the emulator (the reserved CPUs of the guest's NUMA nodes, or its isolated emulator CPU).",
             "anyOf": [ { "const": "auto" }, map ]
         })
     }
@@ -509,13 +561,9 @@ pub struct RawCputune {
     /// CPUs of the guest's NUMA node) or `isolate` (one dedicated CPU of that node).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub emulatorpin: Option<RawCpuSet>,
-    /// I/O thread id (from 1) → host CPU set. Authoritative like vcpupin.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "opt_index_map"
-    )]
-    pub iothreadpin: Option<BTreeMap<u32, RawCpuSet>>,
+    /// I/O thread id (from 1) → host CPU set. Authoritative like vcpupin. Or `auto`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iothreadpin: Option<RawIothreadpin>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]

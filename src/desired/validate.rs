@@ -58,8 +58,14 @@ pub(super) fn validate(raw: &RawConfig, map: SourceMap) -> Result<Desired, Confi
         let path = p(&[], &["guests", name]);
         match DomainName::new(name) {
             Ok(n) => {
-                let reserved = desired.host.cpu_pool.reserved.as_ref();
-                let gd = validate_guest(&mut cx, &path, g, reserved);
+                let pool = &desired.host.cpu_pool;
+                let gd = validate_guest(
+                    &mut cx,
+                    &path,
+                    g,
+                    pool.reserved.as_ref(),
+                    pool.shared.as_ref(),
+                );
                 desired.guests.insert(n, gd);
             }
             Err(e) => cx.err(&path, e),

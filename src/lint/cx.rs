@@ -270,6 +270,19 @@ impl<'a> Cx<'a> {
             .or(obs.node.map(|n| n.cpus as u64))
     }
 
+    /// The undeclared guests' vCPUs: each one's CPUs (`None`: every host CPU).
+    pub(crate) fn other_vcpus(
+        &self,
+    ) -> &'a std::collections::BTreeMap<String, Vec<Option<CpuSet>>> {
+        static NONE: std::collections::BTreeMap<String, Vec<Option<CpuSet>>> =
+            std::collections::BTreeMap::new();
+        if self.reads(Input::OtherGuests) {
+            &self.base.obs.other_vcpus
+        } else {
+            &NONE
+        }
+    }
+
     /// Guests automatic pinning found no CPUs for, and why (`check` only).
     pub(crate) fn pin_errors(&self) -> &'a [(DomainName, String)] {
         if self.reads(Input::Topology) {

@@ -71,6 +71,8 @@ pub enum Input {
     Topology,
     /// Host files below `--root`: `/proc`, `/sys`, `/etc` (`check` only).
     HostFacts,
+    /// The guests the configuration does not declare: their vCPUs' CPUs (`check` only).
+    OtherGuests,
 }
 
 impl Input {
@@ -80,6 +82,7 @@ impl Input {
             Input::GuestXml => "guest XML",
             Input::Topology => "topology",
             Input::HostFacts => "host files",
+            Input::OtherGuests => "other guests",
         }
     }
 }

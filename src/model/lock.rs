@@ -24,10 +24,16 @@ pub struct LockedGuest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub emulatorpin: Option<String>,
     pub nodeset: String,
+    /// `vcpupin: shared`: the guest's `<vcpu cpuset>` (the shared pool); no `vcpupin` then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpuset: Option<String>,
+    /// `iothreadpin: auto`: I/O thread id → host CPUs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iothreadpin: Option<BTreeMap<u32, String>>,
 }
 
 impl Lock {
-    pub const HEADER: &'static str = "# kvmtune.lock.yaml: CPUs chosen by automatic pinning (vcpupin: auto).\n# Written by `kvmtune apply --lock-file`; commit it so later runs reproduce these pins.\n";
+    pub const HEADER: &'static str = "# kvmtune.lock.yaml: CPUs chosen by automatic pinning (vcpupin: auto | shared).\n# Written by `kvmtune apply --lock-file`; commit it so later runs reproduce these pins.\n";
 
     pub fn parse(text: &str) -> Result<Lock, String> {
         let l: Lock = serde_yaml::from_str(text).map_err(|e| e.to_string())?;

@@ -1,9 +1,12 @@
 //! `cputune`: vCPU, emulator and I/O thread pinning (`<cputune><vcpupin/><emulatorpin/>
-//! <iothreadpin/>`), or `vcpupin: auto` for automatic pinning.
+//! <iothreadpin/>`), or `vcpupin: auto | shared` and `emulatorpin` / `iothreadpin: auto` for
+//! automatic pinning (resolved by [`crate::pinning`] before the edit).
 //!
 //! Invariant: a declared pin map is authoritative (pins not listed are removed, duplicates of
 //! an index collapse into one element); every key changes live, and live-only drift of a pin
-//! is corrected (libvirt always changes pins live).
+//! is corrected (libvirt always changes pins live). For a `shared` guest (no pins, its vCPUs
+//! float over `<vcpu cpuset>`) a `<vcpupin>` equal to that cpuset means the same as none (a
+//! running guest's vCPUs re-pinned live to the pool read like that), so it is no change.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -13,7 +16,9 @@ use serde::{Deserialize, Serialize};
 
 use super::vcpu::MAX_VCPUS;
 use super::{not_on_host, GuestDesired, GuestKey, Validation};
-use crate::config::raw::{RawCpuSet, RawCputune, RawGuest, RawVcpupin, ThreadPolicy};
+use crate::config::raw::{
+    Placement, RawCpuSet, RawCputune, RawGuest, RawIothreadpin, RawVcpupin, ThreadPolicy,
+};
 use crate::cpuset::CpuSet;
 use crate::domain::edit::{canon_cpuset, parse_u32, sorted_anchors, Editor};
 use crate::domain::import::{cpuset_attr, raw_set};
@@ -62,13 +67,17 @@ pub enum EmulatorAuto {
     Isolate,
 }
 
-/// Automatic pinning of one guest (`cputune.vcpupin: auto`).
+/// Automatic pinning of one guest (`cputune.vcpupin: auto` or `shared`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AutoPin {
     pub emulator: Option<EmulatorAuto>,
     pub nodeset: bool,
     pub numa_node: Option<u32>,
     pub threads: ThreadPolicy,
+    /// `vcpupin: shared`: `<vcpu cpuset>` is `host.cpu_pool.shared`, no 1:1 pins.
+    pub shared: bool,
+    /// `iothreadpin: auto`: every I/O thread where the emulator goes.
+    pub iothreads: bool,
 }
 
 /// The two pin maps: `<{elem} {id_attr}='N' cpuset=…/>`.
@@ -140,10 +149,14 @@ impl super::GuestSetting for Setting {
             Some(RawVcpupin::Auto(_)) => {
                 out.auto_pin = Some(AutoPin::default());
             }
+            Some(RawVcpupin::Shared(_)) => shared(v, g, out),
             None => {}
         }
         emulatorpin(v, ct, out);
-        if let Some(pins) = &ct.iothreadpin {
+        if let Some(RawIothreadpin::Auto(_)) = &ct.iothreadpin {
+            iothreadpin_auto(v, out);
+        }
+        if let Some(RawIothreadpin::Map(pins)) = &ct.iothreadpin {
             let mut m = BTreeMap::new();
             for (id, cs) in pins {
                 let at = ["cputune", "iothreadpin", &id.to_string()];
@@ -169,10 +182,17 @@ impl super::GuestSetting for Setting {
                     );
                 }
             }
-            pin_map(ed, Pins::Vcpu, pins);
+            // A shared guest's vCPUs float over <vcpu cpuset>: a pin saying the same is none.
+            let floating = d
+                .auto_pin
+                .as_ref()
+                .filter(|a| a.shared)
+                .and(d.vcpu_cpuset.as_ref())
+                .map(|c| c.to_string());
+            pin_map(ed, Pins::Vcpu, pins, floating);
         }
         if let Some(pins) = &d.iothreadpin {
-            pin_map(ed, Pins::Iothread, pins);
+            pin_map(ed, Pins::Iothread, pins, None);
         }
         if let Some(cs) = &d.emulatorpin {
             let el = ed.path_child(&["cputune", "emulatorpin"]);
@@ -200,7 +220,8 @@ impl super::GuestSetting for Setting {
                 .map(|c| raw_set(&c)),
             iothreadpin: import_pins(doc, ct, Pins::Iothread, |i| {
                 i > 0 && iothreads.is_none_or(|n| i <= n)
-            }),
+            })
+            .map(RawIothreadpin::Map),
         };
         if t != RawCputune::default() {
             out.cputune = Some(t);
@@ -209,6 +230,17 @@ impl super::GuestSetting for Setting {
 
     fn live_capable(&self, key: &GuestKey) -> bool {
         matches!(key, GuestKey::Cputune(_))
+    }
+
+    /// An I/O thread is pinned live only when the running guest has it (one added to the
+    /// definition exists after the restart).
+    fn live_applies(&self, key: &GuestKey, live_xml: &str) -> bool {
+        match key {
+            GuestKey::Cputune(Key::Iothreadpin(id)) => crate::domain::pins::XmlPins::read(live_xml)
+                .iothread_ids
+                .contains(id),
+            _ => true,
+        }
     }
 
     fn live(&self, d: &GuestDesired, key: &GuestKey, node: Option<NodeInfo>) -> Option<LiveOp> {
@@ -292,7 +324,60 @@ impl super::GuestSetting for Setting {
     }
 }
 
-/// `emulatorpin`: a CPU set, or `auto` / `isolate` beside `vcpupin: auto`.
+/// `vcpupin: shared`: needs `host.cpu_pool.shared`; the pool is the guest's `<vcpu cpuset>`,
+/// so it declares neither that nor `vcpu.placement: auto` (numad would ignore the cpuset).
+fn shared(v: &mut Validation, g: &RawGuest, out: &mut GuestDesired) {
+    let at = ["cputune", "vcpupin"];
+    if v.shared.is_none() {
+        v.err(
+            &at,
+            "`vcpupin: shared` floats the vCPUs over host.cpu_pool.shared: declare it",
+        );
+    }
+    if let Some(raw) = &g.vcpu {
+        if raw.cpuset.is_some() {
+            v.err(
+                &["vcpu", "cpuset"],
+                "`vcpupin: shared` sets the cpuset to host.cpu_pool.shared: remove vcpu.cpuset",
+            );
+        }
+        if raw.placement == Some(Placement::Auto) {
+            v.err(
+                &["vcpu", "placement"],
+                "`vcpupin: shared` needs static placement (numad would ignore the shared pool)",
+            );
+        }
+    }
+    out.auto_pin = Some(AutoPin {
+        shared: true,
+        ..Default::default()
+    });
+}
+
+/// `iothreadpin: auto`: beside `vcpupin: auto | shared`; on the reserved CPUs unless the
+/// emulator has an isolated CPU.
+fn iothreadpin_auto(v: &mut Validation, out: &mut GuestDesired) {
+    let at = ["cputune", "iothreadpin"];
+    let reserved = v.reserved.is_some();
+    match out.auto_pin.as_mut() {
+        Some(a) => {
+            a.iothreads = true;
+            if a.emulator != Some(EmulatorAuto::Isolate) && !reserved {
+                v.err(
+                    &at,
+                    "`iothreadpin: auto` runs the I/O threads on reserved CPUs: declare host.cpu_pool.reserved",
+                );
+            }
+        }
+        None => v.err(
+            &at,
+            "`iothreadpin: auto` follows the guest's placement: it needs `vcpupin: auto` or `vcpupin: shared`",
+        ),
+    }
+}
+
+/// `emulatorpin`: a CPU set, or `auto` / `isolate` beside `vcpupin: auto` (`auto` also
+/// beside `vcpupin: shared`).
 fn emulatorpin(v: &mut Validation, ct: &RawCputune, out: &mut GuestDesired) {
     let at = ["cputune", "emulatorpin"];
     match &ct.emulatorpin {
@@ -303,6 +388,10 @@ fn emulatorpin(v: &mut Validation, ct: &RawCputune, out: &mut GuestDesired) {
                 EmulatorAuto::Isolate
             };
             match out.auto_pin.as_mut() {
+                Some(a) if a.shared && mode == EmulatorAuto::Isolate => v.err(
+                    &at,
+                    "`emulatorpin: isolate` takes a dedicated CPU: it needs `vcpupin: auto`, not `shared`",
+                ),
                 Some(a) => a.emulator = Some(mode),
                 None => v.err(&at, format!("`emulatorpin: {s}` needs `vcpupin: auto`")),
             }
@@ -323,7 +412,8 @@ fn emulatorpin(v: &mut Validation, ct: &RawCputune, out: &mut GuestDesired) {
 /// Linear in the pins (plus a sort): removals and insertions are each one pass over
 /// `<cputune>`'s children, new pins going where inserting them one by one in id order
 /// would put them ([`sorted_anchors`]).
-fn pin_map(ed: &mut Editor, pins_of: Pins, pins: &BTreeMap<u32, CpuSet>) {
+/// An observed pin equal to `floating` counts as no pin.
+fn pin_map(ed: &mut Editor, pins_of: Pins, pins: &BTreeMap<u32, CpuSet>, floating: Option<String>) {
     let (elem, id_attr) = (pins_of.elem(), pins_of.id_attr());
     let ct = ed.doc.child(ed.root(), "cputune");
     // Index → its elements (libvirt writes one; hand-written XML may repeat an index).
@@ -345,7 +435,9 @@ fn pin_map(ed: &mut Editor, pins_of: Pins, pins: &BTreeMap<u32, CpuSet>) {
             .iter()
             .map(|e| canon_cpuset(ed.doc.attr(*e, "cpuset")).unwrap_or_default())
             .collect();
-        let before = (!values.is_empty()).then(|| values.join("; "));
+        let before = (!values.is_empty())
+            .then(|| values.join("; "))
+            .filter(|b| Some(b) != floating.as_ref());
         let after = pins.get(&idx).map(|c| c.to_string());
         if !ed.change(pins_of.key(idx), before, after.clone()) {
             continue;
@@ -549,5 +641,54 @@ mod tests {
             e,
             "guests.g.cputune.vcpupin.4096: vCPU index 4096 is out of range (and 2 more indices): a guest has at most 4096 vCPUs (0-4095)"
         );
+    }
+
+    #[test]
+    fn shared_and_iothreadpin_auto_validate_and_their_misuse_is_located() {
+        let g = guest("    cputune: { vcpupin: shared }\n");
+        let a = g.auto_pin.unwrap();
+        assert!(a.shared && a.emulator.is_none() && !a.iothreads);
+        let g = guest("    cputune: { vcpupin: auto, emulatorpin: isolate, iothreadpin: auto }\n");
+        assert!(g.auto_pin.unwrap().iothreads);
+        assert_eq!(
+            invalid("    cputune: { vcpupin: shared, emulatorpin: isolate }\n"),
+            "guests.g.cputune.emulatorpin: `emulatorpin: isolate` takes a dedicated CPU: it needs `vcpupin: auto`, not `shared`"
+        );
+        assert_eq!(
+            invalid("    vcpu: { cpuset: \"0-1\", placement: auto }\n    cputune: { vcpupin: shared }\n"),
+            "guests.g.vcpu.cpuset: `vcpupin: shared` sets the cpuset to host.cpu_pool.shared: remove vcpu.cpuset\nguests.g.vcpu.placement: `vcpupin: shared` needs static placement (numad would ignore the shared pool)"
+        );
+        assert_eq!(
+            invalid("    cputune: { iothreadpin: auto }\n"),
+            "guests.g.cputune.iothreadpin: `iothreadpin: auto` follows the guest's placement: it needs `vcpupin: auto` or `vcpupin: shared`"
+        );
+        // Without reserved CPUs (the test validation declares none) auto I/O threads have
+        // nowhere to go, unless the emulator's isolated CPU takes them.
+        assert_eq!(
+            invalid("    cputune: { vcpupin: auto, iothreadpin: auto }\n"),
+            "guests.g.cputune.iothreadpin: `iothreadpin: auto` runs the I/O threads on reserved CPUs: declare host.cpu_pool.reserved"
+        );
+        assert!(
+            invalid("    cputune: { vcpupin: shared }\n    placement: { numa_node: 0 }\n")
+                .starts_with("guests.g.placement: `placement` constrains dedicated CPUs")
+        );
+    }
+
+    /// A shared guest's pin equal to its cpuset means no pin: no change; others are removed.
+    #[test]
+    fn a_shared_guests_pin_saying_its_cpuset_is_no_change() {
+        let mut g = guest("    cputune: { vcpupin: shared }\n");
+        g.vcpupin = Some(BTreeMap::new());
+        g.vcpu_cpuset = Some("1-2".parse().unwrap());
+        let xml = domain(
+            "<vcpu cpuset='1-2'>2</vcpu>\n  <cputune>\n    <vcpupin vcpu='0' cpuset='2,1'/>\n    <vcpupin vcpu='1' cpuset='3'/>\n  </cputune>",
+        );
+        let p = crate::domain::plan_guest(&g, &xml, None).unwrap();
+        let keys: Vec<String> = p.changes.iter().map(|c| c.key.to_string()).collect();
+        assert_eq!(keys, ["cputune.vcpupin.1"]);
+        assert!(crate::domain::plan_guest(&g, &p.new_xml, None)
+            .unwrap()
+            .changes
+            .is_empty());
     }
 }

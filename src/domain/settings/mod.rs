@@ -58,6 +58,12 @@ pub trait GuestSetting: Sync {
         false
     }
 
+    /// Whether the running guest (its live XML) has what `key` changes live (an I/O thread
+    /// pin needs that I/O thread); else the change waits for a restart.
+    fn live_applies(&self, _key: &GuestKey, _live_xml: &str) -> bool {
+        true
+    }
+
     /// The live operation that makes `key` what `d` declares (`None`: none can).
     fn live(&self, _d: &GuestDesired, _key: &GuestKey, _node: Option<NodeInfo>) -> Option<LiveOp> {
         None
@@ -158,6 +164,24 @@ impl fmt::Display for GuestKey {
     }
 }
 
+impl GuestDesired {
+    /// Whether automatic pinning places the guest's memory with its vCPUs: `vcpupin: auto`
+    /// with `numatune.memory` `nodeset: auto` in a mode that binds it there (strict, the
+    /// default, or restrictive; an undeclared mode the XML may still say otherwise).
+    pub fn memory_follows_vcpus(&self) -> bool {
+        use crate::config::raw::NumaMode;
+        self.auto_pin
+            .as_ref()
+            .is_some_and(|a| a.nodeset && !a.shared)
+            && self.numa_memory.as_ref().is_some_and(|m| {
+                matches!(
+                    m.mode,
+                    None | Some(NumaMode::Strict) | Some(NumaMode::Restrictive)
+                )
+            })
+    }
+}
+
 /// Which devices a disk/interface entry applies to.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum DeviceKey<T> {
@@ -225,6 +249,8 @@ pub struct Validation<'a> {
     key: &'a [String],
     /// `host.cpu_pool.reserved`.
     pub reserved: Option<&'a CpuSet>,
+    /// `host.cpu_pool.shared`.
+    pub shared: Option<&'a CpuSet>,
 }
 
 impl Validation<'_> {
@@ -254,6 +280,7 @@ pub fn validate_guest(
     key: &[String],
     g: &RawGuest,
     reserved: Option<&CpuSet>,
+    shared: Option<&CpuSet>,
 ) -> GuestDesired {
     let mut out = GuestDesired {
         key_path: key.to_vec(),
@@ -263,6 +290,7 @@ pub fn validate_guest(
         errors,
         key,
         reserved,
+        shared,
     };
     for s in SETTINGS {
         s.validate(&mut v, g, &mut out);
@@ -273,6 +301,11 @@ pub fn validate_guest(
 /// Whether libvirt can change `key` on a running guest.
 pub fn live_capable(key: &GuestKey) -> bool {
     key.setting().live_capable(key)
+}
+
+/// Whether the running guest whose live XML is `live_xml` has what `key` changes live.
+pub fn live_applies(key: &GuestKey, live_xml: &str) -> bool {
+    key.setting().live_applies(key, live_xml)
 }
 
 /// The live operation that makes `key` what `d` declares.
@@ -337,7 +370,8 @@ pub(crate) mod testing {
         let g = raw.guests.get("g").expect("guest g");
         let key = vec!["guests".to_string(), "g".to_string()];
         let mut errors = Collect(Vec::new());
-        let d = validate_guest(&mut errors, &key, g, None);
+        let shared: crate::cpuset::CpuSet = "1".parse().expect("a CPU set");
+        let d = validate_guest(&mut errors, &key, g, None, Some(&shared));
         (d, errors.0)
     }
 

@@ -1,7 +1,7 @@
 //! `placement`: the NUMA node and SMT policy automatic pinning chooses CPUs with.
 //!
 //! Invariant: it only constrains automatic pinning (`cputune.vcpupin: auto`, validated before
-//! it): it has no XML of its own, so it edits, imports and checks nothing.
+//! it; not `shared`): it has no XML of its own, so it edits, imports and checks nothing.
 
 use super::{GuestDesired, Validation};
 use crate::config::raw::RawGuest;
@@ -14,6 +14,10 @@ impl super::GuestSetting for Setting {
     fn validate(&self, v: &mut Validation, g: &RawGuest, out: &mut GuestDesired) {
         let Some(pl) = &g.placement else { return };
         match out.auto_pin.as_mut() {
+            Some(a) if a.shared => v.err(
+                &["placement"],
+                "`placement` constrains dedicated CPUs: a `vcpupin: shared` guest floats over the shared pool",
+            ),
             Some(a) => {
                 a.numa_node = pl.numa_node;
                 a.threads = pl.threads.unwrap_or_default();

@@ -22,6 +22,7 @@ mod shared_pin;
 mod thp_always_with_hugepages;
 mod topology_sockets;
 mod tuned_not_virtual_host;
+mod unmanaged_on_dedicated;
 mod vcpu_on_reserved;
 mod vcpu_overcommit;
 mod vhost_net_missing;
@@ -48,4 +49,5 @@ pub static RULES: &[&dyn LintRule] = &[
     &arp_filter_off::Rule,
     &tuned_not_virtual_host::Rule,
     &pinning_does_not_fit::Rule,
+    &unmanaged_on_dedicated::Rule,
 ];
