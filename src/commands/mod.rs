@@ -58,6 +58,7 @@ mod import;
 mod info;
 mod plan;
 mod render;
+mod report;
 mod rollback;
 mod validate;
 mod verify;
@@ -88,7 +89,10 @@ impl Exit {
 pub fn run(cli: &Cli) -> anyhow::Result<Exit> {
     let needs_root = !matches!(
         cli.command,
-        Command::Schema { .. } | Command::Completions { .. } | Command::Man
+        Command::Schema { .. }
+            | Command::Completions { .. }
+            | Command::Man
+            | Command::Report { .. }
     );
     if needs_root && !cli.root.is_dir() {
         say!(
@@ -103,7 +107,12 @@ pub fn run(cli: &Cli) -> anyhow::Result<Exit> {
         Command::Man => info::man(),
         Command::Check { files, format } => check::run(cli, files, *format),
         Command::Render { guest, xml, files } => render::run(cli, guest, xml, files),
-        Command::Verify { files, format } => verify::run(cli, files, *format),
+        Command::Verify {
+            files,
+            format,
+            textfile,
+        } => verify::run(cli, files, *format, textfile.as_deref()),
+        Command::Report { plans, format } => report::run(plans, *format),
         Command::Validate { files, format } => validate::run(cli, files, *format),
         Command::Plan {
             files,
@@ -332,6 +341,9 @@ fn execute(
         validate: l.validate,
     };
     let report = crate::apply::apply_with_options(p, d, t, opts, &mut progress);
+    if let Some(r) = &record {
+        record_result(cli, &r.id, &report);
+    }
     if report.ok() {
         write_pin_lock(cli, p)?;
     }
@@ -344,4 +356,23 @@ fn execute(
     } else {
         Exit::Failure
     })
+}
+
+/// Writes how the apply ended into its record (for `verify --format prometheus`); a failure
+/// to write it is said, not fatal: the apply itself is over.
+fn record_result(cli: &Cli, id: &str, report: &crate::apply::ApplyReport) {
+    let result = state::ApplyResult {
+        format: state::RECORD_FORMAT,
+        finished_unix: saved::now_secs(),
+        ok: report.ok(),
+        failed: report
+            .results
+            .iter()
+            .filter(|r| r.outcome != crate::apply::Outcome::Applied)
+            .map(|r| r.target.clone())
+            .collect(),
+    };
+    if let Err(e) = state::record_result(&cli.root, id, &result) {
+        say!("warning: recording the result of apply {id}: {e}");
+    }
 }
