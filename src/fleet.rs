@@ -108,8 +108,8 @@ pub struct HostRow {
     pub pending: Vec<String>,
     /// Why it fails (plan errors, failed apply steps, unreadable input).
     pub errors: Vec<String>,
-    /// Targets with changes, with how many.
-    pub targets: BTreeMap<String, usize>,
+    /// Targets with changes, with how many, in the plan's order (host first).
+    pub targets: Vec<(String, usize)>,
     /// The first [`MAX_LISTED`] changes.
     pub listed: Vec<Listed>,
     /// The pin map (an SVG document), or why it is not shown.
@@ -286,14 +286,24 @@ fn failing(i: &Input, kind: &'static str, errors: Vec<String>) -> HostRow {
         reboot: 0,
         pending: Vec::new(),
         errors,
-        targets: BTreeMap::new(),
+        targets: Vec::new(),
         listed: Vec::new(),
         map: i.map.clone(),
     }
 }
 
-fn show(v: &Option<String>) -> String {
-    text(v.as_deref().unwrap_or("(unset)"))
+/// Adds `n` to the target's count, keeping first-seen order.
+fn count(targets: &mut Vec<(String, usize)>, target: &str, n: usize) {
+    let t = text(target);
+    match targets.iter_mut().find(|(x, _)| *x == t) {
+        Some((_, c)) => *c += n,
+        None => targets.push((t, n)),
+    }
+}
+
+/// A value as the CLI shows it (`(unset)`, `(absent)` for a persisted line).
+fn show(path: &str, v: &Option<String>) -> String {
+    text(crate::render::show_for(path, v))
 }
 
 fn from_plan(i: &Input, p: &Plan) -> HostRow {
@@ -311,7 +321,7 @@ fn from_plan(i: &Input, p: &Plan) -> HostRow {
         .filter(|c| c.effect == Effect::Reboot)
         .count();
     for c in &p.changes {
-        *row.targets.entry(text(&c.target)).or_default() += 1;
+        count(&mut row.targets, &c.target, 1);
     }
     row.listed = p
         .changes
@@ -320,8 +330,8 @@ fn from_plan(i: &Input, p: &Plan) -> HostRow {
         .map(|c| Listed {
             target: text(&c.target),
             path: text(&c.path),
-            before: show(&c.before),
-            after: show(&c.after),
+            before: show(&c.path, &c.before),
+            after: show(&c.path, &c.after),
             effect: c.effect,
         })
         .collect();
@@ -383,7 +393,7 @@ fn from_apply(i: &Input, v: &serde_json::Value) -> Result<HostRow, String> {
             .and_then(|a| a.as_array())
             .map_or(0, Vec::len);
         if applied > 0 {
-            *row.targets.entry(text(target)).or_default() += applied;
+            count(&mut row.targets, target, applied);
         }
     }
     row.status = if !row.errors.is_empty() {
