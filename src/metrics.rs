@@ -118,10 +118,10 @@ impl Metrics {
         self.families.get(name)?.series.get(&key).copied()
     }
 
-    /// The text exposition format.
+    /// The text exposition format; a family without series is left out.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        for (name, f) in &self.families {
+        for (name, f) in self.families.iter().filter(|(_, f)| !f.series.is_empty()) {
             let _ = writeln!(out, "# HELP {name} {}", escape_help(f.help));
             let _ = writeln!(out, "# TYPE {name} gauge");
             for (values, v) in &f.series {
