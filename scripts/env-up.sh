@@ -69,6 +69,33 @@ else
     apt-get install -y -q --allow-downgrades "${missing[@]}" "${extra[@]}"
 fi
 
+# ------------------------------------------------- monitoring and report --
+# promtool (Debian's prometheus package) checks `verify --format prometheus`; Chromium and
+# its WebDriver render and click the `kvmtune report --format html` page in tests/report.rs.
+# Services are not started: promtool is all that is used of prometheus.
+REPORT_PACKAGES=(prometheus chromium chromium-driver)
+report_missing=()
+for p in "${REPORT_PACKAGES[@]}"; do
+    installed "$p" || report_missing+=("$p")
+done
+if [ "${#report_missing[@]}" -eq 0 ]; then
+    say "report packages: all present (${REPORT_PACKAGES[*]})"
+else
+    apt_update_once "missing: ${report_missing[*]}"
+    say "apt-get install ${report_missing[*]}"
+    # policy-rc.d: keep the prometheus daemon from being started by the package.
+    policy=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+        chmod 755 /usr/sbin/policy-rc.d
+        policy=1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${report_missing[@]}"
+    if [ -n "$policy" ]; then
+        rm -f /usr/sbin/policy-rc.d
+    fi
+fi
+
 # ------------------------------------------------------ users and groups --
 if getent group kvm >/dev/null; then
     say "group kvm: exists"

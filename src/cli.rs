@@ -40,6 +40,21 @@ pub enum Format {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum VerifyFormat {
+    Human,
+    Json,
+    /// Prometheus text exposition format (drift as metrics).
+    Prometheus,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    Markdown,
+    /// One self-contained page (no external resources) with a sortable table.
+    Html,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ImportFormat {
     Yaml,
     Json,
@@ -140,8 +155,25 @@ pub enum Command {
     Verify {
         #[command(flatten)]
         files: Files,
+        /// `prometheus`: also the host settings and guest definitions a read-only plan finds
+        /// drifting, pending restarts and the last apply's time and result, as metrics.
         #[arg(long, value_enum, default_value = "human")]
-        format: Format,
+        format: VerifyFormat,
+        /// Write the metrics to PATH for node_exporter's textfile collector (implies
+        /// `--format prometheus`; PATH ends in `.prom`; replaced atomically, mode 0644).
+        #[arg(long, value_name = "PATH")]
+        textfile: Option<PathBuf>,
+    },
+    /// Summarise per-host plans of a fleet run (`plan --format json` files, or directories of
+    /// `<host>.json`) in one Markdown or HTML page. Exit 0 all in sync, 2 any host drifts or
+    /// waits for a restart, 1 any host failed.
+    Report {
+        /// Plan files (`<host>.json`), or directories of them; `<host>.map.svg` beside a plan
+        /// is shown on the HTML page.
+        #[arg(required = true)]
+        plans: Vec<PathBuf>,
+        #[arg(long, value_enum, default_value = "markdown")]
+        format: ReportFormat,
     },
     /// Lint the configuration and the host against the tuning guide's rules. Exit 0 clean,
     /// 2 warnings, 1 errors.

@@ -13,12 +13,14 @@ pub mod cpuset;
 pub mod desired;
 pub mod domain;
 pub mod faults;
+pub mod fleet;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod host;
 pub mod import;
 pub mod libvirt;
 pub mod lint;
+pub mod metrics;
 pub mod model;
 pub mod observe;
 pub mod offline;

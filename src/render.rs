@@ -31,7 +31,7 @@ fn show(v: &Option<String>) -> &str {
 }
 
 /// Values of host files under /etc and of things kvmtune adds read `(absent)` when missing.
-fn show_for<'a>(path: &str, v: &'a Option<String>) -> &'a str {
+pub fn show_for<'a>(path: &str, v: &'a Option<String>) -> &'a str {
     match v {
         None if path.ends_with(" (persisted)")
             || path.ends_with(" (boot)")

@@ -534,3 +534,119 @@ pub fn load(root: &Path, to: Option<&str>) -> Result<Record, StateError> {
     }
     Ok(Record { manifest, xml })
 }
+
+/// How an apply ended, written into its record (`result.json`, 0600) once it is over. A
+/// record without one is an apply that did not finish (killed, or still running).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApplyResult {
+    /// [`RECORD_FORMAT`].
+    pub format: u32,
+    /// When the apply ended, seconds since the epoch.
+    pub finished_unix: u64,
+    /// Every target applied.
+    pub ok: bool,
+    /// Targets that failed (`host`, `guest/<name>`).
+    #[serde(default)]
+    pub failed: Vec<String>,
+}
+
+/// The result file inside a record directory.
+pub const RESULT_FILE: &str = "result.json";
+
+/// Writes how the apply of record `id` ended (temp file + rename inside the record, so a
+/// reader sees all of it or none).
+pub fn record_result(root: &Path, id: &str, result: &ApplyResult) -> Result<(), StateError> {
+    if !is_record_id(id) {
+        return Err(StateError::NoRecord(Some(id.to_string())));
+    }
+    let dir = state_dir(root).join("applies").join(id);
+    let tmp = dir.join(format!(".{RESULT_FILE}.tmp"));
+    let _ = std::fs::remove_file(&tmp);
+    let json = serde_json::to_string_pretty(result).expect("result serializes");
+    write_private(&tmp, json.as_bytes())?;
+    let dest = dir.join(RESULT_FILE);
+    std::fs::rename(&tmp, &dest).map_err(io(&dest))
+}
+
+/// The newest apply record, as monitoring sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastApply {
+    pub id: String,
+    /// When it ended (its result), else when it started (its id).
+    pub unix: u64,
+    /// `None`: it has no result (it did not finish).
+    pub result: Option<ApplyResult>,
+}
+
+/// The newest record and how it ended; `None` when there is none. Its manifest is read and
+/// validated ([`load`]); a result that does not parse is an error naming the record.
+pub fn last_apply(root: &Path) -> Result<Option<LastApply>, StateError> {
+    let rec = match load(root, None) {
+        Ok(r) => r,
+        Err(StateError::NoRecord(None)) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let id = rec.manifest.id;
+    let p = state_dir(root).join("applies").join(&id).join(RESULT_FILE);
+    let bad = |msg: String| StateError::BadRecord {
+        id: id.clone(),
+        msg: format!("{RESULT_FILE}: {msg}"),
+    };
+    let result = match crate::host::files::read_opt(&p).map_err(|e| bad(e.to_string()))? {
+        None => None,
+        Some(text) => {
+            let r: ApplyResult = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+            if r.format != RECORD_FORMAT {
+                return Err(bad(format!("format {} is not {RECORD_FORMAT}", r.format)));
+            }
+            for t in &r.failed {
+                crate::model::keys::check_value(t).map_err(&bad)?;
+            }
+            Some(r)
+        }
+    };
+    let unix = match &result {
+        Some(r) => r.finished_unix,
+        None => record_unix(&id).unwrap_or(0),
+    };
+    Ok(Some(LastApply { id, unix, result }))
+}
+
+/// The start of record `id` (`20261126T224607.123Z`) in seconds since the epoch.
+pub fn record_unix(id: &str) -> Option<u64> {
+    if !is_record_id(id) {
+        return None;
+    }
+    let n = |a: usize, b: usize| id[a..b].parse::<i64>().ok();
+    let (y, m, d) = (n(0, 4)?, n(4, 6)?, n(6, 8)?);
+    let (hh, mm, ss) = (n(9, 11)?, n(11, 13)?, n(13, 15)?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 60 {
+        return None;
+    }
+    // Days from civil (Howard Hinnant's algorithm), the inverse of [`crate::saved::utc`].
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    u64::try_from(days * 86_400 + hh * 3600 + mm * 60 + ss).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_ids_give_their_start_time() {
+        for secs in [0, 951_782_400, 1_764_706_245, 4_102_444_799] {
+            let (_, compact) = crate::saved::utc(secs);
+            let id = format!("{}.000Z", compact.trim_end_matches('Z'));
+            assert_eq!(record_unix(&id), Some(secs), "{id}");
+        }
+        assert_eq!(record_unix("20261399T000000.000Z"), None);
+        assert_eq!(record_unix("latest"), None);
+    }
+}

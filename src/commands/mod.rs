@@ -59,6 +59,7 @@ mod info;
 mod perf;
 mod plan;
 mod render;
+mod report;
 mod rollback;
 mod validate;
 mod verify;
@@ -89,7 +90,10 @@ impl Exit {
 pub fn run(cli: &Cli) -> anyhow::Result<Exit> {
     let needs_root = !matches!(
         cli.command,
-        Command::Schema { .. } | Command::Completions { .. } | Command::Man
+        Command::Schema { .. }
+            | Command::Completions { .. }
+            | Command::Man
+            | Command::Report { .. }
     );
     if needs_root && !cli.root.is_dir() {
         say!(
@@ -105,7 +109,12 @@ pub fn run(cli: &Cli) -> anyhow::Result<Exit> {
         Command::Perf(args) => perf::run(cli, args),
         Command::Check { files, format } => check::run(cli, files, *format),
         Command::Render { guest, xml, files } => render::run(cli, guest, xml, files),
-        Command::Verify { files, format } => verify::run(cli, files, *format),
+        Command::Verify {
+            files,
+            format,
+            textfile,
+        } => verify::run(cli, files, *format, textfile.as_deref()),
+        Command::Report { plans, format } => report::run(plans, *format),
         Command::Validate { files, format } => validate::run(cli, files, *format),
         Command::Plan {
             files,
@@ -334,6 +343,9 @@ fn execute(
         validate: l.validate,
     };
     let report = crate::apply::apply_with_options(p, d, t, opts, &mut progress);
+    if let Some(r) = &record {
+        record_result(cli, &r.id, &report);
+    }
     if report.ok() {
         write_pin_lock(cli, p)?;
     }
@@ -346,4 +358,23 @@ fn execute(
     } else {
         Exit::Failure
     })
+}
+
+/// Writes how the apply ended into its record (for `verify --format prometheus`); a failure
+/// to write it is said, not fatal: the apply itself is over.
+fn record_result(cli: &Cli, id: &str, report: &crate::apply::ApplyReport) {
+    let result = state::ApplyResult {
+        format: state::RECORD_FORMAT,
+        finished_unix: saved::now_secs(),
+        ok: report.ok(),
+        failed: report
+            .results
+            .iter()
+            .filter(|r| r.outcome != crate::apply::Outcome::Applied)
+            .map(|r| r.target.clone())
+            .collect(),
+    };
+    if let Err(e) = state::record_result(&cli.root, id, &result) {
+        say!("warning: recording the result of apply {id}: {e}");
+    }
 }

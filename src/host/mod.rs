@@ -614,6 +614,59 @@ pub fn setting_count(d: &HostDesired) -> usize {
         + d.modules.len()
 }
 
+/// The plan path of every setting `d` declares (`sysctl.vm.swappiness`, `tuned.profile`), the
+/// names a plan's host changes use without their ` (persisted)` / ` (boot)` suffix; for
+/// monitoring, which reports the settings that do not change as in sync.
+pub fn declared_settings(d: &HostDesired) -> BTreeSet<String> {
+    use crate::model::{NicAttr, ThpKnob};
+    let mut keys: Vec<HostKey> = d
+        .sysctl
+        .keys()
+        .map(|k| HostKey::Sysctl { key: k.clone() })
+        .collect();
+    let thp = [
+        (d.thp_enabled.is_some(), ThpKnob::Enabled),
+        (d.thp_defrag.is_some(), ThpKnob::Defrag),
+    ];
+    keys.extend(
+        thp.into_iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, knob)| HostKey::Thp { knob, rhel6: false }),
+    );
+    keys.extend(
+        d.hugepages
+            .keys()
+            .map(|(size, node)| HostKey::HugePagePool {
+                size: *size,
+                node: *node,
+            }),
+    );
+    keys.extend(
+        ksm::wanted(d)
+            .into_iter()
+            .map(|(knob, _)| HostKey::Ksm { knob }),
+    );
+    for (name, n) in &d.interfaces {
+        for (on, attr) in [
+            (n.mtu.is_some(), NicAttr::Mtu),
+            (n.sriov_numvfs.is_some(), NicAttr::SriovNumvfs),
+        ] {
+            if on {
+                keys.push(HostKey::Interface {
+                    name: name.clone(),
+                    attr,
+                });
+            }
+        }
+    }
+    let mut out: BTreeSet<String> = keys.iter().map(HostKey::path).collect();
+    out.extend(d.modules.keys().map(|m| format!("modules.{m}")));
+    if d.tuned_profile.is_some() {
+        out.insert("tuned.profile".into());
+    }
+    out
+}
+
 #[cfg(test)]
 mod plan_tests {
     use super::*;
