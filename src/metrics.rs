@@ -57,10 +57,19 @@ impl IsolationFindings for NoFindings {
     }
 }
 
-/// Verify's report carries no isolation findings yet; when it does, count them here.
+/// Verify's isolation checks: one failing check per intruder, under its kind's setting.
 impl IsolationFindings for Report {
-    fn intruders(&self, _kind: IntruderKind) -> u64 {
-        0
+    fn intruders(&self, kind: IntruderKind) -> u64 {
+        use crate::verify::isolation::{IRQS, OTHER_GUESTS, THREADS};
+        let setting = match kind {
+            IntruderKind::Thread => THREADS,
+            IntruderKind::Irq => IRQS,
+            IntruderKind::Vcpu => OTHER_GUESTS,
+        };
+        self.host
+            .iter()
+            .filter(|c| !c.ok && c.setting == setting)
+            .count() as u64
     }
 }
 

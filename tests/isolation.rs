@@ -489,6 +489,28 @@ fn verify_finds_a_planted_intruder_thread_and_irq_and_passes_after_apply() {
     for not in ["pid 600", "CPU 0/KVM", "ksoftirqd", "cpuhp", "IRQ 0 "] {
         assert!(!text.contains(not), "{not} in\n{text}");
     }
+    // The same findings as metrics: one intruder per failing check.
+    let intruders = |kind: &str| {
+        let o = kt_at(r, &["verify", &cfg, "--format", "prometheus"]);
+        let line = format!("kvmtune_isolation_intruders{{kind=\"{kind}\"}} ");
+        out(&o)
+            .lines()
+            .find_map(|l| l.strip_prefix(line.as_str()).map(str::to_string))
+            .unwrap_or_else(|| panic!("no {line} in\n{}", out(&o)))
+    };
+    let findings = |setting: &str| {
+        text.lines()
+            .filter(|l| l.contains(setting) && l.ends_with("DIFFERS"))
+            .count()
+    };
+    let (threads, irqs) = (
+        findings("cpu_pool.isolate.host_threads"),
+        findings("cpu_pool.isolate.irqs"),
+    );
+    assert!(threads >= 2 && irqs >= 2, "{text}");
+    assert_eq!(intruders("thread"), threads.to_string(), "{text}");
+    assert_eq!(intruders("irq"), irqs.to_string(), "{text}");
+    assert_eq!(intruders("vcpu"), "0", "{text}");
     let k = Kernel {
         root: r.to_path_buf(),
         commands: Default::default(),
@@ -505,6 +527,9 @@ fn verify_finds_a_planted_intruder_thread_and_irq_and_passes_after_apply() {
     let o = kt_at(r, &["verify", &cfg, "--format", "json"]);
     let v: serde_json::Value = serde_json::from_str(&out(&o)).unwrap();
     assert_eq!(v["summary"]["differences"], 0, "{v}");
+    for kind in ["thread", "irq", "vcpu"] {
+        assert_eq!(intruders(kind), "0", "{kind} after apply");
+    }
     assert_eq!(v["host"].as_array().unwrap().len(), 3, "{v}");
 }
 

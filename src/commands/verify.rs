@@ -65,7 +65,14 @@ fn metrics(cli: &Cli, files: &Files, textfile: Option<&Path>) -> anyhow::Result<
     let mut plan = None;
     let mut report = None;
     if let Some(d) = &d {
-        match connect(cli, d, true) {
+        // Isolation checks look at every guest, declared or not: they need libvirt too.
+        let hv = connect(cli, d, true).and_then(|hv| match hv {
+            None if d.host.cpu_pool.isolate.any() => {
+                Ok(Some(Hypervisor::open(&cli.connect, true)?))
+            }
+            hv => Ok(hv),
+        });
+        match hv {
             Err(e) => failed("connecting to the hypervisor", &e),
             Ok(hv) => {
                 match observe(cli, d, hv.as_ref(), false) {

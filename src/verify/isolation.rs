@@ -168,12 +168,7 @@ pub fn compare(h: &HostDesired, f: &HostFacts) -> (Vec<Check>, Vec<String>) {
                     crate::domain::running::set_text(&t.cpus)
                 )
             });
-        category(
-            &mut checks,
-            "cpu_pool.isolate.host_threads",
-            &dedicated,
-            found,
-        );
+        category(&mut checks, THREADS, &dedicated, found);
     }
     if p.irqs {
         let (mut found, mut managed, mut pending) = (Vec::new(), Vec::new(), Vec::new());
@@ -207,19 +202,14 @@ pub fn compare(h: &HostDesired, f: &HostFacts) -> (Vec<Check>, Vec<String>) {
                 managed.join("; ")
             ));
         }
-        category(
-            &mut checks,
-            "cpu_pool.isolate.irqs",
-            &dedicated,
-            found.into_iter(),
-        );
+        category(&mut checks, IRQS, &dedicated, found.into_iter());
     }
     if p.guests {
         let found = f
             .others
             .iter()
             .flat_map(|(name, xml)| guest_vcpus(name, xml, online, &dedicated));
-        category(&mut checks, "guests not declared", &dedicated, found);
+        category(&mut checks, OTHER_GUESTS, &dedicated, found);
     }
     (checks, notes)
 }
@@ -239,6 +229,11 @@ fn guest_vcpus(name: &str, xml: &str, online: &CpuSet, dedicated: &CpuSet) -> Ve
         })
         .collect()
 }
+
+/// The settings isolation checks report under (one per kind of intruder).
+pub const THREADS: &str = "cpu_pool.isolate.host_threads";
+pub const IRQS: &str = "cpu_pool.isolate.irqs";
+pub const OTHER_GUESTS: &str = "guests not declared";
 
 fn finding(setting: &str, expected: &str, actual: String) -> Check {
     Check {
