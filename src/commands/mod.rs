@@ -56,6 +56,7 @@ mod apply;
 mod check;
 mod import;
 mod info;
+mod map;
 mod plan;
 mod render;
 mod rollback;
@@ -105,6 +106,11 @@ pub fn run(cli: &Cli) -> anyhow::Result<Exit> {
         Command::Render { guest, xml, files } => render::run(cli, guest, xml, files),
         Command::Verify { files, format } => verify::run(cli, files, *format),
         Command::Validate { files, format } => validate::run(cli, files, *format),
+        Command::Map {
+            files,
+            format,
+            current,
+        } => map::run(cli, files, *format, *current),
         Command::Plan {
             files,
             format,
