@@ -179,9 +179,11 @@ pub struct Float {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ConflictKind {
-    /// A pinned vCPU shares its CPU with another vCPU (pinned, or of another guest that
-    /// floats there); not a conflict with `allow_overcommit`.
+    /// Two or more vCPUs are pinned to one CPU (not a conflict with `allow_overcommit`).
     SharedCpu,
+    /// A guest floats over a CPU where another guest's vCPU is pinned (not a conflict with
+    /// `allow_overcommit`).
+    FloatsOverPinned,
     /// A vCPU can run on a reserved CPU.
     VcpuOnReserved,
     /// A guest kvmtune does not manage can run on a dedicated CPU.
@@ -448,9 +450,18 @@ fn cell_conflicts(
         .map(|g| (*g).clone())
         .chain(cell.floating.iter().cloned())
         .collect();
-    let floating_other = cell.floating.iter().any(|g| !pinned.contains(g));
-    if !overcommit && (cell.vcpus.len() >= 2 || (!cell.vcpus.is_empty() && floating_other)) {
-        out.insert(ConflictKind::SharedCpu, everyone.clone());
+    if !overcommit && cell.vcpus.len() >= 2 {
+        let guests = pinned.iter().map(|g| (*g).clone()).collect();
+        out.insert(ConflictKind::SharedCpu, guests);
+    }
+    let floaters: BTreeSet<String> = cell
+        .floating
+        .iter()
+        .filter(|g| !pinned.is_empty() && !(pinned.len() == 1 && pinned.contains(g)))
+        .cloned()
+        .collect();
+    if !overcommit && !floaters.is_empty() {
+        out.insert(ConflictKind::FloatsOverPinned, floaters);
     }
     if cell.pool == PoolKind::Reserved && !everyone.is_empty() {
         out.insert(ConflictKind::VcpuOnReserved, everyone.clone());
@@ -524,7 +535,11 @@ fn message(kind: ConflictKind, cpus: &CpuSet, guests: &[String], dedicated: &str
         ConflictKind::SharedCpu if guests.len() == 1 => {
             format!("vCPUs of {who} share CPU{s} {cpus}")
         }
-        ConflictKind::SharedCpu => format!("{who} share CPU{s} {cpus} with a pinned vCPU"),
+        ConflictKind::SharedCpu => format!("{who} have vCPUs pinned to the same CPU{s} {cpus}"),
+        ConflictKind::FloatsOverPinned => format!(
+            "{who} float{} over CPU{s} {cpus}, where another guest's vCPU is pinned",
+            if guests.len() == 1 { "s" } else { "" }
+        ),
         ConflictKind::VcpuOnReserved => {
             format!("vCPUs of {who} can run on reserved CPU{s} {cpus}")
         }
@@ -807,10 +822,8 @@ pub fn legend(m: &HostMap) -> Vec<(Option<PoolKind>, String, String)> {
         let meaning = match k {
             PoolKind::Reserved => "host.cpu_pool.reserved: host work, emulator and I/O threads",
             PoolKind::Shared => "host.cpu_pool.shared: for guests that float",
-            PoolKind::Dedicated => "dedicated: for vCPUs pinned 1:1",
-            PoolKind::Isolated => {
-                "dedicated to vCPUs pinned 1:1, host work kept off (isolate.kernel)"
-            }
+            PoolKind::Dedicated => "for vCPUs pinned 1:1 (neither reserved nor shared)",
+            PoolKind::Isolated => "for vCPUs pinned 1:1; host work kept off (isolate.kernel)",
             PoolKind::Unpartitioned => "no host.cpu_pool is declared",
         };
         out.push((Some(k), k.word().to_string(), meaning.to_string()));
@@ -832,7 +845,7 @@ mod tests {
     use super::*;
     use crate::libvirt::GuestObserved;
 
-    fn dom(name: &str, vcpus: u32, extra: &str) -> String {
+    pub(super) fn dom(name: &str, vcpus: u32, extra: &str) -> String {
         format!("<domain type='kvm'><name>{name}</name><vcpu>{vcpus}</vcpu>{extra}</domain>")
     }
 
@@ -858,7 +871,11 @@ mod tests {
     }
 
     /// The current map of `yaml` with managed guests `managed` and unmanaged `others`.
-    fn current(yaml: &str, managed: &[(&str, String)], others: &[(&str, String)]) -> HostMap {
+    pub(super) fn current(
+        yaml: &str,
+        managed: &[(&str, String)],
+        others: &[(&str, String)],
+    ) -> HostMap {
         let d = crate::desired::load_str("t.yaml", yaml).unwrap();
         let obs = observed(managed);
         let others: BTreeMap<String, OtherGuest> = others
@@ -928,20 +945,22 @@ mod tests {
 
     #[test]
     fn each_conflict_kind_is_found() {
-        let yaml = "host:\n  cpu_pool: { reserved: \"0\", isolate: { kernel: true } }\nguests:\n  a: {}\n  b: {}\n";
+        let yaml = "host:\n  cpu_pool: { reserved: \"0\", isolate: { kernel: true } }\nguests:\n  a: {}\n  b: {}\n  c: {}\n";
         let a = dom(
             "a",
             2,
             "<cputune><vcpupin vcpu='0' cpuset='2'/><vcpupin vcpu='1' cpuset='0'/></cputune>",
         );
         let b = "<domain><name>b</name><vcpu cpuset='2-3'>1</vcpu></domain>".to_string();
+        let c = dom("c", 1, "<cputune><vcpupin vcpu='0' cpuset='7'/></cputune>");
         let other = dom("x", 1, "<cputune><vcpupin vcpu='0' cpuset='7'/></cputune>");
-        let m = current(yaml, &[("a", a), ("b", b)], &[("x", other)]);
+        let m = current(yaml, &[("a", a), ("b", b), ("c", c)], &[("x", other)]);
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
         assert_eq!(
             kinds(&m),
             vec![
-                (ConflictKind::SharedCpu, "2".into(), s(&["a", "b"])),
+                (ConflictKind::SharedCpu, "7".into(), s(&["c", "x"])),
+                (ConflictKind::FloatsOverPinned, "2".into(), s(&["b"])),
                 (ConflictKind::VcpuOnReserved, "0".into(), s(&["a"])),
                 (ConflictKind::UnmanagedOnDedicated, "7".into(), s(&["x"])),
                 (ConflictKind::FloatingOnDedicated, "2-3".into(), s(&["b"])),
@@ -950,7 +969,21 @@ mod tests {
         let c2 = m.cells().find(|c| c.cpu == 2).unwrap();
         assert_eq!(cell_header(c2), "!2 isolated");
         assert_eq!(
-            m.conflicts[2].message,
+            c2.conflicts,
+            vec![
+                ConflictKind::FloatsOverPinned,
+                ConflictKind::FloatingOnDedicated
+            ]
+        );
+        assert!(m.cells().find(|c| c.cpu == 6).unwrap().conflicts.is_empty());
+        let msgs: Vec<&str> = m.conflicts.iter().map(|c| c.message.as_str()).collect();
+        assert_eq!(msgs[0], "c and x have vCPUs pinned to the same CPU 7");
+        assert_eq!(
+            msgs[1],
+            "b floats over CPU 2, where another guest's vCPU is pinned"
+        );
+        assert_eq!(
+            msgs[3],
             "x, not managed by kvmtune, can run on isolated CPU 7"
         );
     }

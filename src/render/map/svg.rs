@@ -250,3 +250,22 @@ pub fn render(m: &HostMap) -> String {
     out.push_str("</svg>\n");
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{current, dom};
+    use super::*;
+
+    #[test]
+    fn names_are_escaped_and_the_svg_is_xml() {
+        let name = "x<y&\"z'\u{7}";
+        let pin = "<cputune><vcpupin vcpu='0' cpuset='3'/></cputune>";
+        let m = current("guests: {}\n", &[], &[(name, dom("x", 1, pin))]);
+        let svg = render(&m);
+        assert!(svg.contains("x&lt;y&amp;&quot;z&apos;? (shut off"), "{svg}");
+        let doc = crate::xmltree::Document::parse(&svg).unwrap();
+        assert_eq!(doc.name(doc.root()), "svg");
+        assert_eq!(render(&m), svg, "deterministic");
+        assert_eq!(svg.matches("<g id=\"cpu-").count(), 8);
+    }
+}

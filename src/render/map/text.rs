@@ -183,3 +183,73 @@ pub fn render(m: &HostMap, style: Style) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{current, dom};
+    use super::*;
+
+    fn two_on_cpu_2() -> HostMap {
+        let pin = "<cputune><vcpupin vcpu='0' cpuset='2'/></cputune>";
+        current(
+            "host:\n  cpu_pool: { reserved: \"0\" }\nguests:\n  a: {}\n",
+            &[("a", dom("a", 1, pin))],
+            &[("a-very-long-guest-name", dom("b", 1, pin))],
+        )
+    }
+
+    #[test]
+    fn colour_paints_but_marks_and_columns_stay() {
+        let m = two_on_cpu_2();
+        let plain = render(&m, Style::PLAIN);
+        let colour = render(&m, Style { color: true });
+        assert!(!plain.contains('\x1b'));
+        assert!(colour.contains("\x1b[1;31m!2 dedicated"), "{colour}");
+        let strip = |s: &str| {
+            let mut out = String::new();
+            let mut esc = false;
+            for c in s.chars() {
+                match (esc, c) {
+                    (false, '\x1b') => esc = true,
+                    (true, 'm') => esc = false,
+                    (true, _) => {}
+                    (false, c) => out.push(c),
+                }
+            }
+            out
+        };
+        assert_eq!(strip(&colour), plain);
+        // Every grid line of a node block is as wide as its rule.
+        let grid: Vec<&str> = plain.lines().filter(|l| l.contains('│')).collect();
+        let w = width(grid[0]);
+        assert!(grid.iter().all(|l| width(l) == w), "{plain}");
+        assert!(plain.contains("│ a-very-lo… v0"), "{plain}");
+        assert!(plain.contains("a and a-very-long-guest-name have vCPUs pinned to the same CPU 2"));
+    }
+
+    #[test]
+    fn wide_nodes_wrap_into_rows_of_cores() {
+        let topo = crate::topology::HostTopology::synthetic(1, 16, 2);
+        let d = crate::desired::Desired::default();
+        let obs = crate::observe::Observed {
+            topology: Some(topo),
+            ..Default::default()
+        };
+        let others = std::collections::BTreeMap::new();
+        let m = super::super::build(&super::super::MapInput {
+            desired: &d,
+            observed: &obs,
+            plan: None,
+            others: &others,
+            hostname: "h",
+        })
+        .unwrap();
+        let t = render(&m, Style::PLAIN);
+        assert!(t.lines().all(|l| width(l) <= MAX_WIDTH), "{t}");
+        assert!(t.matches('┌').count() > 1, "{t}");
+        for cpu in 0..32 {
+            let n = t.matches(&format!("│ {cpu} cpu ")).count();
+            assert_eq!(n, 1, "CPU {cpu} in {t}");
+        }
+    }
+}
