@@ -292,3 +292,24 @@ fn committed_map_svg_is_current() {
         "docs/map-demo.svg is stale: run `scripts/demo-map.sh --format svg > docs/map-demo.svg`"
     );
 }
+
+#[test]
+fn readme_map_is_current() {
+    let o = std::process::Command::new(repo().join("scripts/demo-map.sh"))
+        .env("KVMTUNE", env!("CARGO_BIN_EXE_kvmtune"))
+        .env_remove("LIBVIRT_DEFAULT_URI")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let start = readme
+        .find("<!-- map:start")
+        .expect("README has the map block");
+    let block = &readme[start..];
+    let body =
+        &block[block.find("```text\n").unwrap() + 8..block.find("```\n<!-- map:end -->").unwrap()];
+    assert!(
+        body == out(&o),
+        "README.md's map is stale: paste `scripts/demo-map.sh` between its map markers"
+    );
+}

@@ -457,7 +457,8 @@ fn cell_conflicts(
     let floaters: BTreeSet<String> = cell
         .floating
         .iter()
-        .filter(|g| !pinned.is_empty() && !(pinned.len() == 1 && pinned.contains(g)))
+        // Another guest's vCPU is pinned here.
+        .filter(|g| pinned.iter().any(|p| p != g))
         .cloned()
         .collect();
     if !overcommit && !floaters.is_empty() {
