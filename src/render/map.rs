@@ -829,14 +829,34 @@ pub fn legend(m: &HostMap) -> Vec<(Option<PoolKind>, String, String)> {
         };
         out.push((Some(k), k.word().to_string(), meaning.to_string()));
     }
-    for (what, meaning) in [
-        ("db1 v0", "vCPU 0 of guest db1, pinned to this CPU"),
-        ("db1 emu", "db1's emulator threads"),
-        ("db1 io1", "db1's I/O thread 1"),
-        ("~web1", "web1's vCPUs float over CPUs including this one"),
-        ("!", "conflict (listed below the map)"),
-    ] {
-        out.push((None, what.to_string(), meaning.to_string()));
+    // Each kind of mark, explained on its first occurrence in the map.
+    let n = |g: &str| fit(g, NAME_IN_CELL);
+    if let Some(v) = m.cells().flat_map(|c| c.vcpus.first()).next() {
+        let (g, i) = (n(&v.guest), v.vcpu);
+        out.push((
+            None,
+            format!("{g} v{i}"),
+            format!("vCPU {i} of guest {g}, pinned to this CPU"),
+        ));
+    }
+    if let Some(g) = m.cells().flat_map(|c| c.emulator.first()).next() {
+        let g = n(g);
+        out.push((None, format!("{g} emu"), format!("{g}'s emulator threads")));
+    }
+    if let Some(t) = m.cells().flat_map(|c| c.iothreads.first()).next() {
+        let (g, i) = (n(&t.guest), t.iothread);
+        out.push((None, format!("{g} io{i}"), format!("{g}'s I/O thread {i}")));
+    }
+    if let Some(g) = m.cells().flat_map(|c| c.floating.first()).next() {
+        let g = n(g);
+        out.push((
+            None,
+            format!("~{g}"),
+            format!("{g}'s vCPUs float over CPUs including this one"),
+        ));
+    }
+    if m.has_conflicts() {
+        out.push((None, "!".into(), "conflict (listed above)".into()));
     }
     out
 }
