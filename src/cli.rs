@@ -39,6 +39,17 @@ pub enum Format {
     Json,
 }
 
+/// How `kvmtune map` draws.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MapFormat {
+    /// A grid for terminals (colour on a TTY unless NO_COLOR is set).
+    #[value(alias = "human")]
+    Text,
+    /// A self-contained SVG image.
+    Svg,
+    Json,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum VerifyFormat {
     Human,
@@ -182,6 +193,18 @@ pub enum Command {
         files: Files,
         #[arg(long, value_enum, default_value = "human")]
         format: Format,
+    },
+    /// Draw the host's CPUs per NUMA node (cores × SMT threads) with the CPU pools and the
+    /// guests pinned or floating there, as the plan would leave them (or as they are now).
+    /// Read-only. Exit 0 without conflicts, 2 with conflicts, 1 on error.
+    Map {
+        #[command(flatten)]
+        files: Files,
+        #[arg(long, value_enum, default_value = "text")]
+        format: MapFormat,
+        /// Draw the host as it is now instead of as the plan would leave it.
+        #[arg(long)]
+        current: bool,
     },
     /// Print the current state of the owned settings as a kvmtune configuration.
     Import {

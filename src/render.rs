@@ -5,6 +5,8 @@
 
 use std::fmt::Write;
 
+pub mod map;
+
 use crate::apply::{ApplyReport, Outcome};
 use crate::plan::{Action, Effect, Plan};
 

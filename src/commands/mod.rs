@@ -57,6 +57,7 @@ mod check;
 mod import;
 mod info;
 mod perf;
+mod map;
 mod plan;
 mod render;
 mod report;
@@ -116,6 +117,11 @@ pub fn run(cli: &Cli) -> anyhow::Result<Exit> {
         } => verify::run(cli, files, *format, textfile.as_deref()),
         Command::Report { plans, format } => report::run(plans, *format),
         Command::Validate { files, format } => validate::run(cli, files, *format),
+        Command::Map {
+            files,
+            format,
+            current,
+        } => map::run(cli, files, *format, *current),
         Command::Plan {
             files,
             format,
