@@ -54,6 +54,14 @@ pub struct Files {
     /// `hosts/<hostname>.yaml` adds this host's own settings.
     #[arg(long, value_name = "DIR")]
     pub host_config: Option<PathBuf>,
+    /// A group this host is in (repeatable): with --host-config, `groups/<group>.yaml`
+    /// adds its settings (merged after the shared files, before the host's own).
+    #[arg(long = "group", value_name = "GROUP", requires = "host_config")]
+    pub groups: Vec<String>,
+    /// Fail when the configuration selects files per host and none selects this one (no
+    /// hosts/<hostname>.yaml or groups file, no `hosts:` naming it); without it, a warning.
+    #[arg(long)]
+    pub strict: bool,
 }
 
 /// Options of the commands that change things.
