@@ -95,7 +95,8 @@ pub enum Command {
         files: Files,
         #[arg(long, value_enum, default_value = "human")]
         format: Format,
-        /// Also print the unified diff of each guest's domain XML.
+        /// Also print the unified diff of each guest's domain XML (with --format json: a
+        /// `diff` object, each change in the words of the human plan and each guest's XML).
         #[arg(long)]
         diff: bool,
         /// Exit 0 with no changes, 2 with changes, 1 on error.

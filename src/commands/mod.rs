@@ -212,7 +212,12 @@ fn load_quiet(cli: &Cli, files: &Files) -> Result<Loaded, Exit> {
     };
     let (p, layout) = paths(cli, files).map_err(|e| fail(&e))?;
     let here = hostname(cli);
-    let (d, sources) = crate::desired::read_for(&p, Some(&here)).map_err(|e| fail(&e))?;
+    let (d, sources) = if p.is_empty() && layout.is_some() {
+        // A fleet directory with nothing for this host: nothing is managed (and said so).
+        (Desired::default(), Vec::new())
+    } else {
+        crate::desired::read_for(&p, Some(&here)).map_err(|e| fail(&e))?
+    };
     let unselected = config::select::unselected(&sources, layout.as_ref(), &here);
     Ok((d, sources, unselected))
 }

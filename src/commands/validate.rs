@@ -103,7 +103,8 @@ pub fn run(cli: &Cli, files: &Files, format: Format) -> anyhow::Result<Exit> {
         // A repository of per-host files only, none of them this machine's: nothing more to
         // combine here.
         let none = files.files.is_empty()
-            && crate::config::select::layout(dir, &super::hostname(cli), &files.groups).is_err();
+            && crate::config::select::layout(dir, &super::hostname(cli), &files.groups)
+                .is_ok_and(|l| l.paths.is_empty());
         if none {
             match format {
                 Format::Human => out!(

@@ -175,7 +175,7 @@ fn not_a_dir(dir: &Path) -> ConfigErrors {
 /// The files of a fleet directory for `hostname` in `groups`: every *.yaml directly in
 /// `dir` (shared), `dir/groups/<group>.yaml` for each group that has one, and
 /// `dir/hosts/<hostname>.yaml` when it exists. Files of other hosts and groups are not
-/// opened.
+/// opened. None at all is not an error here: [`unselected`] says so.
 pub fn layout(dir: &Path, hostname: &str, groups: &[String]) -> Result<Layout, ConfigErrors> {
     if !dir.is_dir() {
         return Err(not_a_dir(dir));
@@ -189,13 +189,6 @@ pub fn layout(dir: &Path, hostname: &str, groups: &[String]) -> Result<Layout, C
     }
     l.own.extend(named(&dir.join("hosts"), hostname));
     l.paths.extend(l.own.iter().cloned());
-    if l.paths.is_empty() {
-        return Err(ConfigError::Read {
-            file: dir.to_path_buf(),
-            reason: format!("no shared *.yaml and no hosts/{hostname}.yaml"),
-        }
-        .into());
-    }
     Ok(l)
 }
 
