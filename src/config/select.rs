@@ -225,8 +225,7 @@ pub fn unselected(
     if layout.is_none() && !by_selector {
         return None; // a plain configuration, for whichever host runs it
     }
-    if layout.is_some_and(|l| !l.own.is_empty()) || selectors.iter().any(|s| s.selects(hostname))
-    {
+    if layout.is_some_and(|l| !l.own.is_empty()) || selectors.iter().any(|s| s.selects(hostname)) {
         return None;
     }
     let mut why = Vec::new();
@@ -267,7 +266,10 @@ mod tests {
     #[test]
     fn the_selector_is_read_up_to_its_end_only() {
         assert_eq!(sel("host: {}\n"), Selector::All);
-        assert_eq!(sel("hosts: [hv-a-13]\nhost: [unclosed\n"), hosts(&["hv-a-13"]));
+        assert_eq!(
+            sel("hosts: [hv-a-13]\nhost: [unclosed\n"),
+            hosts(&["hv-a-13"])
+        );
         assert_eq!(
             sel("# for two\nhost:\n  sysctl: { vm.swappiness: 1 }\nhosts:\n  - a\n  - 'b*'\nguests: {x: : :}\n"),
             hosts(&["a", "b*"])

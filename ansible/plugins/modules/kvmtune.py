@@ -257,8 +257,10 @@ import re
 
 from ansible.module_utils.basic import AnsibleModule
 
-# `file:line:col: key: message`, as kvmtune prints configuration errors.
-LOCATED = re.compile(r"^(?P<location>.+?:\d+:\d+): (?P<key>[^\s:]+): (?P<message>.*)$")
+# `file:line:col: [key: ]message`, as kvmtune prints configuration errors.
+LOCATED = re.compile(r"^(?P<location>[^\s:][^:]*:\d+:\d+): (?P<message>.*)$")
+HOST_KEY = re.compile(r" \((host\.[^\s()]+)\)")
+KEYED = re.compile(r"^(?P<key>[^\s:]+): (?P<message>.*)$")
 
 PLAN_LISTS = ("changes", "errors", "pending_restart", "restarts", "notes")
 
@@ -301,7 +303,16 @@ def stderr_problems(err):
         if line.startswith("error: "):
             line = line[len("error: "):]
         m = LOCATED.match(line)
-        errors.append(m.groupdict() if m else {"message": line})
+        if not m:
+            # A host read error names the file and the declared key: `/proc/... (host.x): cause`.
+            k = HOST_KEY.search(line)
+            errors.append({"key": k.group(1), "message": line} if k else {"message": line})
+            continue
+        e = m.groupdict()
+        k = KEYED.match(e["message"])
+        if k:
+            e.update(k.groupdict())
+        errors.append(e)
     return warnings, errors
 
 
