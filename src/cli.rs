@@ -80,6 +80,14 @@ pub struct Files {
     /// `hosts/<hostname>.yaml` adds this host's own settings.
     #[arg(long, value_name = "DIR")]
     pub host_config: Option<PathBuf>,
+    /// A group this host is in (repeatable): with --host-config, `groups/<group>.yaml`
+    /// adds its settings (merged after the shared files, before the host's own).
+    #[arg(long = "group", value_name = "GROUP", requires = "host_config")]
+    pub groups: Vec<String>,
+    /// Fail when the configuration selects files per host and none selects this one (no
+    /// hosts/<hostname>.yaml or groups file, no `hosts:` naming it); without it, a warning.
+    #[arg(long)]
+    pub strict: bool,
 }
 
 /// Options of the commands that change things.
@@ -113,7 +121,8 @@ pub enum Command {
         files: Files,
         #[arg(long, value_enum, default_value = "human")]
         format: Format,
-        /// Also print the unified diff of each guest's domain XML.
+        /// Also print the unified diff of each guest's domain XML (with --format json: a
+        /// `diff` object, each change in the words of the human plan and each guest's XML).
         #[arg(long)]
         diff: bool,
         /// Exit 0 with no changes, 2 with changes, 1 on error.

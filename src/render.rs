@@ -236,6 +236,55 @@ pub fn plan_json(plan: &Plan) -> String {
     serde_json::to_string_pretty(plan).expect("plan serializes") + "\n"
 }
 
+/// The plan as JSON with `"diff"` (`plan --format json --diff`): each change in the words of
+/// the human plan (`(absent)`, `(unset)`, ...) with its effect marker, and each guest's
+/// defined and planned domain XML, for tools that show diffs (the Ansible module's diff mode).
+pub fn plan_json_with_diff(plan: &Plan) -> String {
+    let changes: Vec<serde_json::Value> = plan
+        .changes
+        .iter()
+        .map(|c| {
+            serde_json::json!({
+                "target": c.target,
+                "heading": heading(&c.target),
+                "path": c.path,
+                "before": show_for(&c.path, &c.before),
+                "after": show_for(&c.path, &c.after),
+                "effect": c.effect.as_str(),
+                "marker": match c.effect {
+                    Effect::Live => String::new(),
+                    e => format!("({} needed)", e.as_str()),
+                },
+            })
+        })
+        .collect();
+    let guests: Vec<serde_json::Value> = plan
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Guest {
+                name,
+                old_xml,
+                new_xml,
+                ..
+            } => Some(serde_json::json!({
+                "name": name.as_str(),
+                "defined": old_xml,
+                "planned": new_xml,
+            })),
+            _ => None,
+        })
+        .collect();
+    let mut v = serde_json::to_value(plan).expect("plan serializes");
+    if let serde_json::Value::Object(m) = &mut v {
+        m.insert(
+            "diff".into(),
+            serde_json::json!({ "changes": changes, "guests": guests }),
+        );
+    }
+    serde_json::to_string_pretty(&v).expect("plan serializes") + "\n"
+}
+
 /// What apply did, for people.
 pub fn report_text(report: &ApplyReport, style: Style) -> String {
     let mut out = String::new();

@@ -198,22 +198,58 @@ fn origin(cli: &Cli) -> saved::Origin {
     }
 }
 
-fn paths(cli: &Cli, files: &Files) -> Result<Vec<PathBuf>, config::ConfigErrors> {
+/// The files to read for this host, and the fleet directory's selection when there is one.
+fn paths(
+    cli: &Cli,
+    files: &Files,
+) -> Result<(Vec<PathBuf>, Option<config::select::Layout>), config::ConfigErrors> {
     let mut p = files.files.clone();
-    if let Some(dir) = &files.host_config {
-        p.extend(config::host_config_paths(dir, &hostname(cli))?);
+    let layout = match &files.host_config {
+        Some(dir) => Some(config::select::layout(dir, &hostname(cli), &files.groups)?),
+        None => None,
+    };
+    if let Some(l) = &layout {
+        p.extend(l.paths.iter().cloned());
     }
-    Ok(p)
+    Ok((p, layout))
 }
 
-/// Loads the configuration for this host, with the files as read; prints why not.
+type Loaded = (
+    Desired,
+    Vec<config::source::SourceFile>,
+    Option<config::select::Unselected>,
+);
+
+/// Loads the configuration for this host, with the files as read, and whether no file
+/// selects this host; prints why it cannot.
+fn load_quiet(cli: &Cli, files: &Files) -> Result<Loaded, Exit> {
+    let fail = |e: &dyn std::fmt::Display| {
+        say!("{e}");
+        Exit::Failure
+    };
+    let (p, layout) = paths(cli, files).map_err(|e| fail(&e))?;
+    let here = hostname(cli);
+    let (d, sources) = if p.is_empty() && layout.is_some() {
+        // A fleet directory with nothing for this host: nothing is managed (and said so).
+        (Desired::default(), Vec::new())
+    } else {
+        crate::desired::read_for(&p, Some(&here)).map_err(|e| fail(&e))?
+    };
+    let unselected = config::select::unselected(&sources, layout.as_ref(), &here);
+    Ok((d, sources, unselected))
+}
+
+/// [`load_quiet`], saying when no file selects this host (an error with `--strict`).
 fn load(cli: &Cli, files: &Files) -> Result<(Desired, Vec<config::source::SourceFile>), Exit> {
-    paths(cli, files)
-        .and_then(|p| crate::desired::read_for(&p, Some(&hostname(cli))))
-        .map_err(|e| {
-            say!("{e}");
-            Exit::Failure
-        })
+    let (d, sources, unselected) = load_quiet(cli, files)?;
+    if let Some(u) = unselected {
+        if files.strict {
+            say!("error: {u} (--strict)");
+            return Err(Exit::Failure);
+        }
+        say!("warning: {u}");
+    }
+    Ok((d, sources))
 }
 
 fn connect(cli: &Cli, d: &Desired, read_only: bool) -> anyhow::Result<Option<Hypervisor>> {

@@ -29,6 +29,7 @@ pub fn run(cli: &Cli, files: &Files, a: Args) -> anyhow::Result<Exit> {
     let obs = observe(cli, &d, hv.as_ref(), false)?;
     let p = crate::pipeline::plan_with(&d, &obs, a.opts);
     match a.format {
+        Format::Json if a.diff => out!("{}", crate::render::plan_json_with_diff(&p)),
         Format::Json => out!("{}", crate::render::plan_json(&p)),
         Format::Human => out!("{}", crate::render::plan_text(&p, style(), a.diff)),
     }

@@ -1,48 +1,128 @@
 //! `kvmtune validate`: schema and semantic checks, no hypervisor.
 //!
 //! Invariant: reads only the configuration and the root's static tuned profiles. Every file
-//! is checked on its own too, whatever host its `hosts:` selects (CI validates the whole
-//! repository on one machine), then the files that apply to this host together.
+//! of the repository is checked, whatever host it selects (CI validates the whole repository
+//! on one machine): each file's syntax on its own, the shared files together, each per-host
+//! or per-group file (`--host-config DIR`: `hosts/*.yaml`, `groups/*.yaml`, and files with a
+//! `hosts:` selector) with the shared files, as a host it selects would load them; then the
+//! files that apply to this host together. Each problem is printed once.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
 
 use anyhow::Context;
 
-use super::{json, load, Exit};
+use super::{json, load_quiet, Exit};
 use crate::cli::{Cli, Files, Format};
+use crate::config::select::{selector, Selector};
+use crate::config::source::SourceFile;
+
+/// Every file of the repository: (path, selected by path: a group or host file).
+fn repository(files: &Files) -> Result<Vec<(PathBuf, bool)>, crate::config::ConfigErrors> {
+    let mut out: Vec<(PathBuf, bool)> = if files.files.is_empty() {
+        Vec::new()
+    } else {
+        crate::config::expand_paths(&files.files)?
+            .into_iter()
+            .map(|p| (p, false))
+            .collect()
+    };
+    if let Some(dir) = &files.host_config {
+        let (shared, own) = crate::config::select::repository_paths(dir)?;
+        out.extend(shared.into_iter().map(|p| (p, false)));
+        out.extend(own.into_iter().map(|p| (p, true)));
+    }
+    Ok(out)
+}
+
+/// Prints each problem once; whether there was any.
+struct Seen(BTreeSet<String>);
+
+impl Seen {
+    fn report(&mut self, e: &dyn std::fmt::Display) {
+        for line in e.to_string().lines() {
+            if self.0.insert(line.to_string()) {
+                say!("{line}");
+            }
+        }
+    }
+}
+
+/// The repository's files one by one and in the combinations hosts load; how many files,
+/// `None` when any is broken.
+fn repository_ok(files: &Files) -> Option<usize> {
+    let mut seen = Seen(BTreeSet::new());
+    let paths = match repository(files) {
+        Ok(p) => p,
+        Err(e) => {
+            seen.report(&e);
+            return None;
+        }
+    };
+    let count = paths.len();
+    let mut shared = Vec::new();
+    let mut selected = Vec::new();
+    for (path, own) in paths {
+        let file = match SourceFile::read(&path) {
+            Ok(f) => f,
+            Err(e) => {
+                seen.report(&e);
+                continue;
+            }
+        };
+        if let Err(e) = crate::config::check_syntax(&file) {
+            seen.report(&e);
+            continue;
+        }
+        if own || selector(&file) != Selector::All {
+            selected.push(file);
+        } else {
+            shared.push(file);
+        }
+    }
+    if let Err(e) = crate::desired::load_sources_for(&shared, None) {
+        // The selected files would repeat these errors: fix the shared files first.
+        seen.report(&e);
+    } else {
+        for s in selected {
+            let mut set = shared.clone();
+            set.push(s);
+            if let Err(e) = crate::desired::load_sources_for(&set, None) {
+                seen.report(&e);
+            }
+        }
+    }
+    seen.0.is_empty().then_some(count)
+}
 
 pub fn run(cli: &Cli, files: &Files, format: Format) -> anyhow::Result<Exit> {
-    let sources = match super::paths(cli, files).and_then(|p| crate::config::read_sources(&p)) {
-        Ok(s) => s,
-        Err(e) => {
-            say!("{e}");
-            return Ok(Exit::Failure);
-        }
-    };
-    // Files for other hosts: each with the files every host shares (no `hosts:`), as that
-    // host would load them.
-    let selects = |s: &crate::config::source::SourceFile| {
-        serde_yaml::from_str::<serde_yaml::Value>(&s.text)
-            .ok()
-            .is_some_and(|v| v.get("hosts").is_some())
-    };
-    let shared: Vec<_> = sources.iter().filter(|s| !selects(s)).cloned().collect();
-    let here = super::hostname(cli);
-    let mut bad = false;
-    for s in sources.iter().filter(|s| selects(s)) {
-        if crate::config::applies_here(s, &here) {
-            continue; // checked with the rest below
-        }
-        let mut set = shared.clone();
-        set.push(s.clone());
-        if let Err(e) = crate::desired::load_sources_for(&set, None) {
-            say!("{e}");
-            bad = true;
-        }
-    }
-    if bad {
+    let Some(count) = repository_ok(files) else {
         return Ok(Exit::Failure);
+    };
+    if let Some(dir) = &files.host_config {
+        // A repository of per-host files only, none of them this machine's: nothing more to
+        // combine here.
+        let none = files.files.is_empty()
+            && crate::config::select::layout(dir, &super::hostname(cli), &files.groups)
+                .is_ok_and(|l| l.paths.is_empty());
+        if none {
+            match format {
+                Format::Human => out!(
+                    "Valid: {count} file(s); none applies to host `{}`.\n",
+                    super::hostname(cli)
+                ),
+                Format::Json => out!(
+                    "{}",
+                    json(&serde_json::json!({
+                        "valid": true, "files": count, "host_settings": 0, "guests": [],
+                    }))?
+                ),
+            }
+            return Ok(Exit::Success);
+        }
     }
-    let d = match load(cli, files) {
-        Ok((d, _)) => d,
+    let d = match load_quiet(cli, files) {
+        Ok((d, _, _)) => d,
         Err(code) => return Ok(code),
     };
     // Checks that need the host's static files (tuned profiles under --root).
@@ -66,6 +146,7 @@ pub fn run(cli: &Cli, files: &Files, format: Format) -> anyhow::Result<Exit> {
             "{}",
             json(&serde_json::json!({
                 "valid": true,
+                "files": count,
                 "host_settings": settings,
                 "guests": d.guests.keys().map(|g| g.as_str()).collect::<Vec<_>>(),
             }))?

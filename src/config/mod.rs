@@ -6,6 +6,7 @@
 //! or the host.
 
 pub mod raw;
+pub mod select;
 pub mod source;
 
 use std::fmt;
@@ -99,6 +100,12 @@ fn parse_file(file: &SourceFile) -> Result<Parsed, ConfigError> {
         v => v,
     };
     Ok(Parsed { value, map })
+}
+
+/// One file's syntax and guards on its own (YAML, size, duplicate keys, alias bounds), for
+/// `validate`, which reports every broken file whatever host it is for.
+pub fn check_syntax(file: &SourceFile) -> Result<(), ConfigError> {
+    parse_file(file).map(drop)
 }
 
 /// Located type errors: the typed parse is only run (per file, on its own text, where
@@ -254,47 +261,6 @@ pub fn read_sources(paths: &[PathBuf]) -> Result<Vec<SourceFile>, ConfigErrors> 
     Ok(sources)
 }
 
-/// The files of a fleet directory for `hostname`: every *.yaml directly in `dir` (shared) and
-/// `dir/hosts/<hostname>.yaml` (or `.yml`) when it exists.
-pub fn host_config_paths(dir: &Path, hostname: &str) -> Result<Vec<PathBuf>, ConfigErrors> {
-    let mut out = Vec::new();
-    if !dir.is_dir() {
-        return Err(ConfigError::Read {
-            file: dir.to_path_buf(),
-            reason: "not a directory".into(),
-        }
-        .into());
-    }
-    let has_shared = std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok()).any(|e| {
-                e.path().is_file()
-                    && matches!(
-                        e.path().extension().and_then(|x| x.to_str()),
-                        Some("yaml" | "yml")
-                    )
-            })
-        })
-        .unwrap_or(false);
-    if has_shared {
-        out.extend(expand_paths(&[dir.to_path_buf()])?);
-    }
-    for ext in ["yaml", "yml"] {
-        let f = dir.join("hosts").join(format!("{hostname}.{ext}"));
-        if !hostname.contains('/') && f.is_file() {
-            out.push(f);
-        }
-    }
-    if out.is_empty() {
-        return Err(ConfigError::Read {
-            file: dir.to_path_buf(),
-            reason: format!("no shared *.yaml and no hosts/{hostname}.yaml"),
-        }
-        .into());
-    }
-    Ok(out)
-}
-
 /// Shell-style glob: `*` any run of characters, `?` one character.
 pub fn glob_match(pattern: &str, name: &str) -> bool {
     let p: Vec<char> = pattern.chars().collect();
@@ -319,29 +285,15 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
     p[pi..].iter().all(|c| *c == '*')
 }
 
-/// Whether a file's `hosts:` (if it is a list of strings) matches `hostname`.
 /// Whether the file's `hosts:` selects `hostname` (or it has none, or cannot be read).
 pub fn applies_here(file: &SourceFile, hostname: &str) -> bool {
     !excluded(file, Some(hostname))
 }
 
-/// Whether the file's `hosts:` (read alone, before anything else of the file) excludes
-/// `hostname`.
+/// Whether the file's `hosts:` (read alone, before anything else of the file, see
+/// [`select`]) excludes `hostname`.
 fn excluded(file: &SourceFile, hostname: Option<&str>) -> bool {
-    // Only a file that has a `hosts` key can be excluded (a cheap test that spares the
-    // other files a second parse).
-    if hostname.is_none() || !file.text.contains("hosts") {
-        return false;
-    }
-    // The guards first (alias expansion is bounded there); a file that fails them, or a
-    // syntax error, is reported: its selector cannot be read safely.
-    if file.index().is_err() {
-        return false;
-    }
-    let Ok(v) = serde_yaml::from_str::<Value>(&file.text) else {
-        return false;
-    };
-    !applies_to(&v, hostname)
+    hostname.is_some_and(|h| select::selector(file).excludes(h))
 }
 
 /// `hosts:` that is not a list of hostname globs, located.

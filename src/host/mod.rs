@@ -153,14 +153,15 @@ pub fn observe(root: &Path, d: &HostDesired, needs: HostNeeds) -> std::io::Resul
             .map(|k| format!(" (host.{k})"))
             .unwrap_or_default();
         let f = f.to_string();
+        // The file, the declared key, then the cause.
         move |e: std::io::Error| {
             let msg = e.to_string();
             let msg = if msg.contains(&f) {
-                msg
+                format!("{msg}{key}")
             } else {
-                format!("/{f}: {msg}")
+                format!("/{f}{key}: {msg}")
             };
-            std::io::Error::new(e.kind(), format!("{msg}{key}"))
+            std::io::Error::new(e.kind(), msg)
         }
     };
     for f in r.files {
