@@ -242,13 +242,17 @@ impl OwnedFile {
                 out.push_str(match (pools, isolation) {
                     (true, false) => "# Huge pages reserved at boot on the kernel command line.",
                     (false, true) => "# CPU isolation on the kernel command line.",
-                    _ => "# Huge pages reserved at boot and CPU isolation on the kernel command line.",
+                    (true, true) => "# Huge pages reserved at boot and CPU isolation on the kernel command line.",
+                    // Rolled back to nothing: no line at all, not an empty append.
+                    (false, false) => "# No kernel arguments (kvmtune declares none).",
                 });
                 out.push_str(" kvmtune never runs\n# update-grub: run it (or your bootloader's equivalent) yourself, then reboot.\n");
-                out.push_str(&format!(
-                    "GRUB_CMDLINE_LINUX=\"$GRUB_CMDLINE_LINUX {}\"\n",
-                    kernel_args::tokens(&entries).join(" ")
-                ));
+                if !entries.is_empty() {
+                    out.push_str(&format!(
+                        "GRUB_CMDLINE_LINUX=\"$GRUB_CMDLINE_LINUX {}\"\n",
+                        kernel_args::tokens(&entries).join(" ")
+                    ));
+                }
             }
             Syntax::Systemd => {
                 out.push_str("# Read by systemd (PID 1) at boot; `systemctl daemon-reexec` applies it now.\n# kvmtune runs neither.\n[Manager]\n");
