@@ -7,7 +7,7 @@
 //! out the planned [`HostOp`]s in order, reading every write back and checking every command.
 //!
 //! One module per concern: [`sysctl`], [`thp`], [`hugepages`], [`ksm`], [`net`], [`modules`],
-//! [`tuned`]; [`persist`] renders the owned files; [`files`] and [`commands`] are the I/O seams.
+//! [`tuned`] (profile files: [`tuned_conf`], [`tuned_include`]); [`persist`] renders the owned files; [`files`] and [`commands`] are the I/O seams.
 
 pub mod commands;
 pub mod files;
@@ -21,6 +21,8 @@ pub mod persist;
 pub mod sysctl;
 pub mod thp;
 pub mod tuned;
+pub mod tuned_conf;
+pub mod tuned_include;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
