@@ -350,7 +350,11 @@ pub fn plan_host_with(
     let mut grub = persist::OwnedFile::new(OwnedFileKind::Grub);
 
     modules::plan(d, obs, &mut b, &mut modules_file);
-    b.tuned_switch = tuned::plan(d, obs, &mut b);
+    let child = match owned {
+        None => tuned::Child::Derive,
+        Some(o) => tuned::Child::Recorded(o.get(&OwnedFileKind::TunedProfile).map(Vec::as_slice)),
+    };
+    b.tuned_switch = tuned::plan(d, obs, &mut b, child);
     sysctl::plan(d, obs, &mut b, &mut sysctl_file);
     thp::plan(d, obs, &mut b, &mut tmpfiles);
     hugepages::plan(d, obs, &mut b, &mut tmpfiles, &mut grub);
@@ -361,7 +365,11 @@ pub fn plan_host_with(
     let files = [modules_file, sysctl_file, tmpfiles, grub];
     match owned {
         Some(owned) => {
-            for (kind, entries) in owned {
+            // The child tuned profile was planned with the switch, before it.
+            for (kind, entries) in owned
+                .iter()
+                .filter(|(k, _)| **k != OwnedFileKind::TunedProfile)
+            {
                 let f = persist::OwnedFile::with_entries(*kind, entries.clone());
                 let (changes, op) = f.plan_forced(obs.file(f.file));
                 changes.into_iter().for_each(|c| b.change(c));
@@ -410,6 +418,9 @@ pub fn owned_kinds(d: &HostDesired) -> Vec<OwnedFileKind> {
     if !d.hugepages_boot.is_empty() {
         v.push(OwnedFileKind::Grub);
     }
+    if d.tuned_profile.is_some() {
+        v.push(OwnedFileKind::TunedProfile);
+    }
     v
 }
 
@@ -418,11 +429,17 @@ pub fn owned_kinds(d: &HostDesired) -> Vec<OwnedFileKind> {
 pub fn undeclared(d: &HostDesired, op: &HostOp, hugetlbfs: bool) -> Option<String> {
     let ok = match op {
         HostOp::Write { key, value, .. } => declared_value(d, key, value, true),
-        HostOp::Tuned { profile, .. } => d.tuned_profile.as_ref() == Some(profile),
+        HostOp::Tuned { profile, .. } => {
+            d.tuned_profile.as_ref() == Some(profile)
+                || (profile.as_str() == tuned::CHILD
+                    && d.tuned_profile.is_some()
+                    && !d.runtime_only)
+        }
         HostOp::LoadModule { module } => d.modules.contains_key(module),
         HostOp::MountHugetlbfs => hugetlbfs,
-        HostOp::OwnedFile { entries, .. } => {
+        HostOp::OwnedFile { file, entries, .. } => {
             !d.runtime_only
+                && (*file != OwnedFileKind::TunedProfile || d.tuned_profile.is_some())
                 && entries.iter().all(|e| match &e.key {
                     persist::PersistKey::Sysctl { key } => d
                         .sysctl
@@ -432,6 +449,24 @@ pub fn undeclared(d: &HostDesired, op: &HostOp, hugetlbfs: bool) -> Option<Strin
                     persist::PersistKey::Module { module } => d.modules.contains_key(module),
                     persist::PersistKey::BootPool { size } => {
                         d.hugepages_boot.iter().any(|(s, _)| s == size)
+                    }
+                    persist::PersistKey::TunedInclude => d
+                        .tuned_profile
+                        .as_ref()
+                        .is_some_and(|p| p.as_str() == e.value),
+                    persist::PersistKey::TunedSysctl { key } => d
+                        .sysctl
+                        .get(key)
+                        .is_some_and(|v| Readback::Tokens.canonical(v) == e.value),
+                    persist::PersistKey::TunedVm { option } => {
+                        let key = HostKey::Thp {
+                            knob: option.knob(),
+                            rhel6: false,
+                        };
+                        declared_value(d, &key, &e.value, false)
+                    }
+                    persist::PersistKey::TunedVariable { .. } => {
+                        tuned::isolated_cores_declared(d, &e.value)
                     }
                 })
         }

@@ -164,7 +164,10 @@ mod tests {
     use super::*;
 
     fn data(p: &str) -> String {
-        let f = format!("{}/tests/data/tuned/{p}/tuned.conf", env!("CARGO_MANIFEST_DIR"));
+        let f = format!(
+            "{}/tests/data/tuned/{p}/tuned.conf",
+            env!("CARGO_MANIFEST_DIR")
+        );
         std::fs::read_to_string(&f).unwrap_or_else(|e| panic!("{f}: {e}"))
     }
 
@@ -184,19 +187,33 @@ mod tests {
         let names: Vec<&str> = c.sections.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(
             names,
-            ["main", "variables", "cpu", "vm.thunderx", "disk", "sysctl", "sysctl.thunderx"]
+            [
+                "main",
+                "variables",
+                "cpu",
+                "vm.thunderx",
+                "disk",
+                "sysctl",
+                "sysctl.thunderx"
+            ]
         );
 
         let vh = parse("virtual-host", &data("virtual-host")).unwrap();
         assert_eq!(vh.get("main", "include"), Some("throughput-performance"));
-        assert_eq!(vh.get("cpu", "force_latency"), Some("cstate.id_no_zero:3|70"));
+        assert_eq!(
+            vh.get("cpu", "force_latency"),
+            Some("cstate.id_no_zero:3|70")
+        );
 
         let cp = parse("cpu-partitioning", &data("cpu-partitioning")).unwrap();
         assert_eq!(
             cp.get("variables", "include"),
             Some("/etc/tuned/cpu-partitioning-variables.conf")
         );
-        assert_eq!(cp.get("variables", "isolated_cores"), Some("${isolated_cores}"));
+        assert_eq!(
+            cp.get("variables", "isolated_cores"),
+            Some("${isolated_cores}")
+        );
         assert_eq!(
             cp.get("variables", "isolated_cores_assert_check"),
             Some("\\\\${isolated_cores}")
@@ -205,7 +222,12 @@ mod tests {
             cp.get("sysfs", "/sys/devices/virtual/workqueue/*/cpumask"),
             Some("${not_isolated_cpumask}")
         );
-        for p in ["virtual-guest", "realtime-virtual-host", "realtime", "network-latency"] {
+        for p in [
+            "virtual-guest",
+            "realtime-virtual-host",
+            "realtime",
+            "network-latency",
+        ] {
             let c = parse(p, &data(p)).unwrap();
             assert!(c.section("main").is_some(), "{p}");
         }
@@ -231,7 +253,10 @@ mod tests {
     #[test]
     fn what_tuned_refuses_is_an_error_naming_the_line() {
         let e = parse("/usr/lib/tuned/x/tuned.conf", "summary=x\n").unwrap_err();
-        assert_eq!(e.to_string(), "/usr/lib/tuned/x/tuned.conf:1: `summary=x` comes before any [section]");
+        assert_eq!(
+            e.to_string(),
+            "/usr/lib/tuned/x/tuned.conf:1: `summary=x` comes before any [section]"
+        );
         let e = parse("f", "[main]\n\ninclude\n").unwrap_err();
         assert_eq!(e.to_string(), "f:3: `include` is not `key = value`");
         let e = parse("f", "[main]\n= 3\n").unwrap_err();

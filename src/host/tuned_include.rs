@@ -267,7 +267,10 @@ mod tests {
             .iter()
             .map(|(n, t)| (n.to_string(), t.to_string()))
             .collect();
-        move |n: &str| m.get(n).map(|t| (format!("/usr/lib/tuned/{n}/tuned.conf"), t.clone()))
+        move |n: &str| {
+            m.get(n)
+                .map(|t| (format!("/usr/lib/tuned/{n}/tuned.conf"), t.clone()))
+        }
     }
 
     #[test]
@@ -275,7 +278,10 @@ mod tests {
         let r = resolve("virtual-host", &real).unwrap();
         assert_eq!(r.chain, ["throughput-performance", "virtual-host"]);
         let s = r.get("sysctl", "vm.swappiness").unwrap();
-        assert_eq!((s.value.as_str(), s.from.as_str()), ("10", "throughput-performance"));
+        assert_eq!(
+            (s.value.as_str(), s.from.as_str()),
+            ("10", "throughput-performance")
+        );
         // virtual-host's own value wins over its include's.
         let s = r.get("sysctl", "vm.dirty_background_ratio").unwrap();
         assert_eq!((s.value.as_str(), s.from.as_str()), ("5", "virtual-host"));
@@ -300,8 +306,14 @@ mod tests {
             cp.get("variables", "isolated_cores").unwrap().value,
             "${isolated_cores}"
         );
-        assert_eq!(cp.get("vm", "transparent_hugepages").unwrap().value, "never");
-        assert_eq!(cp.get("sysctl", "vm.swappiness").unwrap().from, "latency-performance");
+        assert_eq!(
+            cp.get("vm", "transparent_hugepages").unwrap().value,
+            "never"
+        );
+        assert_eq!(
+            cp.get("sysctl", "vm.swappiness").unwrap().from,
+            "latency-performance"
+        );
         let rvh = resolve("realtime-virtual-host", &real).unwrap();
         assert_eq!(
             rvh.chain,
@@ -320,8 +332,16 @@ mod tests {
         );
         let pos = |k: &str| v.options.iter().position(|(x, _)| x == k).unwrap();
         assert!(pos("isolated_cores") < pos("assert1"));
-        assert_eq!(rvh.get("sysctl", "kernel.sched_rt_runtime_us").unwrap().value, "-1");
-        assert_eq!(rvh.get("sysfs", "/sys/kernel/mm/ksm/run").unwrap().value, "2");
+        assert_eq!(
+            rvh.get("sysctl", "kernel.sched_rt_runtime_us")
+                .unwrap()
+                .value,
+            "-1"
+        );
+        assert_eq!(
+            rvh.get("sysfs", "/sys/kernel/mm/ksm/run").unwrap().value,
+            "2"
+        );
     }
 
     #[test]
@@ -343,15 +363,24 @@ mod tests {
             "tuned profile `a` includes `nope`, which is not a profile on this host"
         );
         let l = fake(&[("a", "[main]\ninclude=../../etc\n")]);
-        assert!(matches!(resolve("a", &l), Err(ResolveError::BadName { .. })));
+        assert!(matches!(
+            resolve("a", &l),
+            Err(ResolveError::BadName { .. })
+        ));
         // A chain of 20 distinct profiles.
         let texts: Vec<(String, String)> = (0..20)
             .map(|i| (format!("p{i}"), format!("[main]\ninclude=p{}\n", i + 1)))
             .collect();
-        let refs: Vec<(&str, &str)> = texts.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+        let refs: Vec<(&str, &str)> = texts
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect();
         let l = fake(&refs);
         let e = resolve("p0", &l).unwrap_err();
-        assert!(matches!(&e, ResolveError::TooDeep(c) if c.len() == MAX_DEPTH + 1), "{e}");
+        assert!(
+            matches!(&e, ResolveError::TooDeep(c) if c.len() == MAX_DEPTH + 1),
+            "{e}"
+        );
         let l = fake(&[("a", "[main]\ninclude=b\n"), ("b", "include=x\n")]);
         assert_eq!(
             resolve("a", &l).unwrap_err().to_string(),
@@ -376,7 +405,13 @@ mod tests {
         assert_eq!(keys, ["k1", "k3"]);
         assert_eq!(s.get("k1").unwrap().from, "left");
         assert!(r.get("vm", "transparent_hugepages").is_none());
-        assert_eq!(r.get("vm", "transparent_hugepage.defrag").unwrap().from, "right");
-        assert!(r.get("cpu", "governor").is_none(), "a disabled unit sets nothing");
+        assert_eq!(
+            r.get("vm", "transparent_hugepage.defrag").unwrap().from,
+            "right"
+        );
+        assert!(
+            r.get("cpu", "governor").is_none(),
+            "a disabled unit sets nothing"
+        );
     }
 }
