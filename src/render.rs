@@ -33,7 +33,12 @@ fn show(v: &Option<String>) -> &str {
 /// Values of host files under /etc and of things kvmtune adds read `(absent)` when missing.
 fn show_for<'a>(path: &str, v: &'a Option<String>) -> &'a str {
     match v {
-        None if path.ends_with(" (persisted)") || path.ends_with(" (boot)") => "(absent)",
+        None if path.ends_with(" (persisted)")
+            || path.ends_with(" (boot)")
+            || path.starts_with("tuned.kvmtune.") =>
+        {
+            "(absent)"
+        }
         None if path == "tuned.profile" => "(none)",
         None if path == "hugetlbfs" => "(not mounted)",
         _ => show(v),

@@ -22,6 +22,7 @@ mod shared_pin;
 mod thp_always_with_hugepages;
 mod topology_sockets;
 mod tuned_not_virtual_host;
+mod tuned_override;
 mod vcpu_on_reserved;
 mod vcpu_overcommit;
 mod vhost_net_missing;
@@ -47,5 +48,6 @@ pub static RULES: &[&dyn LintRule] = &[
     &thp_always_with_hugepages::Rule,
     &arp_filter_off::Rule,
     &tuned_not_virtual_host::Rule,
+    &tuned_override::Rule,
     &pinning_does_not_fit::Rule,
 ];
