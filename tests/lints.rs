@@ -54,13 +54,19 @@ struct Case {
     yaml: String,
     facts: Facts,
     xml: &'static str,
+    /// Host files observation read (path below the root → content).
+    host: Vec<(String, String)>,
 }
 
 impl Case {
     fn lints(&self) -> Vec<Lint> {
         let d = kvmtune::desired::load_str("t.yaml", &self.yaml)
             .unwrap_or_else(|e| panic!("{e}\n{}", self.yaml));
-        check(&d, &observed(&d, self.xml), &self.facts)
+        let mut obs = observed(&d, self.xml);
+        for (f, c) in &self.host {
+            obs.host.files.insert(f.clone(), Some(c.clone()));
+        }
+        check(&d, &obs, &self.facts)
     }
 }
 
@@ -69,7 +75,21 @@ fn case_with(yaml: &str, facts: &Facts, xml: &'static str) -> Case {
         yaml: yaml.to_string(),
         facts: facts.clone(),
         xml,
+        host: Vec::new(),
     }
+}
+
+/// A case on a host with the real virtual-host and throughput-performance profiles.
+fn case_tuned(yaml: &str) -> Case {
+    let mut c = case(yaml);
+    for p in ["virtual-host", "throughput-performance"] {
+        let f = format!("{}/tests/data/tuned/{p}/tuned.conf", env!("CARGO_MANIFEST_DIR"));
+        c.host.push((
+            format!("usr/lib/tuned/{p}/tuned.conf"),
+            std::fs::read_to_string(f).unwrap(),
+        ));
+    }
+    c
 }
 
 fn case(yaml: &str) -> Case {
@@ -199,6 +219,11 @@ fn fixtures() -> Vec<Fixture> {
             "tuned-not-virtual-host",
             case_with(CLEAN, &Facts { tuned_profile: Some("balanced".into()), ..clean_facts() }, XML),
             case(CLEAN),
+        ),
+        fixture(
+            "tuned-override",
+            case_tuned("host:\n  tuned: { profile: virtual-host }\n  sysctl: { vm.swappiness: 7 }\n"),
+            case_tuned("host:\n  tuned: { profile: virtual-host }\n  sysctl: { vm.swappiness: 10 }\n"),
         ),
     ]
 }
@@ -420,4 +445,27 @@ fn facts_are_read_below_the_root() {
     let f = kvmtune::lint::read_facts(&root).unwrap();
     assert!(f.pools.keys().any(|(_, n)| *n == Some(1)), "{f:?}");
     assert!(f.thp_enabled.is_some(), "{f:?}");
+}
+
+#[test]
+fn tuned_override_names_the_key_both_values_and_where_the_profile_value_comes_from() {
+    let msgs = |yaml: &str| -> Vec<String> {
+        case_tuned(yaml)
+            .lints()
+            .into_iter()
+            .filter(|l| l.id == "tuned-override")
+            .map(|l| format!("{}: {}", l.location.unwrap_or_default(), l.message))
+            .collect()
+    };
+    assert_eq!(
+        msgs("host:\n  tuned: { profile: virtual-host }\n  sysctl: { vm.swappiness: 7, vm.dirty_background_ratio: 6, vm.dirty_ratio: 40 }\n"),
+        [
+            "t.yaml:3:31: vm.dirty_background_ratio: 6 overrides virtual-host's 5 — set in the kvmtune child profile",
+            "t.yaml:3:13: vm.swappiness: 7 overrides virtual-host's 10 (from throughput-performance) — set in the kvmtune child profile",
+        ]
+    );
+    assert_eq!(
+        msgs("host:\n  persist: false\n  tuned: { profile: virtual-host }\n  sysctl: { vm.swappiness: 7 }\n"),
+        ["t.yaml:4:13: vm.swappiness: 7 overrides virtual-host's 10 (from throughput-performance) — persist: false writes no child profile, so `tuned-adm verify` will report it"]
+    );
 }
