@@ -83,7 +83,10 @@ fn case_with(yaml: &str, facts: &Facts, xml: &'static str) -> Case {
 fn case_tuned(yaml: &str) -> Case {
     let mut c = case(yaml);
     for p in ["virtual-host", "throughput-performance"] {
-        let f = format!("{}/tests/data/tuned/{p}/tuned.conf", env!("CARGO_MANIFEST_DIR"));
+        let f = format!(
+            "{}/tests/data/tuned/{p}/tuned.conf",
+            env!("CARGO_MANIFEST_DIR")
+        );
         c.host.push((
             format!("usr/lib/tuned/{p}/tuned.conf"),
             std::fs::read_to_string(f).unwrap(),
