@@ -602,3 +602,44 @@ fn a_sysctl_the_tuned_profile_sets_goes_into_a_child_profile_that_tuned_applies(
     converge_at(tmp.path(), r, "v.yaml");
     assert_eq!(rd("etc/tuned/active_profile"), "virtual-host\n");
 }
+
+#[test]
+fn a_saved_plan_with_the_child_profile_applies_and_a_tampered_one_is_refused() {
+    let (tmp, root) = tuned_root();
+    let r = root.to_str().unwrap();
+    std::fs::write(
+        tmp.path().join("t.yaml"),
+        "host:\n  tuned: { profile: virtual-host }\n  sysctl: { vm.swappiness: 7 }\n",
+    )
+    .unwrap();
+    let o = kvmtune(
+        tmp.path(),
+        &["--root", r, "plan", "t.yaml", "--out", "p.json"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+    let saved = std::fs::read_to_string(tmp.path().join("p.json")).unwrap();
+    assert!(saved.contains("\"tuned_sysctl\""), "{saved}");
+    // The child's line says 60 where the configuration says 7: refused, nothing written.
+    let tampered = saved.replacen("\"value\": \"7\"", "\"value\": \"60\"", 1);
+    assert_ne!(tampered, saved);
+    std::fs::write(tmp.path().join("bad.json"), tampered).unwrap();
+    let o = kvmtune(tmp.path(), &["--root", r, "apply", "bad.json"]);
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    assert!(
+        out(&o).contains("/etc/tuned/kvmtune/tuned.conf: the configuration does not declare this"),
+        "{}",
+        out(&o)
+    );
+    assert!(!root.join("etc/tuned/kvmtune").exists());
+    let o = kvmtune(tmp.path(), &["--root", r, "apply", "p.json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/tuned/active_profile")).unwrap(),
+        "kvmtune\n"
+    );
+    let o = kvmtune(
+        tmp.path(),
+        &["--root", r, "plan", "t.yaml", "--detailed-exitcode"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+}
