@@ -37,7 +37,8 @@ pub fn show_for<'a>(path: &str, v: &'a Option<String>) -> &'a str {
     match v {
         None if path.ends_with(" (persisted)")
             || path.ends_with(" (boot)")
-            || path.ends_with(" (boot entries)") =>
+            || path.ends_with(" (boot entries)")
+            || path.starts_with("tuned.kvmtune.") =>
         {
             "(absent)"
         }

@@ -173,6 +173,26 @@ pub fn plan_rollback(
     }
     plan.changes.retain(|c| c.target != "host");
     plan.actions.retain(|a| !matches!(a, Action::Host(_)));
+    // The host's errors are those of the recorded state (a recorded `kvmtune` child profile
+    // is no error there).
+    let derived: Vec<String> = crate::host::plan_host(&desired.host, &obs.host)
+        .issues
+        .into_iter()
+        .map(|i| i.message)
+        .collect();
+    plan.errors
+        .retain(|e| e.target != "host" || !derived.contains(&e.message));
+    for i in &host.issues {
+        plan.errors.push(crate::plan::PlanError {
+            target: "host".into(),
+            key: std::iter::once("host")
+                .chain(i.key.iter().map(String::as_str))
+                .collect::<Vec<_>>()
+                .join("."),
+            location: None,
+            message: i.message.clone(),
+        });
+    }
     let host_changes: Vec<_> = host
         .changes
         .into_iter()

@@ -467,3 +467,179 @@ fn one_gig_shortfall_names_numbers_and_the_kernel_command_line() {
         .applied
         .contains(&"sysctl.vm.swappiness (persisted)".to_string()));
 }
+
+/// The catalogue root with the real tuned profiles of tests/data/tuned (Debian's tuned 2.20)
+/// under /usr/lib/tuned, and no active profile.
+fn tuned_root() -> (tempfile::TempDir, PathBuf) {
+    let (tmp, root) = catalogue_root();
+    let data = repo().join("tests/data/tuned");
+    for e in std::fs::read_dir(&data).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &root.join("usr/lib/tuned").join(e.file_name()));
+        }
+    }
+    std::fs::write(root.join("etc/tuned/active_profile"), "").unwrap();
+    (tmp, root)
+}
+
+/// apply → plan empty → a second apply writes nothing and runs nothing; returns apply's output.
+fn converge_at(tmp: &Path, r: &str, cfg: &str) -> String {
+    let o = kvmtune(tmp, &["--root", r, "apply", cfg, "--auto-approve"]);
+    let text = out(&o);
+    assert_eq!(o.status.code(), Some(0), "{text}");
+    let o = kvmtune(tmp, &["--root", r, "plan", cfg, "--detailed-exitcode"]);
+    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+    assert!(out(&o).starts_with("No changes."), "{}", out(&o));
+    let o = kvmtune(
+        tmp,
+        &[
+            "--root",
+            r,
+            "apply",
+            cfg,
+            "--auto-approve",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (v["host_writes"].as_u64(), v["host_commands"].as_u64()),
+        (Some(0), Some(0)),
+        "{v}"
+    );
+    text
+}
+
+#[test]
+fn a_sysctl_the_tuned_profile_sets_goes_into_a_child_profile_that_tuned_applies() {
+    let (tmp, root) = tuned_root();
+    let r = root.to_str().unwrap();
+    let rd = |f: &str| std::fs::read_to_string(root.join(f)).unwrap();
+    std::fs::write(
+        tmp.path().join("t.yaml"),
+        "host:\n  tuned: { profile: virtual-host }\n  sysctl: { vm.swappiness: 7, vm.dirty_ratio: 40 }\n",
+    )
+    .unwrap();
+    let o = kvmtune(tmp.path(), &["--root", r, "plan", "t.yaml"]);
+    let plan = out(&o);
+    assert_eq!(o.status.code(), Some(0), "{plan}");
+    for line in [
+        "+ tuned.kvmtune.include: (absent) → virtual-host",
+        "+ tuned.kvmtune.sysctl.vm.swappiness: (absent) → 7",
+        "+ tuned.profile: (none) → kvmtune",
+    ] {
+        assert!(plan.contains(line), "{line}\n{plan}");
+    }
+    // vm.dirty_ratio is throughput-performance's own 40: not overridden.
+    assert!(
+        !plan.contains("tuned.kvmtune.sysctl.vm.dirty_ratio"),
+        "{plan}"
+    );
+    // `check` names the override and where the profile's value comes from.
+    let o = kvmtune(tmp.path(), &["--root", r, "check", "t.yaml"]);
+    assert!(
+        out(&o).contains("vm.swappiness: 7 overrides virtual-host's 10 (from throughput-performance) — set in the kvmtune child profile"),
+        "{}",
+        out(&o)
+    );
+
+    converge_at(tmp.path(), r, "t.yaml");
+    assert_eq!(rd("etc/tuned/active_profile"), "kvmtune\n");
+    assert_eq!(rd("proc/sys/vm/swappiness"), "7\n");
+    let child = rd("etc/tuned/kvmtune/tuned.conf");
+    assert!(child.starts_with("# Written by kvmtune"), "{child}");
+    assert!(
+        child.ends_with("[main]\nsummary=kvmtune: virtual-host with the values kvmtune's configuration declares\ninclude=virtual-host\n\n[sysctl]\nvm.swappiness=7\n"),
+        "{child}"
+    );
+
+    // A hand edit of the child is drift, shown line by line.
+    std::fs::write(
+        root.join("etc/tuned/kvmtune/tuned.conf"),
+        child.replace("vm.swappiness=7", "vm.swappiness=30"),
+    )
+    .unwrap();
+    let o = kvmtune(tmp.path(), &["--root", r, "plan", "t.yaml"]);
+    let plan = out(&o);
+    assert!(
+        plan.contains("~ tuned.kvmtune.sysctl.vm.swappiness: 30 → 7")
+            && plan.contains("tuned.profile: kvmtune → kvmtune (reloaded: its tuned.conf changes)"),
+        "{plan}"
+    );
+    converge_at(tmp.path(), r, "t.yaml");
+    assert_eq!(rd("etc/tuned/kvmtune/tuned.conf"), child);
+
+    // Rollback of the last apply puts back the hand-edited child (tuned reloads it).
+    let o = kvmtune(tmp.path(), &["--root", r, "rollback", "--auto-approve"]);
+    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+    assert!(rd("etc/tuned/kvmtune/tuned.conf").contains("vm.swappiness=30"));
+    assert_eq!(rd("etc/tuned/active_profile"), "kvmtune\n");
+
+    // cpu-partitioning takes isolated_cores: the online CPUs (0-15) outside cpu_pool.reserved.
+    std::fs::write(
+        tmp.path().join("p.yaml"),
+        "host:\n  tuned: { profile: cpu-partitioning }\n  cpu_pool: { reserved: \"0,8\" }\n",
+    )
+    .unwrap();
+    converge_at(tmp.path(), r, "p.yaml");
+    assert_eq!(rd("etc/tuned/active_profile"), "kvmtune\n");
+    assert!(
+        rd("etc/tuned/kvmtune/tuned.conf")
+            .ends_with("include=cpu-partitioning\n\n[variables]\nisolated_cores=1-7,9-15\n"),
+        "{}",
+        rd("etc/tuned/kvmtune/tuned.conf")
+    );
+
+    // Nothing to override: the profile itself is activated, as before.
+    std::fs::write(
+        tmp.path().join("v.yaml"),
+        "host:\n  tuned: { profile: virtual-host }\n  sysctl: { vm.swappiness: 10 }\n",
+    )
+    .unwrap();
+    converge_at(tmp.path(), r, "v.yaml");
+    assert_eq!(rd("etc/tuned/active_profile"), "virtual-host\n");
+}
+
+#[test]
+fn a_saved_plan_with_the_child_profile_applies_and_a_tampered_one_is_refused() {
+    let (tmp, root) = tuned_root();
+    let r = root.to_str().unwrap();
+    std::fs::write(
+        tmp.path().join("t.yaml"),
+        "host:\n  tuned: { profile: virtual-host }\n  sysctl: { vm.swappiness: 7 }\n",
+    )
+    .unwrap();
+    let o = kvmtune(
+        tmp.path(),
+        &["--root", r, "plan", "t.yaml", "--out", "p.json"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+    let saved = std::fs::read_to_string(tmp.path().join("p.json")).unwrap();
+    assert!(saved.contains("\"tuned_sysctl\""), "{saved}");
+    // The child's line says 60 where the configuration says 7: refused, nothing written.
+    let tampered = saved.replacen("\"value\": \"7\"", "\"value\": \"60\"", 1);
+    assert_ne!(tampered, saved);
+    std::fs::write(tmp.path().join("bad.json"), tampered).unwrap();
+    let o = kvmtune(tmp.path(), &["--root", r, "apply", "bad.json"]);
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    assert!(
+        out(&o).contains("/etc/tuned/kvmtune/tuned.conf: the configuration does not declare this"),
+        "{}",
+        out(&o)
+    );
+    assert!(!root.join("etc/tuned/kvmtune").exists());
+    let o = kvmtune(tmp.path(), &["--root", r, "apply", "p.json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/tuned/active_profile")).unwrap(),
+        "kvmtune\n"
+    );
+    let o = kvmtune(
+        tmp.path(),
+        &["--root", r, "plan", "t.yaml", "--detailed-exitcode"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+}

@@ -56,6 +56,8 @@ struct Case {
     xml: &'static str,
     /// Undeclared guests: each vCPU's CPUs (`None`: unpinned).
     others: Vec<(&'static str, Vec<Option<&'static str>>)>,
+    /// Host files observation read (path below the root → content).
+    host: Vec<(String, String)>,
 }
 
 impl Case {
@@ -67,6 +69,9 @@ impl Case {
             let cpus = v.iter().map(|c| c.map(|c| c.parse().unwrap())).collect();
             obs.other_vcpus.insert(n.to_string(), cpus);
         }
+        for (f, c) in &self.host {
+            obs.host.files.insert(f.clone(), Some(c.clone()));
+        }
         check(&d, &obs, &self.facts)
     }
 }
@@ -77,6 +82,7 @@ fn case_with(yaml: &str, facts: &Facts, xml: &'static str) -> Case {
         facts: facts.clone(),
         xml,
         others: Vec::new(),
+        host: Vec::new(),
     }
 }
 
@@ -86,6 +92,22 @@ fn with_others(c: Case, others: &[(&'static str, &[Option<&'static str>])]) -> C
         others: others.iter().map(|(n, v)| (*n, v.to_vec())).collect(),
         ..c
     }
+}
+
+/// A case on a host with the real virtual-host and throughput-performance profiles.
+fn case_tuned(yaml: &str) -> Case {
+    let mut c = case(yaml);
+    for p in ["virtual-host", "throughput-performance"] {
+        let f = format!(
+            "{}/tests/data/tuned/{p}/tuned.conf",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        c.host.push((
+            format!("usr/lib/tuned/{p}/tuned.conf"),
+            std::fs::read_to_string(f).unwrap(),
+        ));
+    }
+    c
 }
 
 fn case(yaml: &str) -> Case {
@@ -220,6 +242,11 @@ fn fixtures() -> Vec<Fixture> {
             "tuned-not-virtual-host",
             case_with(CLEAN, &Facts { tuned_profile: Some("balanced".into()), ..clean_facts() }, XML),
             case(CLEAN),
+        ),
+        fixture(
+            "tuned-override",
+            case_tuned("host:\n  tuned: { profile: virtual-host }\n  sysctl: { vm.swappiness: 7 }\n"),
+            case_tuned("host:\n  tuned: { profile: virtual-host }\n  sysctl: { vm.swappiness: 10 }\n"),
         ),
     ]
 }
@@ -467,5 +494,28 @@ fn unmanaged_guests_on_dedicated_cpus_are_named() {
     assert!(
         quiet.iter().all(|l| l.id != "unmanaged-on-dedicated"),
         "{quiet:?}"
+    );
+}
+
+#[test]
+fn tuned_override_names_the_key_both_values_and_where_the_profile_value_comes_from() {
+    let msgs = |yaml: &str| -> Vec<String> {
+        case_tuned(yaml)
+            .lints()
+            .into_iter()
+            .filter(|l| l.id == "tuned-override")
+            .map(|l| format!("{}: {}", l.location.unwrap_or_default(), l.message))
+            .collect()
+    };
+    assert_eq!(
+        msgs("host:\n  tuned: { profile: virtual-host }\n  sysctl: { vm.swappiness: 7, vm.dirty_background_ratio: 6, vm.dirty_ratio: 40 }\n"),
+        [
+            "t.yaml:3:31: vm.dirty_background_ratio: 6 overrides virtual-host's 5 — set in the kvmtune child profile",
+            "t.yaml:3:13: vm.swappiness: 7 overrides virtual-host's 10 (from throughput-performance) — set in the kvmtune child profile",
+        ]
+    );
+    assert_eq!(
+        msgs("host:\n  persist: false\n  tuned: { profile: virtual-host }\n  sysctl: { vm.swappiness: 7 }\n"),
+        ["t.yaml:4:13: vm.swappiness: 7 overrides virtual-host's 10 (from throughput-performance) — persist: false writes no child profile, so `tuned-adm verify` will report it"]
     );
 }

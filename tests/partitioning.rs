@@ -58,7 +58,10 @@ fn sim_root() -> tempfile::TempDir {
     put("sys/devices/virtual/workqueue/cpumask", "ffff\n");
     put("proc/irq/default_smp_affinity", "ffff\n");
     for (n, aff, eff, dev) in IRQS {
-        put(&format!("proc/irq/{n}/smp_affinity_list"), &format!("{aff}\n"));
+        put(
+            &format!("proc/irq/{n}/smp_affinity_list"),
+            &format!("{aff}\n"),
+        );
         put(
             &format!("proc/irq/{n}/effective_affinity_list"),
             &format!("{eff}\n"),
@@ -134,7 +137,10 @@ fn host_partitioning_plans_every_write_converges_and_rolls_back() {
     let o = kt(r, &["apply", &c, "--auto-approve"]);
     assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
     assert_eq!(read(r, "proc/irq/default_smp_affinity").trim(), "101");
-    assert_eq!(read(r, "sys/devices/virtual/workqueue/cpumask").trim(), "101");
+    assert_eq!(
+        read(r, "sys/devices/virtual/workqueue/cpumask").trim(),
+        "101"
+    );
     for n in [1, 24, 30] {
         assert_eq!(
             read(r, &format!("proc/irq/{n}/smp_affinity_list")).trim(),
@@ -175,7 +181,9 @@ fn host_partitioning_plans_every_write_converges_and_rolls_back() {
     let after = tree(r);
     for (f, bytes) in &before {
         assert_eq!(
-            after.get(f).map(|b| String::from_utf8_lossy(b).into_owned()),
+            after
+                .get(f)
+                .map(|b| String::from_utf8_lossy(b).into_owned()),
             Some(String::from_utf8_lossy(bytes).into_owned()),
             "{} not restored",
             f.display()
@@ -224,7 +232,10 @@ fn partitioned_host_and_its_guests_converge_together() {
     let node = |c: u32| (c % 8) / 4;
     assert!(db1.iter().all(|c| node(*c) == node(db1[0])), "{db1:?}");
     // Its emulator and I/O thread on the reserved CPUs of that node (node 0 holds both).
-    assert_eq!(after("guest/db1", "cputune.emulatorpin").as_deref(), Some("0,8"));
+    assert_eq!(
+        after("guest/db1", "cputune.emulatorpin").as_deref(),
+        Some("0,8")
+    );
     assert_eq!(
         after("guest/db1", "cputune.iothreadpin.1").as_deref(),
         Some("0,8")

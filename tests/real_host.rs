@@ -77,11 +77,12 @@ impl Drop for Restore {
 }
 
 /// The files kvmtune persists to on the real host (src/host/persist.rs).
-const PERSISTED: [&str; 4] = [
+const PERSISTED: [&str; 5] = [
     kvmtune::host::persist::SYSCTL_CONF,
     kvmtune::host::persist::TMPFILES_CONF,
     kvmtune::host::persist::MODULES_CONF,
     kvmtune::host::persist::GRUB_CFG,
+    kvmtune::host::tuned::CHILD_CONF,
 ];
 
 /// kvmtune's state directory below `--root /` (backups and the apply lock).
@@ -548,9 +549,9 @@ fn tuned_running() -> bool {
         .is_some_and(|p| Path::new(&format!("/proc/{p}")).exists())
 }
 
-#[test]
-fn tuned_daemon_switches_profile_and_verifies() {
-    let _l = lock();
+/// A running tuned daemon (started, and dbus too, when they are not running) with a guard
+/// that puts tuned and what virtual-host and throughput-performance change back.
+fn tuned_up() -> TunedGuard {
     // What virtual-host and throughput-performance change on this machine.
     let mut files = vec![
         SWAP.to_string(),
@@ -604,6 +605,13 @@ fn tuned_daemon_switches_profile_and_verifies() {
         std::thread::sleep(std::time::Duration::from_millis(500));
     }
     assert!(ready, "tuned-adm active does not answer");
+    guard
+}
+
+#[test]
+fn tuned_daemon_switches_profile_and_verifies() {
+    let _l = lock();
+    let guard = tuned_up();
     let original = guard.active.trim().to_string();
     let target = if original == "virtual-host" {
         "throughput-performance"
@@ -662,4 +670,67 @@ fn tuned_daemon_switches_profile_and_verifies() {
     drop(guard);
     let now = std::fs::read_to_string("/etc/tuned/active_profile").unwrap_or_default();
     assert_eq!(now.trim(), original);
+}
+
+/// The conflict with the real daemon: virtual-host sets vm.swappiness 10 (through
+/// throughput-performance) and the configuration declares 7. kvmtune activates its child
+/// profile, so tuned itself sets 7 and `tuned-adm verify` passes, now and on the next plan.
+#[test]
+fn tuned_child_profile_holds_a_declared_sysctl_the_profile_sets_and_verify_passes() {
+    let _l = lock();
+    // Taken first, dropped last (also when unwinding): tuned lets go of the child before
+    // its file goes.
+    let kvmtune_files = owned_snapshot();
+    let owned = OwnedFiles::take();
+    let guard = tuned_up();
+    let original = guard.active.trim().to_string();
+    let swap_before = read(SWAP);
+    let dir = tempfile::tempdir().unwrap();
+    let out = converge(
+        dir.path(),
+        "host:\n  tuned: { profile: virtual-host }\n  sysctl: { vm.swappiness: 7 }\n",
+    );
+    assert!(
+        out.contains("+ tuned.kvmtune.sysctl.vm.swappiness: (absent) → 7")
+            && out.contains("tuned.profile: ")
+            && out.contains(" → kvmtune"),
+        "{out}"
+    );
+    assert!(
+        out.contains("tuned-adm verify`: Verification succeeded")
+            || out.contains("tuned-adm verify`: Verfication succeeded"),
+        "{out}"
+    );
+    assert_eq!(read(SWAP), "7");
+    let active = Command::new("tuned-adm").arg("active").output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&active.stdout).contains("Current active profile: kvmtune"),
+        "{}",
+        String::from_utf8_lossy(&active.stdout)
+    );
+    let verify = Command::new("tuned-adm").arg("verify").output().unwrap();
+    assert_eq!(
+        verify.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    let child = std::fs::read_to_string("/etc/tuned/kvmtune/tuned.conf").unwrap();
+    assert!(
+        child.contains("include=virtual-host\n") && child.contains("[sysctl]\nvm.swappiness=7\n"),
+        "{child}"
+    );
+
+    drop(guard);
+    let now = std::fs::read_to_string("/etc/tuned/active_profile").unwrap_or_default();
+    assert_eq!(now.trim(), original);
+    assert_eq!(read(SWAP), swap_before);
+    drop(owned);
+    assert_eq!(
+        owned_snapshot(),
+        kvmtune_files,
+        "kvmtune's files not restored"
+    );
+    assert!(!Path::new("/etc/tuned/kvmtune").exists() || kvmtune_files.0[4].is_some());
 }

@@ -7,10 +7,10 @@
 //! out the planned [`HostOp`]s in order, reading every write back and checking every command.
 //!
 //! One module per concern: [`sysctl`], [`thp`], [`hugepages`], [`ksm`], [`net`], [`modules`],
-//! [`tuned`], [`isolate`] (with [`irqs`], [`irqbalance`], [`threads`]), [`systemd`];
-//! [`kernel_args`] is the one writer of the kernel command line (huge page pools at boot, CPU
-//! isolation); [`persist`] renders the owned files; [`files`] and [`commands`] are the I/O
-//! seams.
+//! [`tuned`] (profile files: [`tuned_conf`], [`tuned_include`]), [`isolate`] (with [`irqs`],
+//! [`irqbalance`], [`threads`]), [`systemd`]; [`kernel_args`] is the one writer of the kernel
+//! command line (huge page pools at boot, CPU isolation); [`persist`] renders the owned files;
+//! [`files`] and [`commands`] are the I/O seams.
 
 pub mod commands;
 pub mod files;
@@ -30,6 +30,8 @@ pub mod systemd;
 pub mod thp;
 pub mod threads;
 pub mod tuned;
+pub mod tuned_conf;
+pub mod tuned_include;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -402,7 +404,11 @@ pub fn plan_host_restoring(
     let mut systemd_file = persist::OwnedFile::new(OwnedFileKind::Systemd);
 
     modules::plan(d, obs, &mut b, &mut modules_file);
-    b.tuned_switch = tuned::plan(d, obs, &mut b);
+    let child = match owned {
+        None => tuned::Child::Derive,
+        Some(o) => tuned::Child::Recorded(o.get(&OwnedFileKind::TunedProfile).map(Vec::as_slice)),
+    };
+    b.tuned_switch = tuned::plan(d, obs, &mut b, child);
     sysctl::plan(d, obs, &mut b, &mut sysctl_file);
     thp::plan(d, obs, &mut b, &mut tmpfiles);
     hugepages::plan(d, obs, &mut b, &mut tmpfiles, &mut grub);
@@ -420,7 +426,11 @@ pub fn plan_host_restoring(
     match owned {
         Some(owned) => {
             boot_args = owned.get(&OwnedFileKind::Grub).cloned();
-            for (kind, entries) in owned {
+            // The child tuned profile was planned with the switch, before it.
+            for (kind, entries) in owned
+                .iter()
+                .filter(|(k, _)| **k != OwnedFileKind::TunedProfile)
+            {
                 let f = persist::OwnedFile::with_entries(*kind, entries.clone());
                 let (changes, op) = f.plan_forced(obs.file(f.file));
                 changes.into_iter().for_each(|c| b.change(c));
@@ -479,6 +489,9 @@ pub fn owned_kinds(d: &HostDesired) -> Vec<OwnedFileKind> {
     if d.cpu_pool.isolate.systemd {
         v.push(OwnedFileKind::Systemd);
     }
+    if d.tuned_profile.is_some() {
+        v.push(OwnedFileKind::TunedProfile);
+    }
     v
 }
 
@@ -487,7 +500,12 @@ pub fn owned_kinds(d: &HostDesired) -> Vec<OwnedFileKind> {
 pub fn undeclared(d: &HostDesired, op: &HostOp, hugetlbfs: bool) -> Option<String> {
     let ok = match op {
         HostOp::Write { key, value, .. } => declared_value(d, key, value, true),
-        HostOp::Tuned { profile, .. } => d.tuned_profile.as_ref() == Some(profile),
+        HostOp::Tuned { profile, .. } => {
+            d.tuned_profile.as_ref() == Some(profile)
+                || (profile.as_str() == tuned::CHILD
+                    && d.tuned_profile.is_some()
+                    && !d.runtime_only)
+        }
         HostOp::LoadModule { module } => d.modules.contains_key(module),
         HostOp::MountHugetlbfs => hugetlbfs,
         HostOp::Irqbalance { banned, .. } => {
@@ -507,8 +525,10 @@ pub fn undeclared(d: &HostDesired, op: &HostOp, hugetlbfs: bool) -> Option<Strin
                 && add.iter().all(|e| declared_entry(d, e))
                 && remove.iter().all(|e| !add.contains(e))
         }
-        HostOp::OwnedFile { entries, .. } => {
-            !d.runtime_only && entries.iter().all(|e| declared_entry(d, e))
+        HostOp::OwnedFile { file, entries, .. } => {
+            !d.runtime_only
+                && (*file != OwnedFileKind::TunedProfile || d.tuned_profile.is_some())
+                && entries.iter().all(|e| declared_entry(d, e))
         }
     };
     (!ok).then(|| format!("{}: the configuration does not declare this", op.name()))
@@ -531,6 +551,22 @@ fn declared_entry(d: &HostDesired, e: &persist::Entry) -> bool {
             d.cpu_pool.isolate.systemd
                 && systemd::parse_affinity(&e.value).as_ref() == d.cpu_pool.reserved.as_ref()
         }
+        persist::PersistKey::TunedInclude => d
+            .tuned_profile
+            .as_ref()
+            .is_some_and(|p| p.as_str() == e.value),
+        persist::PersistKey::TunedSysctl { key } => d
+            .sysctl
+            .get(key)
+            .is_some_and(|v| Readback::Tokens.canonical(v) == e.value),
+        persist::PersistKey::TunedVm { option } => {
+            let key = HostKey::Thp {
+                knob: option.knob(),
+                rhel6: false,
+            };
+            declared_value(d, &key, &e.value, false)
+        }
+        persist::PersistKey::TunedVariable { .. } => tuned::isolated_cores_declared(d, &e.value),
     }
 }
 

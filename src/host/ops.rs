@@ -2,8 +2,9 @@
 //!
 //! Invariant: a [`HostOp`] names typed keys only; every path (below the root) and every argv
 //! is derived here from the key, never read from the op. Each step first checks that the
-//! live value still equals what planning saw (`before`: the stale check), then writes, then
-//! reads back and compares with the planned value.
+//! live value still equals what planning saw (`before`: the stale check; a value that already
+//! is the planned one also passes, as when a tuned profile switch earlier in the plan set it),
+//! then writes, then reads back and compares with the planned value.
 
 use std::path::Path;
 
@@ -387,7 +388,7 @@ fn write_value(
     let err = io_err(&path, &file);
     if let Some(planned) = before {
         let now = rb.canonical(&files.read(&full).map_err(&err)?);
-        if now != rb.canonical(planned) {
+        if now != rb.canonical(planned) && now != rb.canonical(value) {
             return Err(HostWriteError::Stale {
                 path,
                 file,

@@ -16,7 +16,10 @@ use super::ops::{content_hash, HostOp};
 use super::systemd::{self, ManagerKey};
 use super::HostChange;
 use crate::model::keys::check_value;
-use crate::model::{Effect, HostKey, KsmKnob, ModuleName, OwnedFileKind, SysctlKey};
+use crate::model::keys::TUNED_CHILD;
+use crate::model::{
+    Effect, HostKey, KsmKnob, ModuleName, OwnedFileKind, SysctlKey, TunedVariable, TunedVmOption,
+};
 use crate::units::PageSize;
 
 pub const SYSCTL_CONF: &str = "etc/sysctl.d/90-kvmtune.conf";
@@ -40,6 +43,8 @@ pub enum Syntax {
     Grub,
     /// A systemd system.conf.d drop-in: `[Manager]` settings.
     Systemd,
+    /// A tuned profile (`tuned.conf`): `[main] include=`, then `[variables]`, `[sysctl]`, `[vm]`.
+    Tuned,
 }
 
 impl Syntax {
@@ -50,6 +55,7 @@ impl Syntax {
             OwnedFileKind::Modules => Syntax::Modules,
             OwnedFileKind::Grub => Syntax::Grub,
             OwnedFileKind::Systemd => Syntax::Systemd,
+            OwnedFileKind::TunedProfile => Syntax::Tuned,
         }
     }
 }
@@ -70,7 +76,18 @@ pub enum PersistKey {
     BootArg { arg: BootArgName },
     /// A `[Manager]` setting of systemd's system.conf.
     Manager { key: ManagerKey },
+    /// The child tuned profile's `[main] include=`: the value is the declared profile.
+    TunedInclude,
+    /// A `[sysctl]` line of the child tuned profile.
+    TunedSysctl { key: SysctlKey },
+    /// A `[vm]` line of the child tuned profile.
+    TunedVm { option: TunedVmOption },
+    /// A `[variables]` line of the child tuned profile.
+    TunedVariable { name: TunedVariable },
 }
+
+/// The child tuned profile's sections, in file order.
+const TUNED_SECTIONS: [&str; 4] = ["main", "variables", "sysctl", "vm"];
 
 /// One persisted value.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -90,7 +107,19 @@ impl Entry {
             PersistKey::BootPool { size } => size.to_string(),
             PersistKey::BootArg { arg } => arg.as_str().to_string(),
             PersistKey::Manager { key } => key.as_str().to_string(),
+            PersistKey::TunedInclude => "main.include".into(),
+            PersistKey::TunedSysctl { key } => format!("sysctl.{key}"),
+            PersistKey::TunedVm { option } => format!("vm.{}", option.as_str()),
+            PersistKey::TunedVariable { name } => format!("variables.{}", name.as_str()),
         }
+    }
+
+    /// The child tuned profile's section and option this entry is.
+    fn tuned_line(&self) -> Option<(&'static str, String)> {
+        let k = self.file_key();
+        let (sec, opt) = k.split_once('.')?;
+        let sec = TUNED_SECTIONS.into_iter().find(|s| *s == sec)?;
+        Some((sec, opt.to_string()))
     }
 
     /// The plan path (`sysctl.vm.swappiness (persisted)`).
@@ -106,6 +135,8 @@ impl Entry {
             PersistKey::Manager { key } => {
                 format!("cpu_pool.isolate.systemd.{} (persisted)", key.as_str())
             }
+            PersistKey::TunedInclude => format!("tuned.{TUNED_CHILD}.include"),
+            _ => format!("tuned.{TUNED_CHILD}.{}", self.file_key()),
         }
     }
 
@@ -119,6 +150,13 @@ impl Entry {
                 | (PersistKey::BootPool { .. }, OwnedFileKind::Grub)
                 | (PersistKey::BootArg { .. }, OwnedFileKind::Grub)
                 | (PersistKey::Manager { .. }, OwnedFileKind::Systemd)
+                | (
+                    PersistKey::TunedInclude
+                        | PersistKey::TunedSysctl { .. }
+                        | PersistKey::TunedVm { .. }
+                        | PersistKey::TunedVariable { .. },
+                    OwnedFileKind::TunedProfile
+                )
         );
         if !fits {
             return Err(format!(
@@ -128,19 +166,44 @@ impl Entry {
             ));
         }
         check_value(&self.value)?;
-        let ok = match &self.key {
-            PersistKey::Module { .. } => self.value == "loaded",
-            PersistKey::BootPool { .. } | PersistKey::BootArg { .. } => {
-                KernelArg::from_entry(self).is_ok()
-            }
-            PersistKey::Manager { .. } => {
-                systemd::parse_affinity(&self.value).is_some_and(|c| c.to_string() == self.value)
-            }
-            PersistKey::Value {
-                key: HostKey::Sysctl { .. },
-            } => false,
-            _ => !self.value.contains(['"', '\\', '$', '`']),
-        };
+        let ok =
+            match &self.key {
+                PersistKey::Module { .. } => self.value == "loaded",
+                PersistKey::BootPool { .. } | PersistKey::BootArg { .. } => {
+                    KernelArg::from_entry(self).is_ok()
+                }
+                PersistKey::Manager { .. } => systemd::parse_affinity(&self.value)
+                    .is_some_and(|c| c.to_string() == self.value),
+                PersistKey::Value {
+                    key: HostKey::Sysctl { .. },
+                } => false,
+                PersistKey::TunedInclude => crate::model::ProfileName::new(&self.value)
+                    .is_ok_and(|p| p.as_str() != TUNED_CHILD),
+                PersistKey::TunedVm { option } => match option.knob() {
+                    crate::model::ThpKnob::Enabled => {
+                        ["always", "madvise", "never"].contains(&self.value.as_str())
+                    }
+                    crate::model::ThpKnob::Defrag => {
+                        ["always", "defer", "defer+madvise", "madvise", "never"]
+                            .contains(&self.value.as_str())
+                    }
+                },
+                PersistKey::TunedVariable { .. } => {
+                    self.value.parse::<crate::cpuset::CpuSet>().is_ok()
+                        && self
+                            .value
+                            .chars()
+                            .all(|c| c.is_ascii_digit() || c == ',' || c == '-')
+                }
+                // tuned reads `#` after a blank as a comment, `<`/`>` first as a modifier and
+                // `${...}` as a variable or a function it runs.
+                PersistKey::TunedSysctl { .. } => {
+                    !self.value.is_empty()
+                        && !self.value.contains(['"', '\\', '$', '`', '#'])
+                        && !self.value.starts_with(['<', '>'])
+                }
+                _ => !self.value.contains(['"', '\\', '$', '`']),
+            };
         if ok {
             Ok(())
         } else {
@@ -263,6 +326,7 @@ impl OwnedFile {
                     out.push_str(&format!("{}={v}\n", e.file_key()));
                 }
             }
+            Syntax::Tuned => render_tuned(&mut out, &entries),
         }
         out
     }
@@ -293,6 +357,7 @@ impl OwnedFile {
                 Syntax::Modules => {
                     m.insert(l.replace('-', "_"), "loaded".into());
                 }
+                Syntax::Tuned => return parse_tuned(content),
                 Syntax::Grub => {
                     let Some(rest) = l.strip_prefix("GRUB_CMDLINE_LINUX=") else {
                         continue;
@@ -367,6 +432,7 @@ impl OwnedFile {
                 OwnedFileKind::Systemd => {
                     ManagerKey::from_name(&k).map(|key| PersistKey::Manager { key })
                 }
+                OwnedFileKind::TunedProfile => tuned_key(&k),
             };
             if let Some(key) = key {
                 let e = Entry { key, value };
@@ -380,6 +446,9 @@ impl OwnedFile {
             PersistKey::Value { key } => boot_order(key),
             _ => (0, 0, 0, 0),
         });
+        if kind == OwnedFileKind::TunedProfile {
+            out.sort_by_key(tuned_order);
+        }
         out
     }
 
@@ -403,6 +472,7 @@ impl OwnedFile {
                 None => format!("hugepages.{key} (boot)"),
             },
             Syntax::Systemd => format!("cpu_pool.isolate.systemd.{key} (persisted)"),
+            Syntax::Tuned => format!("tuned.{TUNED_CHILD}.{key}"),
         }
     }
 
@@ -464,6 +534,80 @@ impl OwnedFile {
             labels: changes.iter().map(|c| c.path.clone()).collect(),
         };
         (changes, Some(op))
+    }
+}
+
+/// The child tuned profile's order: include, variables, sysctls (sorted), vm options.
+fn tuned_order(e: &Entry) -> (usize, String) {
+    let (sec, opt) = e.tuned_line().unwrap_or(("", String::new()));
+    let rank = TUNED_SECTIONS.iter().position(|s| *s == sec).unwrap_or(9);
+    (rank, opt)
+}
+
+fn render_tuned(out: &mut String, entries: &[Entry]) {
+    let mut entries = entries.to_vec();
+    entries.sort_by_key(tuned_order);
+    let include = entries
+        .iter()
+        .find(|e| e.key == PersistKey::TunedInclude)
+        .map(|e| e.value.clone());
+    out.push_str("# A tuned child profile: tuned applies the included profile with the values below\n# in its place, so `tuned-adm verify` checks what kvmtune's configuration declares.\n");
+    out.push_str("\n[main]\n");
+    match &include {
+        Some(p) => out.push_str(&format!(
+            "summary=kvmtune: {p} with the values kvmtune's configuration declares\n"
+        )),
+        None => out.push_str("summary=kvmtune: declares nothing\n"),
+    }
+    let mut section = "main";
+    for e in &entries {
+        let Some((sec, opt)) = e.tuned_line() else {
+            continue;
+        };
+        if sec != section {
+            out.push_str(&format!("\n[{sec}]\n"));
+            section = sec;
+        }
+        out.push_str(&format!("{opt}={}\n", e.value));
+    }
+}
+
+/// `section.option` → value for the lines a child profile of kvmtune's has (an unreadable
+/// file has none: the plan then rewrites it whole).
+fn parse_tuned(content: &str) -> BTreeMap<String, String> {
+    let mut m = BTreeMap::new();
+    let Ok(conf) = super::tuned_conf::parse(TUNED_CHILD, content) else {
+        return m;
+    };
+    for s in &conf.sections {
+        for o in &s.options {
+            let k = format!("{}.{}", s.name, o.key);
+            if tuned_key(&k).is_some() {
+                m.insert(k, o.value.clone());
+            }
+        }
+    }
+    m
+}
+
+/// The typed key of a child profile's `section.option`.
+fn tuned_key(k: &str) -> Option<PersistKey> {
+    let (sec, opt) = k.split_once('.')?;
+    match sec {
+        "main" if opt == "include" => Some(PersistKey::TunedInclude),
+        "sysctl" => SysctlKey::new(opt)
+            .ok()
+            .map(|key| PersistKey::TunedSysctl { key }),
+        "vm" => TunedVmOption::ALL
+            .into_iter()
+            .find(|o| o.as_str() == opt)
+            .map(|option| PersistKey::TunedVm { option }),
+        "variables" => {
+            (opt == TunedVariable::IsolatedCores.as_str()).then_some(PersistKey::TunedVariable {
+                name: TunedVariable::IsolatedCores,
+            })
+        }
+        _ => None,
     }
 }
 

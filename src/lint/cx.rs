@@ -240,6 +240,14 @@ impl<'a> Cx<'a> {
         self.base.facts.filter(|_| self.reads(Input::HostFacts))
     }
 
+    /// The host files observation read (tuned's profiles among them; `check` only).
+    pub(crate) fn host_observed(&self) -> Option<&'a crate::host::HostObserved> {
+        self.base
+            .facts
+            .filter(|_| self.reads(Input::HostFacts))
+            .map(|_| &self.base.obs.host)
+    }
+
     /// The kernel's default huge page size (a host fact).
     pub(crate) fn default_hugepage(&self) -> Option<PageSize> {
         self.base

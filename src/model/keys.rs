@@ -310,11 +310,14 @@ pub enum OwnedFileKind {
     Grub,
     /// `/etc/systemd/system.conf.d/90-kvmtune.conf`.
     Systemd,
+    /// `/etc/tuned/kvmtune/tuned.conf`: kvmtune's child of the declared tuned profile.
+    TunedProfile,
 }
 
 impl OwnedFileKind {
     /// In the order the planner writes them.
-    pub const ALL: [OwnedFileKind; 5] = [
+    pub const ALL: [OwnedFileKind; 6] = [
+        OwnedFileKind::TunedProfile,
         OwnedFileKind::Modules,
         OwnedFileKind::Sysctl,
         OwnedFileKind::Tmpfiles,
@@ -330,6 +333,7 @@ impl OwnedFileKind {
             OwnedFileKind::Modules => "etc/modules-load.d/90-kvmtune.conf",
             OwnedFileKind::Grub => "etc/default/grub.d/90-kvmtune.cfg",
             OwnedFileKind::Systemd => "etc/systemd/system.conf.d/90-kvmtune.conf",
+            OwnedFileKind::TunedProfile => TUNED_CHILD_CONF,
         }
     }
 
@@ -355,6 +359,67 @@ impl IrqbalanceFile {
         match self {
             IrqbalanceFile::Debian => "etc/default/irqbalance",
             IrqbalanceFile::Rhel => "etc/sysconfig/irqbalance",
+        }
+    }
+}
+
+/// The name of kvmtune's child tuned profile (`tuned-adm profile kvmtune`).
+pub const TUNED_CHILD: &str = "kvmtune";
+/// Its file below the root.
+pub const TUNED_CHILD_CONF: &str = "etc/tuned/kvmtune/tuned.conf";
+
+/// An option of tuned's `vm` plugin that kvmtune's child profile may set.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum TunedVmOption {
+    /// `transparent_hugepages` (THP `enabled`).
+    TransparentHugepages,
+    /// `transparent_hugepage`, tuned's alias of `transparent_hugepages`.
+    TransparentHugepage,
+    /// `transparent_hugepage.defrag`.
+    TransparentHugepageDefrag,
+}
+
+impl TunedVmOption {
+    pub const ALL: [TunedVmOption; 3] = [
+        TunedVmOption::TransparentHugepages,
+        TunedVmOption::TransparentHugepage,
+        TunedVmOption::TransparentHugepageDefrag,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TunedVmOption::TransparentHugepages => "transparent_hugepages",
+            TunedVmOption::TransparentHugepage => "transparent_hugepage",
+            TunedVmOption::TransparentHugepageDefrag => "transparent_hugepage.defrag",
+        }
+    }
+
+    /// The THP control it sets.
+    pub fn knob(self) -> ThpKnob {
+        match self {
+            TunedVmOption::TransparentHugepageDefrag => ThpKnob::Defrag,
+            _ => ThpKnob::Enabled,
+        }
+    }
+}
+
+/// A `[variables]` entry kvmtune's child profile may set.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum TunedVariable {
+    /// `isolated_cores` (cpu-partitioning, realtime and their children).
+    IsolatedCores,
+}
+
+impl TunedVariable {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TunedVariable::IsolatedCores => "isolated_cores",
         }
     }
 }

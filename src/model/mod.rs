@@ -13,7 +13,9 @@ pub mod names;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-pub use keys::{HostKey, KsmKnob, NicAttr, OwnedFileKind, Readback, ThpKnob};
+pub use keys::{
+    HostKey, KsmKnob, NicAttr, OwnedFileKind, Readback, ThpKnob, TunedVariable, TunedVmOption,
+};
 pub use names::{DomainName, IfName, MacAddr, ModuleName, ProfileName, SysctlKey, Uuid};
 
 /// When a change takes effect.

@@ -22,6 +22,7 @@ mod shared_pin;
 mod thp_always_with_hugepages;
 mod topology_sockets;
 mod tuned_not_virtual_host;
+mod tuned_override;
 mod unmanaged_on_dedicated;
 mod vcpu_on_reserved;
 mod vcpu_overcommit;
@@ -48,6 +49,7 @@ pub static RULES: &[&dyn LintRule] = &[
     &thp_always_with_hugepages::Rule,
     &arp_filter_off::Rule,
     &tuned_not_virtual_host::Rule,
+    &tuned_override::Rule,
     &pinning_does_not_fit::Rule,
     &unmanaged_on_dedicated::Rule,
 ];
