@@ -83,7 +83,7 @@ class Fleet:
         (w / "web1.xml").write_text(web1)
         (self.repo / "shared.yaml").write_text(
             "host:\n  sysctl: { vm.swappiness: 10, net.ipv4.conf.all.arp_filter: 1 }\n"
-            "guests:\n  web1: { vcpu: { count: 2 } }\n")
+            + ("guests:\n  web1: { vcpu: { count: 2 } }\n" if self.n else ""))
         lines = ["all:", "  children:", "    fleet:", "      hosts:"]
         for i, h in enumerate(self.names, 1):
             root = self.roots[h]
@@ -101,8 +101,16 @@ class Fleet:
         if self.ssh_hosts:
             lines += ["    real:", "      hosts:"]
             for (h, port, root, uri, i) in self.ssh_hosts:
+                if not root.exists():
+                    shutil.copytree(self.template, root, symlinks=True)
+                (root / "etc/sysctl.d").mkdir(parents=True, exist_ok=True)
+                (self.repo / "hosts" / ("%s.yaml" % h)).write_text(
+                    "host:\n  sysctl: { vm.dirty_ratio: %s }\n" % dirty_ratio(i))
                 lines.append("        %s: { ansible_host: 127.0.0.1, ansible_port: %d, kt_root: %s, kt_uri: \"%s\", kt_sysctl_ratio: \"%s\" }"
                              % (h, port, root, uri, dirty_ratio(i)))
+            lines += ["      vars:", "        ansible_connection: ssh", "        ansible_user: root",
+                      "        ansible_ssh_private_key_file: %s" % (self.work / "ssh/id"),
+                      "        ansible_python_interpreter: %s" % (self.venv / "bin/python")]
         lines += ["  vars:", "    kt_bin: %s" % self.wrapper, "    repo: %s" % self.repo,
                   "    web1_xml_file: %s" % (w / "web1.xml")]
         (w / "inventory.yml").write_text("\n".join(lines) + "\n")
@@ -130,6 +138,9 @@ class Fleet:
                      "    - name: guest XML\n      community.libvirt.virt:\n        command: define\n"
                      "        xml: \"{{ web1_xml }}\"\n        uri: \"{{ kt_uri }}\"\n",
         }
+        if not self.n:
+            # Real hosts only: no web1 there, so the stock side is the sysctl.d task alone.
+            pb["stock"] = pb["stock"].split("    - name: guest XML")[0]
         for side, text in pb.items():
             (w / ("%s.yml" % side)).write_text(text)
         coll = w / "collections/ansible_collections/kvmtune"
@@ -189,6 +200,7 @@ class Fleet:
             "ANSIBLE_NOCOLOR": "1",
             "ANSIBLE_STDOUT_CALLBACK": "default",
             "ANSIBLE_HOST_KEY_CHECKING": "False",
+            "ANSIBLE_SSH_CONTROL_PATH_DIR": str(self.work / "ansible-cp"),
             "ANSIBLE_SSH_ARGS": "-o ControlMaster=auto -o ControlPersist=60s -o UserKnownHostsFile=/dev/null -o IdentityFile=%s" % (self.work / "ssh/id"),
             "ANSIBLE_FORKS": str(forks),
         })
@@ -279,7 +291,8 @@ def main():
     ap.add_argument("--work", type=Path, default=Path("/tmp/kvmtune-fleet"))
     ap.add_argument("--kvmtune", type=Path, default=REPO / "target/release/kvmtune")
     ap.add_argument("--venv", type=Path, default=REPO / "target/fleet-venv")
-    ap.add_argument("--ssh", default="", help="real hosts over SSH: name:port:root:uri,... (see run.sh)")
+    ap.add_argument("--ssh", default="", help="real hosts over SSH: name:port:root:uri,... with the"
+                    " client key at WORK/ssh/id (docs/benchmarks.md); use with --hosts 0")
     ap.add_argument("--out", type=Path, default=None, help="append results (JSON lines) here")
     a = ap.parse_args()
     ssh = []

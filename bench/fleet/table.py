@@ -22,7 +22,7 @@ def main(path):
         p = ping.get((r["n"], r["forks"]))
         s = stock.get((r["n"], r["forks"], r["mode"]))
         xp = "%.2f" % (r["s_per_host"] / p["s_per_host"]) if p else "—"
-        xs = "%.1f×" % (s["s_per_host"] / r["s_per_host"]) if s and r["side"] != "stock" else "—"
+        xs = "%.1f×" % (s["s_per_host"] / r["s_per_host"]) if s and r["side"] == "kvmtune" else "—"
         k = r.get("kvmtune")
         kt = "%.3f / %.3f / %.3f" % (k["wall_median"], k["wall_p95"], k["wall_max"]) if k and k["hosts"] else "—"
         kc = "%.3f / %.3f" % (k["cpu_median"], k["cpu_max"]) if k and k["hosts"] else "—"
