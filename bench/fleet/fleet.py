@@ -310,8 +310,6 @@ def main():
             modes = ["apply"] if side == "ping" else a.modes.split(",")
             fleet.reset()
             for mode in modes:
-                if mode == "apply" and "check" not in modes:
-                    pass
                 res = run(fleet, side, mode, forks)
                 res["state_problems"] = fleet.check_state(side, mode)
                 res["n"] = a.hosts + len(ssh)
