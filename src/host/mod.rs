@@ -649,6 +649,13 @@ pub fn setting_count(d: &HostDesired) -> usize {
             .map(|n| n.mtu.is_some() as usize + n.sriov_numvfs.is_some() as usize)
             .sum::<usize>()
         + d.modules.len()
+        + {
+            let i = &d.cpu_pool.isolate;
+            [i.kernel, i.irqs, i.systemd, i.workqueues, i.host_threads]
+                .iter()
+                .filter(|b| **b)
+                .count()
+        }
 }
 
 /// The plan path of every setting `d` declares (`sysctl.vm.swappiness`, `tuned.profile`), the
