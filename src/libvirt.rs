@@ -28,6 +28,21 @@ pub enum LibvirtError {
     Read { name: String, msg: String },
     #[error("guest {name}: defining the new XML: {msg}")]
     Define { name: String, msg: String },
+    #[error("network {name}: {step}: {msg}")]
+    Network {
+        name: String,
+        step: &'static str,
+        msg: String,
+    },
+}
+
+/// What kvmtune needs to know about one libvirt network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkObserved {
+    /// The persistent (`VIR_NETWORK_XML_INACTIVE`) definition.
+    pub xml: String,
+    pub active: bool,
+    pub autostart: bool,
 }
 
 /// What kvmtune needs to know about one guest.
@@ -521,6 +536,78 @@ impl Hypervisor {
             .xml_desc(sys::VIR_DOMAIN_XML_INACTIVE)
             .map_err(read_err)?;
         Ok(Some((uuid, xml)))
+    }
+}
+
+/// libvirt networks: read (one lookup and one `virNetworkGetXMLDesc(INACTIVE)` per declared
+/// network), define (`virNetworkDefineXML`: the persistent definition only; a running
+/// network keeps its running configuration until it is restarted) and autostart. Networks are
+/// never created, destroyed or undefined here.
+impl Hypervisor {
+    fn lookup_network(&self, name: &str) -> Result<Option<virt::network::Network>, LibvirtError> {
+        match self.conn.lookup_network_by_name(name) {
+            Ok(n) => Ok(Some(n)),
+            Err(e) if e.code().is(virt::error::ErrorNumber::NoNetwork) => Ok(None),
+            Err(e) => Err(net_err(name, "looking it up", e)),
+        }
+    }
+
+    /// The named network's state; `None` when no such network is defined.
+    pub fn network(&self, name: &str) -> Result<Option<NetworkObserved>, LibvirtError> {
+        let Some(n) = self.lookup_network(name)? else {
+            return Ok(None);
+        };
+        let read = |e| net_err(name, "reading it", e);
+        Ok(Some(NetworkObserved {
+            xml: n.xml_desc(sys::VIR_NETWORK_XML_INACTIVE).map_err(read)?,
+            active: n.is_active().map_err(read)?,
+            autostart: n.autostart().map_err(read)?,
+        }))
+    }
+
+    /// The named networks' state; a name with no network maps to `None`.
+    pub fn networks(
+        &self,
+        names: &BTreeSet<String>,
+    ) -> Result<BTreeMap<String, Option<NetworkObserved>>, LibvirtError> {
+        names
+            .iter()
+            .map(|n| Ok((n.clone(), self.network(n)?)))
+            .collect()
+    }
+
+    /// Defines `xml` (a new network, or the new persistent definition of an existing one) and
+    /// returns the definition libvirt stored, for the caller to verify.
+    pub fn define_network(&self, name: &str, xml: &str) -> Result<String, LibvirtError> {
+        let n = self
+            .conn
+            .define_network_xml(xml)
+            .map_err(|e| net_err(name, "defining it", e))?;
+        n.xml_desc(sys::VIR_NETWORK_XML_INACTIVE)
+            .map_err(|e| net_err(name, "reading it back", e))
+    }
+
+    /// Sets the network's autostart flag and returns the flag libvirt reports afterwards.
+    pub fn set_network_autostart(&self, name: &str, on: bool) -> Result<bool, LibvirtError> {
+        let n = self
+            .lookup_network(name)?
+            .ok_or_else(|| LibvirtError::Network {
+                name: name.to_string(),
+                step: "setting autostart",
+                msg: "no such network".into(),
+            })?;
+        n.set_autostart(on)
+            .map_err(|e| net_err(name, "setting autostart", e))?;
+        n.autostart()
+            .map_err(|e| net_err(name, "reading autostart back", e))
+    }
+}
+
+fn net_err(name: &str, step: &'static str, e: virt::error::Error) -> LibvirtError {
+    LibvirtError::Network {
+        name: name.to_string(),
+        step,
+        msg: msg(e),
     }
 }
 

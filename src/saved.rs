@@ -187,6 +187,25 @@ impl SavedPlan {
                         .map_err(|e| format!("{target}: {e}"))?;
                     acted.insert((target.clone(), String::new()));
                 }
+                Action::Network {
+                    name,
+                    old_xml,
+                    new_xml,
+                    autostart,
+                } => {
+                    let nd = d.networks.get(name).ok_or_else(|| {
+                        format!("{target}: the configuration does not declare this network")
+                    })?;
+                    crate::network::check_action(
+                        name,
+                        nd,
+                        old_xml.as_deref(),
+                        new_xml.as_deref(),
+                        *autostart,
+                    )
+                    .map_err(|e| format!("{target}: {e}"))?;
+                    acted.insert((target.clone(), String::new()));
+                }
                 Action::Restore { .. } => return Err(format!("{target}: not a saved action")),
             }
         }

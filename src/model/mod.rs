@@ -14,7 +14,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use keys::{HostKey, KsmKnob, NicAttr, OwnedFileKind, Readback, ThpKnob};
-pub use names::{DomainName, IfName, MacAddr, ModuleName, ProfileName, SysctlKey, Uuid};
+pub use names::{
+    DomainName, IfName, MacAddr, ModuleName, NetworkName, ProfileName, SysctlKey, Uuid,
+};
 
 /// When a change takes effect.
 #[derive(
