@@ -129,6 +129,36 @@ fn cpumap(cpuset: &str) -> Result<Vec<u8>, LiveError> {
     Ok(map)
 }
 
+/// The running interface with MAC `mac` of the live XML `xml`, its type `network` and its
+/// `<source>` naming only `network` (for `virDomainUpdateDeviceFlags`: libvirt matches the
+/// device by MAC and refuses changes to anything else, so everything else stays as it runs).
+fn repointed_interface(xml: &str, mac: &str, network: &str) -> Result<String, LiveError> {
+    let err = |m: String| LiveError {
+        unsupported: false,
+        msg: m,
+    };
+    let mut doc = crate::xmltree::Document::parse(xml).map_err(|e| err(e.to_string()))?;
+    let devices = doc
+        .child(doc.root(), "devices")
+        .ok_or_else(|| err("the running guest has no <devices>".into()))?;
+    let nic = doc
+        .children_named(devices, "interface")
+        .into_iter()
+        .find(|&i| {
+            doc.child(i, "mac")
+                .and_then(|m| doc.attr(m, "address"))
+                .is_some_and(|a| a.eq_ignore_ascii_case(mac))
+        })
+        .ok_or_else(|| err(format!("the running guest has no interface {mac}")))?;
+    doc.set_attr(nic, "type", "network");
+    let src = doc.ensure_child(nic, "source");
+    for (a, _) in doc.attrs(src) {
+        doc.remove_attr(src, &a);
+    }
+    doc.set_attr(src, "network", network);
+    Ok(doc.element_xml(nic))
+}
+
 /// Declared guests from which on their XML is fetched by [`FETCHERS`] threads.
 const PARALLEL_THRESHOLD: usize = 64;
 const FETCHERS: usize = 2;
@@ -407,6 +437,14 @@ impl Hypervisor {
                 Some("http://libosinfo.org/xmlns/libvirt/domain/1.0"),
                 live,
             ),
+            LiveOp::InterfaceNetwork { mac, network } => {
+                let xml = dom.xml_desc(0).map_err(|e| LiveError {
+                    unsupported: false,
+                    msg: msg(e),
+                })?;
+                let dev = repointed_interface(&xml, mac.as_str(), network.as_str())?;
+                dom.update_device_flags(&dev, sys::VIR_DOMAIN_AFFECT_LIVE)
+            }
         };
         r.map_err(|e| {
             use virt::error::ErrorNumber::*;

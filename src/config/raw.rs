@@ -757,6 +757,12 @@ pub struct RawInterface {
     /// MTU of the guest's link (`<mtu size=...>`), e.g. 9000 for jumbo frames.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtu: Option<u32>,
+    /// Re-points this interface (by MAC only) to a libvirt network:
+    /// `<interface type='network'><source network=...>`. Live on a running guest where libvirt
+    /// can (`virDomainUpdateDeviceFlags`: a bridged interface to another bridged network),
+    /// else at its next start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
 }
 
 macro_rules! as_str_impl {
