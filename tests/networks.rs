@@ -234,3 +234,91 @@ fn a_saved_network_plan_applies_and_a_stale_one_is_refused() {
     assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
     assert!(net.exists());
 }
+
+/// `(net, guest)` YAML re-pointing the interface `mac` of guest `g` to network `to`.
+fn repoint_yaml(g: &str, mac: &str, to: &str) -> String {
+    format!("guests:\n  {g}:\n    interfaces: {{ \"{mac}\": {{ network: {to} }} }}\n")
+}
+
+#[test]
+fn a_defined_guests_nic_is_re_pointed_to_a_network() {
+    let net = Net::new("repoint", "p");
+    let yaml = format!(
+        "networks:\n  {}: {{ bridge: {}, forward: isolated }}\n",
+        net.name, net.bridge
+    );
+    assert_converges(&yaml);
+    let mac = "52:54:00:7a:00:02";
+    let g = Guest::define(
+        "repoint",
+        Spec {
+            devices_extra: format!(
+                "<interface type='user'><mac address='{mac}'/><model type='virtio'/></interface>"
+            ),
+            ..Spec::default()
+        },
+    );
+    let both = format!("{yaml}{}", repoint_yaml(g.name(), mac, &net.name));
+    let (p, _) = assert_converges(&both);
+    let c = p
+        .changes
+        .iter()
+        .find(|c| c.path == format!("interfaces.{mac}.network"))
+        .expect("the re-point is planned");
+    assert_eq!(c.before.as_deref(), Some("(type user)"));
+    let xml = g.inactive_xml();
+    let doc = kvmtune::xmltree::Document::parse(&xml).unwrap();
+    let devs = doc.child(doc.root(), "devices").unwrap();
+    let nic = doc
+        .children_named(devs, "interface")
+        .into_iter()
+        .find(|&i| xml_mac(&doc, i).as_deref() == Some(mac))
+        .unwrap();
+    assert_eq!(doc.attr(nic, "type").as_deref(), Some("network"));
+    let src = doc.child(nic, "source").unwrap();
+    assert_eq!(doc.attr(src, "network").as_deref(), Some(net.name.as_str()));
+    let model = doc.child(nic, "model").unwrap();
+    assert_eq!(doc.attr(model, "type").as_deref(), Some("virtio"), "kept");
+    drop(g);
+}
+
+fn xml_mac(doc: &kvmtune::xmltree::Document, nic: kvmtune::xmltree::NodeId) -> Option<String> {
+    doc.child(nic, "mac").and_then(|m| doc.attr(m, "address"))
+}
+
+#[test]
+fn a_running_guests_nic_is_re_pointed_live() {
+    let from = Net::new("livefrom", "f");
+    let to = Net::new("liveto", "t");
+    for n in [&from, &to] {
+        n.define_with_virsh(&format!("<bridge name='{}'/>", n.bridge));
+        virsh_ok(&["net-start", &n.name]);
+    }
+    let mac = "52:54:00:7a:00:03";
+    let g = Guest::define(
+        "repointlive",
+        Spec {
+            devices_extra: format!(
+                "<interface type='network'><source network='{}'/><mac address='{mac}'/><model type='virtio'/></interface>",
+                from.name
+            ),
+            ..Spec::default()
+        },
+    );
+    g.start();
+    let yaml = repoint_yaml(g.name(), mac, &to.name);
+    let p = plan_yaml(&yaml);
+    assert_eq!(p.changes.len(), 1, "{:#?}", p.changes);
+    assert_eq!(p.changes[0].effect, Effect::Live);
+    let (_, report) = apply_desired(&load(&yaml));
+    assert!(report.ok(), "{report:#?}");
+    assert_eq!(report.live_changes, 1);
+    assert!(report.results[0].deferred.is_empty(), "{report:#?}");
+    let live = g.live_xml();
+    assert!(live.contains(&format!("network='{}'", to.name)), "{live}");
+    assert!(live.contains(&format!("bridge='{}'", to.bridge)), "{live}");
+    assert!(g.is_running());
+    let again = plan_yaml(&yaml);
+    assert!(again.is_empty() && again.pending_restart.is_empty(), "{again:#?}");
+    g.destroy();
+}
