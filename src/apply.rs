@@ -154,7 +154,9 @@ pub fn apply_with_options(
         };
         match action {
             Action::Host(ops) => host_steps(ops, t, &mut report, &mut res),
-            Action::Network { .. } => network_step(action, desired, t.hv, &mut report, &mut res, paths),
+            Action::Network { .. } => {
+                network_step(action, desired, t.hv, &mut report, &mut res, paths)
+            }
             Action::Guest { .. } | Action::Restore { .. } => {
                 let g = GuestRun {
                     plan,

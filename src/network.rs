@@ -33,7 +33,12 @@ impl std::fmt::Display for Ipv4Cidr {
 impl std::str::FromStr for Ipv4Cidr {
     type Err = String;
     fn from_str(s: &str) -> Result<Ipv4Cidr, String> {
-        let bad = || format!("`{}` is not ADDRESS/PREFIX like 192.168.100.1/24", s.escape_debug());
+        let bad = || {
+            format!(
+                "`{}` is not ADDRESS/PREFIX like 192.168.100.1/24",
+                s.escape_debug()
+            )
+        };
         let (a, p) = s.split_once('/').ok_or_else(bad)?;
         let addr: Ipv4Addr = a.parse().map_err(|_| bad())?;
         let prefix: u8 = p.parse().map_err(|_| bad())?;
@@ -69,10 +74,15 @@ fn key(base: &KeyPath, k: &str) -> KeyPath {
 }
 
 /// Validates `networks.<name>`; every problem is returned with its key.
-pub fn validate(name: &str, raw: &RawNetwork) -> Result<(NetworkName, NetworkDesired), Vec<(KeyPath, String)>> {
+pub fn validate(
+    name: &str,
+    raw: &RawNetwork,
+) -> Result<(NetworkName, NetworkDesired), Vec<(KeyPath, String)>> {
     let base: KeyPath = vec!["networks".into(), name.to_string()];
     let mut errs = Vec::new();
-    let name = NetworkName::new(name).map_err(|e| errs.push((base.clone(), e))).ok();
+    let name = NetworkName::new(name)
+        .map_err(|e| errs.push((base.clone(), e)))
+        .ok();
     let bridge = raw.bridge.as_deref().and_then(|b| {
         IfName::new(b)
             .map_err(|e| errs.push((key(&base, "bridge"), e)))
@@ -102,7 +112,10 @@ pub fn validate(name: &str, raw: &RawNetwork) -> Result<(NetworkName, NetworkDes
             ));
         }
         if raw.ip.is_some() {
-            errs.push((key(&base, "ip"), "libvirt allows no ip with forward: bridge".into()));
+            errs.push((
+                key(&base, "ip"),
+                "libvirt allows no ip with forward: bridge".into(),
+            ));
         }
     }
     match (name, errs.is_empty()) {
@@ -147,9 +160,10 @@ pub fn read(xml: &str) -> Result<NetworkMeaning, String> {
     let mtu = doc.child(root, "mtu").and_then(|m| doc.attr(m, "size"));
     let ip = first_ipv4(&doc).map(|i| {
         let addr = doc.attr(i, "address").unwrap_or_default();
-        let prefix = doc
-            .attr(i, "prefix")
-            .or_else(|| doc.attr(i, "netmask").map(|m| netmask_prefix(&m).map_or(m, |p| p.to_string())));
+        let prefix = doc.attr(i, "prefix").or_else(|| {
+            doc.attr(i, "netmask")
+                .map(|m| netmask_prefix(&m).map_or(m, |p| p.to_string()))
+        });
         match prefix {
             Some(p) => format!("{addr}/{p}"),
             None => addr,
@@ -466,7 +480,9 @@ mod tests {
         let p = plan_network(&n, &d, Some(&obs(STORED_NAT, false, false))).unwrap();
         let new = p.new_xml.clone();
         assert!(check_action(&n, &d, Some(STORED_NAT), new.as_deref(), Some(true)).is_ok());
-        let tampered = new.as_deref().map(|x| x.replace("192.168.231.1", "10.0.0.1"));
+        let tampered = new
+            .as_deref()
+            .map(|x| x.replace("192.168.231.1", "10.0.0.1"));
         assert!(check_action(&n, &d, Some(STORED_NAT), tampered.as_deref(), None).is_err());
         assert!(check_action(&n, &d, Some(STORED_NAT), new.as_deref(), Some(false)).is_err());
     }

@@ -217,14 +217,23 @@ fn plan_networks(d: &Desired, obs: &Observed) -> NetworkOutcome {
         if p.changes.is_empty() {
             continue;
         }
-        let waiting: Vec<&str> = p.changes.iter().filter(|c| c.restart).map(|c| c.field).collect();
+        let waiting: Vec<&str> = p
+            .changes
+            .iter()
+            .filter(|c| c.restart)
+            .map(|c| c.field)
+            .collect();
         for c in &p.changes {
             out.changes.push(Change {
                 target: target.clone(),
                 path: c.field.to_string(),
                 before: c.before.clone(),
                 after: Some(c.after.clone()),
-                effect: if c.restart { Effect::Restart } else { Effect::Live },
+                effect: if c.restart {
+                    Effect::Restart
+                } else {
+                    Effect::Live
+                },
             });
             if c.restart {
                 out.pending.push(Pending {
@@ -236,7 +245,10 @@ fn plan_networks(d: &Desired, obs: &Observed) -> NetworkOutcome {
             }
         }
         if !waiting.is_empty() {
-            let users = obs.network_users.get(name.as_str()).filter(|u| !u.is_empty());
+            let users = obs
+                .network_users
+                .get(name.as_str())
+                .filter(|u| !u.is_empty());
             let attached = users.map_or("no running guest is attached".to_string(), |u| {
                 format!("running guests attached: {}", u.join(", "))
             });

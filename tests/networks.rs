@@ -65,7 +65,11 @@ impl Net {
             .args(["link", "add", "name", &self.bridge, "type", "bridge"])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         self.host_bridge = true;
     }
 }
@@ -101,7 +105,10 @@ fn a_network_is_defined_updated_and_autostarted_and_converges() {
     assert_eq!(report.defines, 1);
     let xml = net.xml();
     assert!(xml.contains("<mtu size='9000'/>"), "{xml}");
-    assert!(xml.contains(&format!("<bridge name='{}'", net.bridge)), "{xml}");
+    assert!(
+        xml.contains(&format!("<bridge name='{}'", net.bridge)),
+        "{xml}"
+    );
     assert!(!xml.contains("<forward"), "isolated: {xml}");
     assert!(net.autostart());
     let id = uuid(&xml);
@@ -114,7 +121,11 @@ fn a_network_is_defined_updated_and_autostarted_and_converges() {
         ("mtu", Some("9000"))
     );
     assert_eq!(p.changes[0].effect, Effect::Live, "an inactive network");
-    let mac_line = xml.lines().find(|l| l.contains("<mac ")).unwrap().to_string();
+    let mac_line = xml
+        .lines()
+        .find(|l| l.contains("<mac "))
+        .unwrap()
+        .to_string();
     assert_converges(&yaml(1400));
     let after = net.xml();
     assert!(after.contains("<mtu size='1400'/>"), "{after}");
@@ -136,11 +147,19 @@ fn an_existing_networks_undeclared_elements_are_kept() {
         net.name, net.bridge
     );
     let p = plan_yaml(&same);
-    assert!(p.is_empty() && !p.has_errors(), "{:#?} {:#?}", p.changes, p.errors);
+    assert!(
+        p.is_empty() && !p.has_errors(),
+        "{:#?} {:#?}",
+        p.changes,
+        p.errors
+    );
     let yaml = format!("networks:\n  {}: {{ mtu: 9000 }}\n", net.name);
     assert_converges(&yaml);
     let after = net.xml();
-    assert!(after.contains("<range start='192.168.233.10' end='192.168.233.20'/>"), "{after}");
+    assert!(
+        after.contains("<range start='192.168.233.10' end='192.168.233.20'/>"),
+        "{after}"
+    );
     assert!(after.contains("<forward mode='nat'/>"), "{after}");
     assert_eq!(uuid(&after), uuid(&before));
     assert!(!net.autostart(), "autostart not declared: untouched");
@@ -149,7 +168,10 @@ fn an_existing_networks_undeclared_elements_are_kept() {
 #[test]
 fn a_running_networks_change_waits_for_its_restart_and_names_its_running_guests() {
     let net = Net::new("running", "r");
-    net.define_with_virsh(&format!("<bridge name='{}'/><mtu size='1500'/>", net.bridge));
+    net.define_with_virsh(&format!(
+        "<bridge name='{}'/><mtu size='1500'/>",
+        net.bridge
+    ));
     virsh_ok(&["net-start", &net.name]);
     let g = Guest::define(
         "netuser",
@@ -167,7 +189,11 @@ fn a_running_networks_change_waits_for_its_restart_and_names_its_running_guests(
     assert_eq!(p.changes.len(), 1, "{:#?}", p.changes);
     assert_eq!(p.changes[0].effect, Effect::Restart);
     assert_eq!(p.pending_restart.len(), 1);
-    let note = p.notes.iter().find(|n| n.contains(&net.name)).expect("a note");
+    let note = p
+        .notes
+        .iter()
+        .find(|n| n.contains(&net.name))
+        .expect("a note");
     assert!(note.contains(g.name()), "{note}");
     assert!(note.contains("does not do"), "{note}");
     let (_, report) = apply_desired(&load(&yaml));
@@ -319,6 +345,9 @@ fn a_running_guests_nic_is_re_pointed_live() {
     assert!(live.contains(&format!("bridge='{}'", to.bridge)), "{live}");
     assert!(g.is_running());
     let again = plan_yaml(&yaml);
-    assert!(again.is_empty() && again.pending_restart.is_empty(), "{again:#?}");
+    assert!(
+        again.is_empty() && again.pending_restart.is_empty(),
+        "{again:#?}"
+    );
     g.destroy();
 }

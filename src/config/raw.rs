@@ -58,7 +58,9 @@ pub struct RawNetwork {
 }
 
 /// How a libvirt network reaches the outside (`<forward mode=...>`).
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq, PartialOrd, Ord,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum NetForward {
     Nat,

@@ -183,7 +183,11 @@ impl super::GuestSetting for Setting {
         else {
             return None;
         };
-        let network = d.interfaces.get(&DeviceKey::One(mac.clone()))?.network.clone()?;
+        let network = d
+            .interfaces
+            .get(&DeviceKey::One(mac.clone()))?
+            .network
+            .clone()?;
         Some(LiveOp::InterfaceNetwork {
             mac: mac.clone(),
             network,
@@ -466,7 +470,11 @@ mod tests {
             "{}",
             p.new_xml
         );
-        assert!(p.new_xml.contains("<source network='mgmt'/>"), "{}", p.new_xml);
+        assert!(
+            p.new_xml.contains("<source network='mgmt'/>"),
+            "{}",
+            p.new_xml
+        );
         assert!(!p.new_xml.contains("br0"), "{}", p.new_xml);
         // Live: re-pointing is one update-device call, derived from the key alone.
         let gd = super::super::testing::guest(body);
@@ -481,13 +489,17 @@ mod tests {
         );
         // Another network's source (and its portgroup) is replaced; libvirt's live-only
         // attributes (portid, bridge) do not count as a difference.
-        let other = xml.replace(
-            "<interface type='bridge'>",
-            "<interface type='network'>",
+        let other = xml.replace("<interface type='bridge'>", "<interface type='network'>");
+        let other = other.replace(
+            "<source bridge='br0'/>",
+            "<source network='default' portgroup='p1'/>",
         );
-        let other = other.replace("<source bridge='br0'/>", "<source network='default' portgroup='p1'/>");
         let p = plan(body, &other).unwrap();
-        assert!(p.new_xml.contains("<source network='backup0'/>"), "{}", p.new_xml);
+        assert!(
+            p.new_xml.contains("<source network='backup0'/>"),
+            "{}",
+            p.new_xml
+        );
         let running = p.new_xml.replace(
             "<source network='backup0'/>",
             "<source network='backup0' portid='2b3c' bridge='virbr-bk'/>",
@@ -505,8 +517,16 @@ mod tests {
         let xml = nics(
             "<interface type='hostdev' managed='yes'>\n      <mac address='52:54:00:00:00:09'/>\n    </interface>",
         );
-        let e = plan("    interfaces: { \"52:54:00:00:00:09\": { network: backup0 } }\n", &xml).unwrap_err();
-        assert!(issues(&e)[0].contains("network cannot be set"), "{:?}", issues(&e));
+        let e = plan(
+            "    interfaces: { \"52:54:00:00:00:09\": { network: backup0 } }\n",
+            &xml,
+        )
+        .unwrap_err();
+        assert!(
+            issues(&e)[0].contains("network cannot be set"),
+            "{:?}",
+            issues(&e)
+        );
     }
 
     fn nics(inner: &str) -> String {
