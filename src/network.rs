@@ -63,6 +63,8 @@ pub struct NetworkDesired {
     pub mtu: Option<u32>,
     pub ip: Option<Ipv4Cidr>,
     pub autostart: Option<bool>,
+    /// The SR-IOV physical function of a `forward: hostdev` pool.
+    pub pf: Option<IfName>,
     /// `networks.<name>`, for locating errors.
     pub key_path: KeyPath,
 }
@@ -93,6 +95,35 @@ pub fn validate(
             .map_err(|e| errs.push((key(&base, "ip"), e)))
             .ok()
     });
+    let pf = raw.pf.as_deref().and_then(|b| {
+        IfName::new(b)
+            .map_err(|e| errs.push((key(&base, "pf"), e)))
+            .ok()
+    });
+    let hostdev = raw.forward == Some(NetForward::Hostdev);
+    if hostdev && raw.pf.is_none() {
+        errs.push((
+            key(&base, "forward"),
+            "forward: hostdev needs `pf:` (the SR-IOV physical function)".into(),
+        ));
+    }
+    if !hostdev && raw.pf.is_some() {
+        errs.push((key(&base, "pf"), "pf is for forward: hostdev only".into()));
+    }
+    if hostdev {
+        for (k, set) in [
+            ("bridge", raw.bridge.is_some()),
+            ("mtu", raw.mtu.is_some()),
+            ("ip", raw.ip.is_some()),
+        ] {
+            if set {
+                errs.push((
+                    key(&base, k),
+                    format!("a forward: hostdev pool has no {k} (the guest drives the VF itself)"),
+                ));
+            }
+        }
+    }
     if let Some(m) = raw.mtu {
         if !(68..=65535).contains(&m) {
             errs.push((key(&base, "mtu"), format!("mtu {m} is outside 68-65535")));
@@ -127,6 +158,7 @@ pub fn validate(
                 mtu: raw.mtu,
                 ip,
                 autostart: raw.autostart,
+                pf,
                 key_path: base,
             },
         )),
@@ -143,6 +175,8 @@ pub struct NetworkMeaning {
     pub mtu: Option<String>,
     /// The first IPv4 `<ip>` as `ADDRESS/PREFIX` (netmasks converted).
     pub ip: Option<String>,
+    /// `<forward><pf dev=...>`.
+    pub pf: Option<String>,
 }
 
 /// Reads the managed elements of a network definition.
@@ -169,11 +203,16 @@ pub fn read(xml: &str) -> Result<NetworkMeaning, String> {
             None => addr,
         }
     });
+    let pf = doc
+        .child(root, "forward")
+        .and_then(|f| doc.child(f, "pf"))
+        .and_then(|p| doc.attr(p, "dev"));
     Ok(NetworkMeaning {
         forward,
         bridge,
         mtu,
         ip,
+        pf,
     })
 }
 
@@ -255,8 +294,20 @@ pub fn plan_network(
                 (f, _) => {
                     let el = doc.ensure_child(root, "forward");
                     doc.set_attr(el, "mode", f.as_str());
+                    if f == NetForward::Hostdev && doc.attr(el, "managed").is_none() {
+                        // libvirt detaches each VF from its host driver at guest start.
+                        doc.set_attr(el, "managed", "yes");
+                    }
                 }
             }
+        }
+    }
+    if let Some(pf) = &nd.pf {
+        if now.pf.as_deref() != Some(pf.as_str()) {
+            change("pf", now.pf.clone(), pf.to_string());
+            let fw = doc.ensure_child(root, "forward");
+            let el = doc.ensure_child(fw, "pf");
+            doc.set_attr(el, "dev", pf.as_str());
         }
     }
     if let Some(b) = &nd.bridge {
@@ -485,6 +536,35 @@ mod tests {
             .map(|x| x.replace("192.168.231.1", "10.0.0.1"));
         assert!(check_action(&n, &d, Some(STORED_NAT), tampered.as_deref(), None).is_err());
         assert!(check_action(&n, &d, Some(STORED_NAT), new.as_deref(), Some(false)).is_err());
+    }
+
+    #[test]
+    fn a_vf_pool_names_its_pf() {
+        let (n, d) = nd("{ forward: hostdev, pf: ens1f0 }");
+        let p = plan_network(&n, &d, None).unwrap();
+        let new = p.new_xml.unwrap();
+        assert_eq!(
+            new,
+            "<network>\n  <name>backup0</name>\n  <forward mode='hostdev' managed='yes'>\n    <pf dev='ens1f0'/>\n  </forward>\n</network>\n"
+        );
+        let stored = new.replace(
+            "<name>backup0</name>",
+            "<name>backup0</name>\n  <uuid>0d1f6e8a-54b1-4c0d-9d7e-2f4c3b1a0e11</uuid>",
+        );
+        let again = plan_network(&n, &d, Some(&obs(&stored, false, false))).unwrap();
+        assert!(again.changes.is_empty(), "{again:?}");
+        let (_, d2) = nd("{ forward: hostdev, pf: ens2f0 }");
+        let p = plan_network(&n, &d2, Some(&obs(&stored, false, false))).unwrap();
+        assert_eq!(p.changes.len(), 1);
+        assert!(p.new_xml.unwrap().contains("<pf dev='ens2f0'/>"));
+        for bad in [
+            "{ forward: hostdev }",
+            "{ pf: ens1f0 }",
+            "{ forward: hostdev, pf: ens1f0, mtu: 9000 }",
+        ] {
+            let raw: RawNetwork = serde_yaml::from_str(bad).unwrap();
+            assert!(validate("vf0", &raw).is_err(), "{bad}");
+        }
     }
 
     #[test]

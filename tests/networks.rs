@@ -351,3 +351,17 @@ fn a_running_guests_nic_is_re_pointed_live() {
     );
     g.destroy();
 }
+
+#[test]
+fn an_sriov_vf_pool_is_defined_with_its_pf() {
+    let net = Net::new("vfpool", "v");
+    // libvirt checks the PF when the network starts, not at define: no device is needed.
+    let yaml = format!(
+        "networks:\n  {}: {{ forward: hostdev, pf: ktnopf0 }}\n",
+        net.name
+    );
+    assert_converges(&yaml);
+    let xml = net.xml();
+    assert!(xml.contains("<forward mode='hostdev' managed='yes'>"), "{xml}");
+    assert!(xml.contains("<pf dev='ktnopf0'/>"), "{xml}");
+}

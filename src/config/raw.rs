@@ -55,6 +55,10 @@ pub struct RawNetwork {
     /// Started when libvirtd starts (`virsh net-autostart`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub autostart: Option<bool>,
+    /// With `forward: hostdev`: the SR-IOV physical function whose VFs the network hands out
+    /// (`<forward mode='hostdev' managed='yes'><pf dev=...>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pf: Option<String>,
 }
 
 /// How a libvirt network reaches the outside (`<forward mode=...>`).
@@ -69,6 +73,8 @@ pub enum NetForward {
     Open,
     /// No `<forward>` element: guests reach each other and the host only.
     Isolated,
+    /// An SR-IOV VF pool: libvirt assigns one VF of `pf` to each interface at guest start.
+    Hostdev,
 }
 
 /// A scalar value as written in YAML (sysctl values).
@@ -785,7 +791,7 @@ as_str_impl!(NumaMode { Strict => "strict", Interleave => "interleave", Preferre
 as_str_impl!(CpuMode { HostPassthrough => "host-passthrough", HostModel => "host-model", Custom => "custom", Maximum => "maximum" });
 as_str_impl!(CacheMode { None => "none", Writethrough => "writethrough", Writeback => "writeback", Directsync => "directsync", Unsafe => "unsafe" });
 as_str_impl!(IoMode { Native => "native", Threads => "threads", IoUring => "io_uring" });
-as_str_impl!(NetForward { Nat => "nat", Route => "route", Bridge => "bridge", Open => "open", Isolated => "isolated" });
+as_str_impl!(NetForward { Nat => "nat", Route => "route", Bridge => "bridge", Open => "open", Isolated => "isolated", Hostdev => "hostdev" });
 as_str_impl!(NetDriver { Vhost => "vhost", Qemu => "qemu" });
 as_str_impl!(ThreadPolicy { Prefer => "prefer", Require => "require", Isolate => "isolate" });
 
