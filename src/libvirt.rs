@@ -596,9 +596,10 @@ impl Hypervisor {
             return Ok(None);
         };
         let read = |e| net_err(name, "reading it", e);
+        let active = n.is_active().map_err(read)?;
         Ok(Some(NetworkObserved {
-            xml: n.xml_desc(sys::VIR_NETWORK_XML_INACTIVE).map_err(read)?,
-            active: n.is_active().map_err(read)?,
+            xml: persistent_xml(&n, active).map_err(read)?,
+            active,
             autostart: n.autostart().map_err(read)?,
         }))
     }
@@ -621,8 +622,10 @@ impl Hypervisor {
             .conn
             .define_network_xml(xml)
             .map_err(|e| net_err(name, "defining it", e))?;
-        n.xml_desc(sys::VIR_NETWORK_XML_INACTIVE)
-            .map_err(|e| net_err(name, "reading it back", e))
+        let active = n
+            .is_active()
+            .map_err(|e| net_err(name, "reading it back", e))?;
+        persistent_xml(&n, active).map_err(|e| net_err(name, "reading it back", e))
     }
 
     /// Sets the network's autostart flag and returns the flag libvirt reports afterwards.
@@ -638,6 +641,16 @@ impl Hypervisor {
             .map_err(|e| net_err(name, "setting autostart", e))?;
         n.autostart()
             .map_err(|e| net_err(name, "reading autostart back", e))
+    }
+}
+
+/// The network's persistent definition: `VIR_NETWORK_XML_INACTIVE`; a driver without that
+/// flag (libvirt's test driver) gives the current one, which is the persistent one only
+/// while the network is not running.
+fn persistent_xml(n: &virt::network::Network, active: bool) -> Result<String, virt::error::Error> {
+    match n.xml_desc(sys::VIR_NETWORK_XML_INACTIVE) {
+        Err(e) if !active && e.code().is(virt::error::ErrorNumber::InvalidArg) => n.xml_desc(0),
+        r => r,
     }
 }
 

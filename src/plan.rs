@@ -197,8 +197,38 @@ struct NetworkOutcome {
     notes: Vec<String>,
 }
 
+/// The VF pools (`forward: hostdev` networks) whose PF has fewer VFs
+/// (`host.interfaces.<pf>.sriov_numvfs`) than the declared guests' `sriov` entries ask for.
+fn vf_shortfalls(d: &Desired, out: &mut NetworkOutcome) {
+    let demand = crate::domain::settings::sriov::demand(d.guests.values());
+    for (name, nd) in &d.networks {
+        let (Some(pf), Some(&want)) = (&nd.pf, demand.get(name)) else {
+            continue;
+        };
+        match d.host.interfaces.get(pf).and_then(|n| n.sriov_numvfs) {
+            Some(have) if u64::from(have) < want => {
+                let mut key = nd.key_path.clone();
+                key.push("pf".into());
+                out.errors.push(PlanError {
+                    target: network_target(name),
+                    location: locate(d, &key),
+                    key: dotted(&key),
+                    message: format!(
+                        "network {name}: the declared guests ask for {want} VFs, but {pf} has {have} (host.interfaces.{pf}.sriov_numvfs)"
+                    ),
+                });
+            }
+            Some(_) => {}
+            None => out.notes.push(format!(
+                "network {name}: VFs of {pf} not checked (declare host.interfaces.{pf}.sriov_numvfs); the declared guests ask for {want}"
+            )),
+        }
+    }
+}
+
 fn plan_networks(d: &Desired, obs: &Observed) -> NetworkOutcome {
     let mut out = NetworkOutcome::default();
+    vf_shortfalls(d, &mut out);
     for (name, nd) in &d.networks {
         let target = network_target(name);
         let observed = obs.networks.get(name.as_str()).and_then(Option::as_ref);

@@ -362,6 +362,9 @@ fn an_sriov_vf_pool_is_defined_with_its_pf() {
     );
     assert_converges(&yaml);
     let xml = net.xml();
-    assert!(xml.contains("<forward mode='hostdev' managed='yes'>"), "{xml}");
+    assert!(
+        xml.contains("<forward mode='hostdev' managed='yes'>"),
+        "{xml}"
+    );
     assert!(xml.contains("<pf dev='ktnopf0'/>"), "{xml}");
 }

@@ -61,6 +61,17 @@ pub struct RawNetwork {
     pub pf: Option<String>,
 }
 
+/// One `sriov` entry of a guest.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawSriov {
+    /// A `forward: hostdev` network (a VF pool).
+    pub network: String,
+    /// How many VFs (interfaces) from it; default 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u32>,
+}
+
 /// How a libvirt network reaches the outside (`<forward mode=...>`).
 #[derive(
     Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq, PartialOrd, Ord,
@@ -293,6 +304,10 @@ pub struct RawGuest {
     /// Device classes to remove (the guide's "remove unused devices").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remove_devices: Option<Vec<DeviceClass>>,
+    /// SR-IOV VFs from `forward: hostdev` networks: kvmtune adds (and owns) `count`
+    /// `<interface type='network'>` devices per entry; `[]` removes those it added.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sriov: Option<Vec<RawSriov>>,
     /// libosinfo short id (`rhel9.0`, `debian12`, `win2k22`), written as libosinfo metadata.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub os_variant: Option<String>,
