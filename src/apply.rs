@@ -154,6 +154,9 @@ pub fn apply_with_options(
         };
         match action {
             Action::Host(ops) => host_steps(ops, t, &mut report, &mut res),
+            Action::Network { .. } => {
+                network_step(action, desired, t.hv, &mut report, &mut res, paths)
+            }
             Action::Guest { .. } | Action::Restore { .. } => {
                 let g = GuestRun {
                     plan,
@@ -226,6 +229,78 @@ fn host_steps(ops: &[host::HostOp], t: Target, report: &mut ApplyReport, res: &m
                         .extend(paths.into_iter().map(|p| (p, why.clone())));
                 }
             }
+        }
+    }
+}
+
+/// One network action: checks that the network is still as planned, defines its new
+/// definition and verifies what libvirt stored, then sets autostart and reads it back.
+fn network_step(
+    action: &Action,
+    desired: &Desired,
+    hv: Option<&Hypervisor>,
+    report: &mut ApplyReport,
+    res: &mut TargetResult,
+    paths: Vec<String>,
+) {
+    let Action::Network {
+        name,
+        old_xml,
+        new_xml,
+        autostart,
+    } = action
+    else {
+        return;
+    };
+    let fail = |res: &mut TargetResult, fields: &[String], why: String| {
+        res.failed
+            .extend(fields.iter().map(|p| (p.clone(), why.clone())));
+    };
+    let (def_paths, auto_paths): (Vec<String>, Vec<String>) =
+        paths.into_iter().partition(|p| p != "autostart");
+    let checked = (|| -> Result<&Hypervisor, String> {
+        let hv = hv.ok_or("no libvirt connection")?;
+        let nd = desired
+            .networks
+            .get(name)
+            .ok_or("the configuration does not declare this network")?;
+        crate::network::check_action(name, nd, old_xml.as_deref(), new_xml.as_deref(), *autostart)?;
+        let now = hv.network(name.as_str()).map_err(|e| e.to_string())?;
+        if now.as_ref().map(|n| &n.xml) != old_xml.as_ref() {
+            return Err("its definition changed since the plan was made (plan again)".into());
+        }
+        Ok(hv)
+    })();
+    let hv = match checked {
+        Ok(hv) => hv,
+        Err(why) => {
+            let why = format!("network {name}: refusing: {why}");
+            return fail(res, &[def_paths, auto_paths].concat(), why);
+        }
+    };
+    if let Some(xml) = new_xml {
+        report.defines += 1;
+        let stored = hv.define_network(name.as_str(), xml);
+        crate::faults::point("define");
+        let left = match (&stored, desired.networks.get(name)) {
+            (Ok(s), Some(nd)) => crate::network::not_kept(name, nd, s),
+            _ => Vec::new(),
+        };
+        match stored {
+            Err(e) => return fail(res, &[def_paths, auto_paths].concat(), e.to_string()),
+            Ok(_) if !left.is_empty() => {
+                let why = format!("defined, but libvirt did not keep: {}", left.join("; "));
+                return fail(res, &[def_paths, auto_paths].concat(), why);
+            }
+            Ok(_) => res.applied.extend(def_paths),
+        }
+    }
+    if let Some(on) = autostart {
+        report.live_changes += 1;
+        match hv.set_network_autostart(name.as_str(), *on) {
+            Ok(now) if now == *on => res.applied.extend(auto_paths),
+            Ok(now) => fail(res, &auto_paths, format!("libvirt reports autostart {now}")),
+            Err(e) => fail(res, &auto_paths, e.to_string()),
         }
     }
 }

@@ -76,13 +76,15 @@ pub fn load_str(name: &str, text: &str) -> Result<Desired, ConfigErrors> {
 pub struct Desired {
     pub host: HostDesired,
     pub guests: BTreeMap<DomainName, GuestDesired>,
+    /// Declared libvirt networks (`networks:`).
+    pub networks: BTreeMap<crate::model::NetworkName, crate::network::NetworkDesired>,
     /// Where each key was written, for errors found later (plan time).
     pub sources: SourceMap,
 }
 
 impl Desired {
     pub fn is_empty(&self) -> bool {
-        self.host.is_empty() && self.guests.is_empty()
+        self.host.is_empty() && self.guests.is_empty() && self.networks.is_empty()
     }
 }
 

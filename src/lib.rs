@@ -22,6 +22,7 @@ pub mod libvirt;
 pub mod lint;
 pub mod metrics;
 pub mod model;
+pub mod network;
 pub mod observe;
 pub mod offline;
 pub mod perf;

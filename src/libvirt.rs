@@ -28,6 +28,21 @@ pub enum LibvirtError {
     Read { name: String, msg: String },
     #[error("guest {name}: defining the new XML: {msg}")]
     Define { name: String, msg: String },
+    #[error("network {name}: {step}: {msg}")]
+    Network {
+        name: String,
+        step: &'static str,
+        msg: String,
+    },
+}
+
+/// What kvmtune needs to know about one libvirt network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkObserved {
+    /// The persistent (`VIR_NETWORK_XML_INACTIVE`) definition.
+    pub xml: String,
+    pub active: bool,
+    pub autostart: bool,
 }
 
 /// What kvmtune needs to know about one guest.
@@ -112,6 +127,36 @@ fn cpumap(cpuset: &str) -> Result<Vec<u8>, LiveError> {
         map[cpu as usize / 8] |= 1 << (cpu % 8);
     }
     Ok(map)
+}
+
+/// The running interface with MAC `mac` of the live XML `xml`, its type `network` and its
+/// `<source>` naming only `network` (for `virDomainUpdateDeviceFlags`: libvirt matches the
+/// device by MAC and refuses changes to anything else, so everything else stays as it runs).
+fn repointed_interface(xml: &str, mac: &str, network: &str) -> Result<String, LiveError> {
+    let err = |m: String| LiveError {
+        unsupported: false,
+        msg: m,
+    };
+    let mut doc = crate::xmltree::Document::parse(xml).map_err(|e| err(e.to_string()))?;
+    let devices = doc
+        .child(doc.root(), "devices")
+        .ok_or_else(|| err("the running guest has no <devices>".into()))?;
+    let nic = doc
+        .children_named(devices, "interface")
+        .into_iter()
+        .find(|&i| {
+            doc.child(i, "mac")
+                .and_then(|m| doc.attr(m, "address"))
+                .is_some_and(|a| a.eq_ignore_ascii_case(mac))
+        })
+        .ok_or_else(|| err(format!("the running guest has no interface {mac}")))?;
+    doc.set_attr(nic, "type", "network");
+    let src = doc.ensure_child(nic, "source");
+    for (a, _) in doc.attrs(src) {
+        doc.remove_attr(src, &a);
+    }
+    doc.set_attr(src, "network", network);
+    Ok(doc.element_xml(nic))
 }
 
 /// Declared guests from which on their XML is fetched by [`FETCHERS`] threads.
@@ -392,6 +437,14 @@ impl Hypervisor {
                 Some("http://libosinfo.org/xmlns/libvirt/domain/1.0"),
                 live,
             ),
+            LiveOp::InterfaceNetwork { mac, network } => {
+                let xml = dom.xml_desc(0).map_err(|e| LiveError {
+                    unsupported: false,
+                    msg: msg(e),
+                })?;
+                let dev = repointed_interface(&xml, mac.as_str(), network.as_str())?;
+                dom.update_device_flags(&dev, sys::VIR_DOMAIN_AFFECT_LIVE)
+            }
         };
         r.map_err(|e| {
             use virt::error::ErrorNumber::*;
@@ -521,6 +574,91 @@ impl Hypervisor {
             .xml_desc(sys::VIR_DOMAIN_XML_INACTIVE)
             .map_err(read_err)?;
         Ok(Some((uuid, xml)))
+    }
+}
+
+/// libvirt networks: read (one lookup and one `virNetworkGetXMLDesc(INACTIVE)` per declared
+/// network), define (`virNetworkDefineXML`: the persistent definition only; a running
+/// network keeps its running configuration until it is restarted) and autostart. Networks are
+/// never created, destroyed or undefined here.
+impl Hypervisor {
+    fn lookup_network(&self, name: &str) -> Result<Option<virt::network::Network>, LibvirtError> {
+        match self.conn.lookup_network_by_name(name) {
+            Ok(n) => Ok(Some(n)),
+            Err(e) if e.code().is(virt::error::ErrorNumber::NoNetwork) => Ok(None),
+            Err(e) => Err(net_err(name, "looking it up", e)),
+        }
+    }
+
+    /// The named network's state; `None` when no such network is defined.
+    pub fn network(&self, name: &str) -> Result<Option<NetworkObserved>, LibvirtError> {
+        let Some(n) = self.lookup_network(name)? else {
+            return Ok(None);
+        };
+        let read = |e| net_err(name, "reading it", e);
+        let active = n.is_active().map_err(read)?;
+        Ok(Some(NetworkObserved {
+            xml: persistent_xml(&n, active).map_err(read)?,
+            active,
+            autostart: n.autostart().map_err(read)?,
+        }))
+    }
+
+    /// The named networks' state; a name with no network maps to `None`.
+    pub fn networks(
+        &self,
+        names: &BTreeSet<String>,
+    ) -> Result<BTreeMap<String, Option<NetworkObserved>>, LibvirtError> {
+        names
+            .iter()
+            .map(|n| Ok((n.clone(), self.network(n)?)))
+            .collect()
+    }
+
+    /// Defines `xml` (a new network, or the new persistent definition of an existing one) and
+    /// returns the definition libvirt stored, for the caller to verify.
+    pub fn define_network(&self, name: &str, xml: &str) -> Result<String, LibvirtError> {
+        let n = self
+            .conn
+            .define_network_xml(xml)
+            .map_err(|e| net_err(name, "defining it", e))?;
+        let active = n
+            .is_active()
+            .map_err(|e| net_err(name, "reading it back", e))?;
+        persistent_xml(&n, active).map_err(|e| net_err(name, "reading it back", e))
+    }
+
+    /// Sets the network's autostart flag and returns the flag libvirt reports afterwards.
+    pub fn set_network_autostart(&self, name: &str, on: bool) -> Result<bool, LibvirtError> {
+        let n = self
+            .lookup_network(name)?
+            .ok_or_else(|| LibvirtError::Network {
+                name: name.to_string(),
+                step: "setting autostart",
+                msg: "no such network".into(),
+            })?;
+        n.set_autostart(on)
+            .map_err(|e| net_err(name, "setting autostart", e))?;
+        n.autostart()
+            .map_err(|e| net_err(name, "reading autostart back", e))
+    }
+}
+
+/// The network's persistent definition: `VIR_NETWORK_XML_INACTIVE`; a driver without that
+/// flag (libvirt's test driver) gives the current one, which is the persistent one only
+/// while the network is not running.
+fn persistent_xml(n: &virt::network::Network, active: bool) -> Result<String, virt::error::Error> {
+    match n.xml_desc(sys::VIR_NETWORK_XML_INACTIVE) {
+        Err(e) if !active && e.code().is(virt::error::ErrorNumber::InvalidArg) => n.xml_desc(0),
+        r => r,
+    }
+}
+
+fn net_err(name: &str, step: &'static str, e: virt::error::Error) -> LibvirtError {
+    LibvirtError::Network {
+        name: name.to_string(),
+        step,
+        msg: msg(e),
     }
 }
 

@@ -34,6 +34,10 @@ pub struct Observed {
     /// Free memory per NUMA node, read only when a guest's memory is placed with its vCPUs
     /// (`vcpupin: auto` with `numatune.memory` `nodeset: auto` in a binding mode).
     pub node_memory: Option<BTreeMap<u32, crate::topology::NodeMemory>>,
+    /// Declared network name → its state, `None` when no such network is defined.
+    pub networks: BTreeMap<String, Option<crate::libvirt::NetworkObserved>>,
+    /// Network name → the running guests attached to it (read when networks are declared).
+    pub network_users: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -42,7 +46,7 @@ pub enum ObserveError {
     Host { root: String, err: std::io::Error },
     #[error(transparent)]
     Libvirt(#[from] LibvirtError),
-    #[error("guests are declared but no libvirt connection is open")]
+    #[error("guests or networks are declared but no libvirt connection is open")]
     NoConnection,
     #[error("lock file {path}: {msg}")]
     Lock { path: String, msg: String },
@@ -121,6 +125,13 @@ pub fn observe_with(
         if auto || opts.topology {
             obs.topology = crate::topology::HostTopology::from_capabilities(&hv.capabilities()?);
         }
+    }
+    if !d.networks.is_empty() {
+        let hv = hv.ok_or(ObserveError::NoConnection)?;
+        let names: BTreeSet<String> = d.networks.keys().map(|n| n.to_string()).collect();
+        obs.networks = hv.networks(&names)?;
+        let running = hv.other_running_xml(&BTreeSet::new())?;
+        obs.network_users = crate::network::attached(&running);
     }
     if (auto || opts.topology) && obs.topology.is_none() {
         obs.topology = crate::topology::HostTopology::from_sysfs(root).map_err(host_err)?;

@@ -86,6 +86,16 @@ pub enum Action {
         define: bool,
         live: Vec<LiveStep>,
     },
+    /// Define `new_xml` for a libvirt network (when set), then set its autostart flag (when
+    /// set). `old_xml` is its persistent definition when planned (`None`: it did not exist),
+    /// the stale check; `new_xml` is exactly what the declared network gives when applied to
+    /// it ([`crate::network::check_action`]).
+    Network {
+        name: crate::model::NetworkName,
+        old_xml: Option<String>,
+        new_xml: Option<String>,
+        autostart: Option<bool>,
+    },
     /// Gracefully restart a running guest so that its pending changes take effect.
     Restart {
         name: DomainName,
@@ -99,6 +109,7 @@ impl Action {
     pub fn target(&self) -> String {
         match self {
             Action::Host(_) => "host".into(),
+            Action::Network { name, .. } => network_target(name),
             Action::Guest { name, .. }
             | Action::Restore { name, .. }
             | Action::Restart { name, .. } => guest_target(name),
@@ -167,8 +178,123 @@ pub fn check_guest_action(
         Action::Restart { timeout_secs, .. } if *timeout_secs > MAX_SHUTDOWN_SECS => Err(format!(
             "shutdown timeout {timeout_secs} s is above {MAX_SHUTDOWN_SECS} s"
         )),
-        Action::Restart { .. } | Action::Host(_) => Ok(()),
+        Action::Restart { .. } | Action::Host(_) | Action::Network { .. } => Ok(()),
     }
+}
+
+/// The plan target of a libvirt network: `network/<name>`.
+pub fn network_target(name: &crate::model::NetworkName) -> String {
+    format!("network/{name}")
+}
+
+/// What planning the declared networks adds to the plan.
+#[derive(Default)]
+struct NetworkOutcome {
+    errors: Vec<PlanError>,
+    changes: Vec<Change>,
+    pending: Vec<Pending>,
+    actions: Vec<Action>,
+    notes: Vec<String>,
+}
+
+/// The VF pools (`forward: hostdev` networks) whose PF has fewer VFs
+/// (`host.interfaces.<pf>.sriov_numvfs`) than the declared guests' `sriov` entries ask for.
+fn vf_shortfalls(d: &Desired, out: &mut NetworkOutcome) {
+    let demand = crate::domain::settings::sriov::demand(d.guests.values());
+    for (name, nd) in &d.networks {
+        let (Some(pf), Some(&want)) = (&nd.pf, demand.get(name)) else {
+            continue;
+        };
+        match d.host.interfaces.get(pf).and_then(|n| n.sriov_numvfs) {
+            Some(have) if u64::from(have) < want => {
+                let mut key = nd.key_path.clone();
+                key.push("pf".into());
+                out.errors.push(PlanError {
+                    target: network_target(name),
+                    location: locate(d, &key),
+                    key: dotted(&key),
+                    message: format!(
+                        "network {name}: the declared guests ask for {want} VFs, but {pf} has {have} (host.interfaces.{pf}.sriov_numvfs)"
+                    ),
+                });
+            }
+            Some(_) => {}
+            None => out.notes.push(format!(
+                "network {name}: VFs of {pf} not checked (declare host.interfaces.{pf}.sriov_numvfs); the declared guests ask for {want}"
+            )),
+        }
+    }
+}
+
+fn plan_networks(d: &Desired, obs: &Observed) -> NetworkOutcome {
+    let mut out = NetworkOutcome::default();
+    vf_shortfalls(d, &mut out);
+    for (name, nd) in &d.networks {
+        let target = network_target(name);
+        let observed = obs.networks.get(name.as_str()).and_then(Option::as_ref);
+        let p = match crate::network::plan_network(name, nd, observed) {
+            Ok(p) => p,
+            Err((key, message)) => {
+                out.errors.push(PlanError {
+                    target,
+                    location: locate(d, &key),
+                    key: dotted(&key),
+                    message: format!("network {name}: {message}"),
+                });
+                continue;
+            }
+        };
+        if p.changes.is_empty() {
+            continue;
+        }
+        let waiting: Vec<&str> = p
+            .changes
+            .iter()
+            .filter(|c| c.restart)
+            .map(|c| c.field)
+            .collect();
+        for c in &p.changes {
+            out.changes.push(Change {
+                target: target.clone(),
+                path: c.field.to_string(),
+                before: c.before.clone(),
+                after: Some(c.after.clone()),
+                effect: if c.restart {
+                    Effect::Restart
+                } else {
+                    Effect::Live
+                },
+            });
+            if c.restart {
+                out.pending.push(Pending {
+                    target: target.clone(),
+                    path: c.field.to_string(),
+                    running: c.before.clone(),
+                    defined: Some(c.after.clone()),
+                });
+            }
+        }
+        if !waiting.is_empty() {
+            let users = obs
+                .network_users
+                .get(name.as_str())
+                .filter(|u| !u.is_empty());
+            let attached = users.map_or("no running guest is attached".to_string(), |u| {
+                format!("running guests attached: {}", u.join(", "))
+            });
+            out.notes.push(format!(
+                "network {name} runs: {} take effect when it is restarted (virsh net-destroy {name}; virsh net-start {name}), which kvmtune does not do; {attached}",
+                waiting.join(", ")
+            ));
+        }
+        out.actions.push(Action::Network {
+            name: name.clone(),
+            old_xml: observed.map(|o| o.xml.clone()),
+            new_xml: p.new_xml,
+            autostart: p.autostart,
+        });
+    }
+    out
 }
 
 fn check_live(
@@ -285,7 +411,12 @@ pub fn plan(d: &Desired, obs: &Observed, opts: PlanOptions, prep: Prepared) -> P
     if !host.ops.is_empty() {
         actions.push(Action::Host(host.ops));
     }
-    let notes = host.notes;
+    let mut notes = host.notes;
+    let nets = plan_networks(d, obs);
+    errors.extend(nets.errors);
+    changes.extend(nets.changes);
+    actions.extend(nets.actions);
+    notes.extend(nets.notes);
     let auto = prep.auto;
     errors.extend(prep.lint_errors);
 
@@ -307,7 +438,7 @@ pub fn plan(d: &Desired, obs: &Observed, opts: PlanOptions, prep: Prepared) -> P
     } else {
         guests.iter().map(one).collect()
     };
-    let mut pending = Vec::new();
+    let mut pending = nets.pending;
     let mut restarts = Vec::new();
     for o in outcomes {
         errors.extend(o.errors);

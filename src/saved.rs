@@ -187,6 +187,25 @@ impl SavedPlan {
                         .map_err(|e| format!("{target}: {e}"))?;
                     acted.insert((target.clone(), String::new()));
                 }
+                Action::Network {
+                    name,
+                    old_xml,
+                    new_xml,
+                    autostart,
+                } => {
+                    let nd = d.networks.get(name).ok_or_else(|| {
+                        format!("{target}: the configuration does not declare this network")
+                    })?;
+                    crate::network::check_action(
+                        name,
+                        nd,
+                        old_xml.as_deref(),
+                        new_xml.as_deref(),
+                        *autostart,
+                    )
+                    .map_err(|e| format!("{target}: {e}"))?;
+                    acted.insert((target.clone(), String::new()));
+                }
                 Action::Restore { .. } => return Err(format!("{target}: not a saved action")),
             }
         }
@@ -391,7 +410,8 @@ fn host_relevant(file: &str, content: &str) -> String {
 
 /// SHA-256 of every observed target: the host's files and directory listings (when the host is
 /// declared or guests needed host files, such as the default huge page size); each declared
-/// guest's persistent XML, live XML and active flag (or its absence).
+/// guest's persistent XML, live XML and active flag (or its absence); each declared network's
+/// persistent XML, active and autostart flags (or its absence).
 pub fn fingerprints(obs: &Observed, host_declared: bool) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     if host_declared || !obs.host.files.is_empty() || !obs.host.dirs.is_empty() {
@@ -435,6 +455,17 @@ pub fn fingerprints(obs: &Observed, host_declared: bool) -> BTreeMap<String, Str
             }
         }
         out.insert(target, hex(&h.finalize()));
+    }
+    for (name, n) in &obs.networks {
+        let mut h = Sha256::new();
+        match n {
+            None => h.update(b"absent"),
+            Some(n) => {
+                field(&mut h, &n.xml);
+                h.update([n.active as u8, n.autostart as u8]);
+            }
+        }
+        out.insert(format!("network/{name}"), hex(&h.finalize()));
     }
     out
 }

@@ -657,18 +657,31 @@ impl Document {
 
     /// Serializes the document. Byte-identical to the input when unedited.
     pub fn to_xml(&self) -> String {
+        let mut out = String::with_capacity(self.text.len() + 64);
+        out.push_str(&self.text[..self.prolog_end]);
+        self.write_node(self.root, &mut out);
+        out.push_str(&self.text[self.epilog_start..]);
+        out
+    }
+
+    /// Serializes one element and its subtree (as [`Document::to_xml`] writes it).
+    pub fn element_xml(&self, id: NodeId) -> String {
+        let mut out = String::new();
+        self.write_node(id, &mut out);
+        out
+    }
+
+    fn write_node(&self, top: NodeId, out: &mut String) {
         enum Step {
             Open(NodeId),
             Close(NodeId),
         }
-        let mut out = String::with_capacity(self.text.len() + 64);
-        out.push_str(&self.text[..self.prolog_end]);
-        let mut work = vec![Step::Open(self.root)];
+        let mut work = vec![Step::Open(top)];
         while let Some(step) = work.pop() {
             match step {
                 Step::Open(id) => match &self.nodes[id.0].kind {
                     Kind::Element(e) => {
-                        let empty = self.write_start(e, &mut out);
+                        let empty = self.write_start(e, out);
                         if !empty {
                             work.push(Step::Close(id));
                             work.extend(e.children.iter().rev().map(|&c| Step::Open(c)));
@@ -691,8 +704,6 @@ impl Document {
                 }
             }
         }
-        out.push_str(&self.text[self.epilog_start..]);
-        out
     }
 
     /// Writes the start tag; returns true if it was written self-closing.

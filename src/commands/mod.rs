@@ -253,7 +253,7 @@ fn load(cli: &Cli, files: &Files) -> Result<(Desired, Vec<config::source::Source
 }
 
 fn connect(cli: &Cli, d: &Desired, read_only: bool) -> anyhow::Result<Option<Hypervisor>> {
-    if d.guests.is_empty() {
+    if d.guests.is_empty() && d.networks.is_empty() {
         return Ok(None);
     }
     Ok(Some(Hypervisor::open(&cli.connect, read_only)?))

@@ -28,6 +28,64 @@ pub struct RawConfig {
     /// Guests by libvirt domain name. Guests not listed are never touched.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub guests: BTreeMap<String, RawGuest>,
+    /// libvirt virtual networks by name. Networks not listed are never touched; listed ones
+    /// are defined or updated, never destroyed or undefined.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub networks: BTreeMap<String, RawNetwork>,
+}
+
+/// One libvirt network (`virsh net-dumpxml`): only the keys given are managed.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawNetwork {
+    /// The bridge device (`<bridge name=...>`): libvirt creates it for nat/route/open/isolated
+    /// networks; with `forward: bridge` it is an existing host bridge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bridge: Option<String>,
+    /// `<forward mode=...>`; `isolated` is a network without `<forward>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward: Option<NetForward>,
+    /// `<mtu size=...>` of the bridge libvirt creates (not with `forward: bridge`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
+    /// The host's IPv4 address on the network, `ADDRESS/PREFIX` (`192.168.100.1/24`): the
+    /// first IPv4 `<ip>` element. libvirt requires one for nat, route and open networks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    /// Started when libvirtd starts (`virsh net-autostart`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autostart: Option<bool>,
+    /// With `forward: hostdev`: the SR-IOV physical function whose VFs the network hands out
+    /// (`<forward mode='hostdev' managed='yes'><pf dev=...>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pf: Option<String>,
+}
+
+/// One `sriov` entry of a guest.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawSriov {
+    /// A `forward: hostdev` network (a VF pool).
+    pub network: String,
+    /// How many VFs (interfaces) from it; default 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u32>,
+}
+
+/// How a libvirt network reaches the outside (`<forward mode=...>`).
+#[derive(
+    Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq, PartialOrd, Ord,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum NetForward {
+    Nat,
+    Route,
+    Bridge,
+    Open,
+    /// No `<forward>` element: guests reach each other and the host only.
+    Isolated,
+    /// An SR-IOV VF pool: libvirt assigns one VF of `pf` to each interface at guest start.
+    Hostdev,
 }
 
 /// A scalar value as written in YAML (sysctl values).
@@ -246,6 +304,10 @@ pub struct RawGuest {
     /// Device classes to remove (the guide's "remove unused devices").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remove_devices: Option<Vec<DeviceClass>>,
+    /// SR-IOV VFs from `forward: hostdev` networks: kvmtune adds (and owns) `count`
+    /// `<interface type='network'>` devices per entry; `[]` removes those it added.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sriov: Option<Vec<RawSriov>>,
     /// libosinfo short id (`rhel9.0`, `debian12`, `win2k22`), written as libosinfo metadata.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub os_variant: Option<String>,
@@ -718,6 +780,12 @@ pub struct RawInterface {
     /// MTU of the guest's link (`<mtu size=...>`), e.g. 9000 for jumbo frames.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtu: Option<u32>,
+    /// Re-points this interface (by MAC only) to a libvirt network:
+    /// `<interface type='network'><source network=...>`. Live on a running guest where libvirt
+    /// can (`virDomainUpdateDeviceFlags`: a bridged interface to another bridged network),
+    /// else at its next start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
 }
 
 macro_rules! as_str_impl {
@@ -738,6 +806,7 @@ as_str_impl!(NumaMode { Strict => "strict", Interleave => "interleave", Preferre
 as_str_impl!(CpuMode { HostPassthrough => "host-passthrough", HostModel => "host-model", Custom => "custom", Maximum => "maximum" });
 as_str_impl!(CacheMode { None => "none", Writethrough => "writethrough", Writeback => "writeback", Directsync => "directsync", Unsafe => "unsafe" });
 as_str_impl!(IoMode { Native => "native", Threads => "threads", IoUring => "io_uring" });
+as_str_impl!(NetForward { Nat => "nat", Route => "route", Bridge => "bridge", Open => "open", Isolated => "isolated", Hostdev => "hostdev" });
 as_str_impl!(NetDriver { Vhost => "vhost", Qemu => "qemu" });
 as_str_impl!(ThreadPolicy { Prefer => "prefer", Require => "require", Isolate => "isolate" });
 

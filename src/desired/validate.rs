@@ -71,6 +71,14 @@ pub(super) fn validate(raw: &RawConfig, map: SourceMap) -> Result<Desired, Confi
             Err(e) => cx.err(&path, e),
         }
     }
+    for (name, n) in &raw.networks {
+        match crate::network::validate(name, n) {
+            Ok((n, nd)) => {
+                desired.networks.insert(n, nd);
+            }
+            Err(errs) => errs.into_iter().for_each(|(k, e)| cx.err(&k, e)),
+        }
+    }
     if !cx.errors.is_empty() {
         return Err(ConfigErrors(cx.errors));
     }

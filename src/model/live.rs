@@ -47,6 +47,12 @@ pub enum LiveOp {
     OsMetadata {
         id: String,
     },
+    /// Re-point the interface with this MAC to a libvirt network (`virDomainUpdateDeviceFlags`
+    /// with the running interface, its type `network` and its source that network).
+    InterfaceNetwork {
+        mac: crate::model::MacAddr,
+        network: crate::model::NetworkName,
+    },
 }
 
 /// The host's CPU count and NUMA node count as libvirt reports them.

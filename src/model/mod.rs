@@ -16,7 +16,9 @@ use serde::{Deserialize, Serialize};
 pub use keys::{
     HostKey, KsmKnob, NicAttr, OwnedFileKind, Readback, ThpKnob, TunedVariable, TunedVmOption,
 };
-pub use names::{DomainName, IfName, MacAddr, ModuleName, ProfileName, SysctlKey, Uuid};
+pub use names::{
+    DomainName, IfName, MacAddr, ModuleName, NetworkName, ProfileName, SysctlKey, Uuid,
+};
 
 /// When a change takes effect.
 #[derive(

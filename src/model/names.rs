@@ -92,6 +92,30 @@ name_type!(
     domain_name
 );
 
+fn network_name(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() <= 255
+        && !s.starts_with('-')
+        && s != "."
+        && s != ".."
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "`{}` is not a libvirt network name (letters, digits, `-`, `_`, `.`)",
+            s.escape_debug()
+        ))
+    }
+}
+
+name_type!(
+    /// A libvirt network name: letters, digits, `-`, `_`, `.` (libvirt forms a file name from it).
+    NetworkName,
+    network_name
+);
+
 fn sysctl_key(s: &str) -> Result<String, String> {
     let ok_part = |p: &str| {
         !p.is_empty()

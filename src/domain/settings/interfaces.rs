@@ -18,7 +18,8 @@ use super::{DeviceKey, GuestDesired, GuestKey, Validation};
 use crate::config::raw::{NetDriver, RawGuest, RawInterface};
 use crate::domain::edit::{devices, list_or_none, merged, parse_u32, set_child_attr, Editor};
 use crate::domain::GuestIssue;
-use crate::model::MacAddr;
+use crate::model::live::{LiveOp, NodeInfo};
+use crate::model::{MacAddr, NetworkName};
 use crate::xmltree::{Document, NodeId};
 
 pub struct Setting;
@@ -29,6 +30,8 @@ pub struct InterfaceDesired {
     pub driver: Option<NetDriver>,
     pub queues: Option<u32>,
     pub mtu: Option<u32>,
+    /// The libvirt network it is connected to (by MAC only).
+    pub network: Option<NetworkName>,
 }
 
 /// One setting of one interface, by MAC address (or, for an interface without one, by its
@@ -56,6 +59,7 @@ pub enum Item {
     Driver,
     Queues,
     Mtu,
+    Network,
 }
 
 impl Item {
@@ -65,6 +69,7 @@ impl Item {
             Item::Driver => "driver",
             Item::Queues => "queues",
             Item::Mtu => "mtu",
+            Item::Network => "network",
         }
     }
 }
@@ -134,6 +139,17 @@ impl super::GuestSetting for Setting {
                 }
             };
             validate_one(v, k, i);
+            let network = i.network.as_deref().and_then(|n| {
+                NetworkName::new(n)
+                    .map_err(|e| v.err(&["interfaces", k, "network"], e))
+                    .ok()
+            });
+            if k == "*" && i.network.is_some() {
+                v.err(
+                    &["interfaces", k, "network"],
+                    "a network is declared per interface (by MAC), not for \"*\"",
+                );
+            }
             out.interfaces.insert(
                 ik,
                 InterfaceDesired {
@@ -141,9 +157,41 @@ impl super::GuestSetting for Setting {
                     driver: i.driver,
                     queues: i.queues,
                     mtu: i.mtu,
+                    network,
                 },
             );
         }
+    }
+
+    fn live_capable(&self, key: &GuestKey) -> bool {
+        matches!(
+            key,
+            GuestKey::Interfaces(Key {
+                mac: Some(_),
+                item: Item::Network,
+                ..
+            })
+        )
+    }
+
+    fn live(&self, d: &GuestDesired, key: &GuestKey, _node: Option<NodeInfo>) -> Option<LiveOp> {
+        let GuestKey::Interfaces(Key {
+            mac: Some(mac),
+            item: Item::Network,
+            ..
+        }) = key
+        else {
+            return None;
+        };
+        let network = d
+            .interfaces
+            .get(&DeviceKey::One(mac.clone()))?
+            .network
+            .clone()?;
+        Some(LiveOp::InterfaceNetwork {
+            mac: mac.clone(),
+            network,
+        })
     }
 
     fn edit(&self, ed: &mut Editor, d: &GuestDesired) {
@@ -174,6 +222,7 @@ impl super::GuestSetting for Setting {
                 driver: o.driver.or(a.driver),
                 queues: o.queues.or(a.queues),
                 mtu: o.mtu.or(a.mtu),
+                network: o.network.clone().or(a.network.clone()),
             };
             let id = match &mac {
                 Some(m) => merged(want, m, applies, merge),
@@ -236,10 +285,15 @@ fn validate_one(v: &mut Validation, k: &str, i: &RawInterface) {
             );
         }
     }
-    if i.model.is_none() && i.driver.is_none() && i.queues.is_none() && i.mtu.is_none() {
+    if i.model.is_none()
+        && i.driver.is_none()
+        && i.queues.is_none()
+        && i.mtu.is_none()
+        && i.network.is_none()
+    {
         v.err(
             &["interfaces", k],
-            "expected at least one of model, driver, queues, mtu",
+            "expected at least one of model, driver, queues, mtu, network",
         );
     }
 }
@@ -254,6 +308,7 @@ fn edit_nic(ed: &mut Editor, nic: NodeId, which: &Nic, at: &str, id: &InterfaceD
             ("model", id.model.is_some()),
             ("driver", id.driver.is_some()),
             ("queues", id.queues.is_some()),
+            ("network", id.network.is_some()),
         ]
         .into_iter()
         .filter_map(|(n, set)| set.then_some(n))
@@ -266,6 +321,10 @@ fn edit_nic(ed: &mut Editor, nic: NodeId, which: &Nic, at: &str, id: &InterfaceD
             return;
         }
     }
+    if let Some(net) = &id.network {
+        set_network(ed, nic, which, net);
+    }
+    let kind = ed.doc.attr(nic, "type").unwrap_or_default();
     let model = id.model.clone().or_else(|| {
         ed.doc
             .child(nic, "model")
@@ -295,6 +354,29 @@ fn edit_nic(ed: &mut Editor, nic: NodeId, which: &Nic, at: &str, id: &InterfaceD
     }
     let mtu = id.mtu.map(|m| m.to_string());
     set_child_attr(ed, nic, "mtu", "size", which.key(Item::Mtu), mtu.as_deref());
+}
+
+/// Connects the interface to `net`: type `network`, its `<source>` naming only the network
+/// (the previous source's attributes belong to the previous backend).
+fn set_network(ed: &mut Editor, nic: NodeId, which: &Nic, net: &NetworkName) {
+    let kind = ed.doc.attr(nic, "type").unwrap_or_default();
+    let src = ed.doc.child(nic, "source");
+    let now = src.and_then(|s| ed.doc.attr(s, "network"));
+    let before = if kind == "network" {
+        now.clone()
+    } else {
+        Some(format!("(type {kind})"))
+    };
+    if kind == "network" && now.as_deref() == Some(net.as_str()) {
+        return;
+    }
+    ed.push_change(which.key(Item::Network), before, Some(net.to_string()));
+    ed.doc.set_attr(nic, "type", "network");
+    let src = src.unwrap_or_else(|| ed.doc.ensure_child(nic, "source"));
+    for (a, _) in ed.doc.attrs(src) {
+        ed.doc.remove_attr(src, &a);
+    }
+    ed.doc.set_attr(src, "network", net.as_str());
 }
 
 fn import(doc: &Document) -> Option<BTreeMap<String, RawInterface>> {
@@ -338,6 +420,7 @@ fn import(doc: &Document) -> Option<BTreeMap<String, RawInterface>> {
             driver,
             queues,
             mtu,
+            network: None,
         };
         if i == RawInterface::default() {
             continue;
@@ -355,8 +438,96 @@ fn import(doc: &Document) -> Option<BTreeMap<String, RawInterface>> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{changes, converges, domain, issues, plan};
+    use super::super::testing::{changes, converges, domain, invalid, issues, plan};
     use super::*;
+
+    #[test]
+    fn network_re_points_a_nic_by_mac_and_keeps_the_rest() {
+        let xml = nics(
+            "<interface type='bridge'>\n      <mac address='52:54:00:12:34:56'/>\n      \
+             <source bridge='br0'/>\n      <model type='virtio'/>\n    </interface>\n    \
+             <interface type='user'>\n      <mac address='52:54:00:12:34:57'/>\n    </interface>",
+        );
+        let body = "    interfaces: { \"52:54:00:12:34:56\": { network: backup0 }, \"52:54:00:12:34:57\": { network: mgmt } }\n";
+        let p = converges(body, &xml);
+        assert_eq!(
+            changes(&p),
+            [
+                (
+                    "interfaces.52:54:00:12:34:56.network".to_string(),
+                    Some("(type bridge)".to_string()),
+                    Some("backup0".to_string())
+                ),
+                (
+                    "interfaces.52:54:00:12:34:57.network".to_string(),
+                    Some("(type user)".to_string()),
+                    Some("mgmt".to_string())
+                ),
+            ]
+        );
+        assert!(
+            p.new_xml.contains("<interface type='network'>\n      <mac address='52:54:00:12:34:56'/>\n      <source network='backup0'/>\n      <model type='virtio'/>"),
+            "{}",
+            p.new_xml
+        );
+        assert!(
+            p.new_xml.contains("<source network='mgmt'/>"),
+            "{}",
+            p.new_xml
+        );
+        assert!(!p.new_xml.contains("br0"), "{}", p.new_xml);
+        // Live: re-pointing is one update-device call, derived from the key alone.
+        let gd = super::super::testing::guest(body);
+        let k = &p.changes[0].key;
+        assert!(super::super::live_capable(k));
+        assert_eq!(
+            super::super::live_op(&gd, k, None),
+            Some(LiveOp::InterfaceNetwork {
+                mac: MacAddr::new("52:54:00:12:34:56").unwrap(),
+                network: NetworkName::new("backup0").unwrap(),
+            })
+        );
+        // Another network's source (and its portgroup) is replaced; libvirt's live-only
+        // attributes (portid, bridge) do not count as a difference.
+        let other = xml.replace("<interface type='bridge'>", "<interface type='network'>");
+        let other = other.replace(
+            "<source bridge='br0'/>",
+            "<source network='default' portgroup='p1'/>",
+        );
+        let p = plan(body, &other).unwrap();
+        assert!(
+            p.new_xml.contains("<source network='backup0'/>"),
+            "{}",
+            p.new_xml
+        );
+        let running = p.new_xml.replace(
+            "<source network='backup0'/>",
+            "<source network='backup0' portid='2b3c' bridge='virbr-bk'/>",
+        );
+        let left = plan(body, &running).unwrap();
+        assert!(left.changes.is_empty(), "{:?}", left.changes);
+    }
+
+    #[test]
+    fn network_is_per_mac_and_never_on_a_hostdev_interface() {
+        let e = invalid("    interfaces: { \"*\": { network: backup0 } }\n");
+        assert!(e.contains("guests.g.interfaces.*.network"), "{e}");
+        let e = invalid("    interfaces: { \"52:54:00:00:00:01\": { network: \"a/b\" } }\n");
+        assert!(e.contains("not a libvirt network name"), "{e}");
+        let xml = nics(
+            "<interface type='hostdev' managed='yes'>\n      <mac address='52:54:00:00:00:09'/>\n    </interface>",
+        );
+        let e = plan(
+            "    interfaces: { \"52:54:00:00:00:09\": { network: backup0 } }\n",
+            &xml,
+        )
+        .unwrap_err();
+        assert!(
+            issues(&e)[0].contains("network cannot be set"),
+            "{:?}",
+            issues(&e)
+        );
+    }
 
     fn nics(inner: &str) -> String {
         domain(&format!("<devices>\n    {inner}\n  </devices>"))

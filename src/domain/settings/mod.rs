@@ -22,6 +22,7 @@ pub mod numatune;
 pub mod os_variant;
 pub mod placement;
 pub mod remove_devices;
+pub mod sriov;
 pub mod vcpu;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -104,6 +105,7 @@ pub static SETTINGS: &[&dyn GuestSetting] = &[
     &interfaces::Setting,
     &remove_devices::Setting,
     &os_variant::Setting,
+    &sriov::Setting,
 ];
 
 /// One owned setting of a guest: the unit it belongs to and the item within it.
@@ -122,6 +124,7 @@ pub enum GuestKey {
     Interfaces(interfaces::Key),
     RemoveDevices(DeviceClass),
     OsVariant,
+    Sriov(sriov::Key),
 }
 
 impl GuestKey {
@@ -140,6 +143,7 @@ impl GuestKey {
             GuestKey::Interfaces(_) => &interfaces::Setting,
             GuestKey::RemoveDevices(_) => &remove_devices::Setting,
             GuestKey::OsVariant => &os_variant::Setting,
+            GuestKey::Sriov(_) => &sriov::Setting,
         }
     }
 }
@@ -160,6 +164,7 @@ impl fmt::Display for GuestKey {
             GuestKey::Interfaces(k) => k.fmt(f),
             GuestKey::RemoveDevices(c) => write!(f, "remove_devices.{}", c.as_str()),
             GuestKey::OsVariant => f.write_str("os_variant"),
+            GuestKey::Sriov(k) => k.fmt(f),
         }
     }
 }
@@ -218,6 +223,8 @@ pub struct GuestDesired {
     pub memtune: BTreeMap<memtune::MemtuneField, u64>,
     pub remove_devices: BTreeSet<DeviceClass>,
     pub os_variant: Option<os_variant::OsVariant>,
+    /// VF pool → VF count; authoritative over the interfaces kvmtune added when present.
+    pub sriov: Option<BTreeMap<crate::model::NetworkName, u32>>,
     /// The YAML key path of this guest (`guests.<name>`), for locating errors.
     pub key_path: KeyPath,
 }
