@@ -78,7 +78,7 @@ fn vcpus(xml: &str) -> u32 {
 fn tunings(n: u32) -> Vec<String> {
     vec![
         format!(
-            "guests:\n  g:\n    vcpu: {{ placement: static, cpuset: \"0-3,^2\" }}\n    cputune: {{ vcpupin: {{ 0: \"1\" }}, emulatorpin: \"0-1\" }}\n    numatune: {{ memory: {{ mode: interleave, nodeset: \"0\" }} }}\n    memory_backing: {{ hugepages: {{ size: 2M }} }}\n    cpu: {{ mode: host-passthrough, topology: {{ sockets: 1, cores: {n}, threads: 1 }} }}\n    disks: {{ \"*\": {{ cache: none, io: native }} }}\n    interfaces: {{ \"*\": {{ model: virtio, driver: vhost, queues: 2 }} }}\n"
+            "guests:\n  g:\n    vcpu: {{ placement: static, cpuset: \"0-3,^2\" }}\n    cputune: {{ vcpupin: {{ 0: \"1\" }}, emulatorpin: \"0-1\", shares: 2048, period: 100000, quota: -1, emulator_period: 100000, emulator_quota: 50000 }}\n    numatune: {{ memory: {{ mode: interleave, nodeset: \"0\" }} }}\n    memory_backing: {{ hugepages: {{ size: 2M }} }}\n    cpu: {{ mode: host-passthrough, topology: {{ sockets: 1, cores: {n}, threads: 1 }} }}\n    disks: {{ \"*\": {{ cache: none, io: native }} }}\n    interfaces: {{ \"*\": {{ model: virtio, driver: vhost, queues: 2 }} }}\n"
         ),
         "guests:\n  g:\n    vcpu: { count: 2, current: 1 }\n    cputune: { vcpupin: {} }\n    memory_backing: { hugepages: false }\n    cpu: { mode: custom, model: Skylake-Server }\n    disks: { \"*\": { cache: writeback } }\n    interfaces: { \"*\": { model: e1000e } }\n".to_string(),
         "guests:\n  g:\n    numatune: { memory: { placement: auto } }\n    memory_backing: { hugepages: true }\n    cpu: { mode: host-model }\n".to_string(),
@@ -174,6 +174,9 @@ fn random_guest(r: &mut Rng, vcpus: u32) -> String {
         if r.coin() {
             ct.push(format!("iothreadpin: {{ 1: {} }}", cpuset(r)));
         }
+    }
+    if r.coin() {
+        ct.push(format!("shares: {}, quota: {}", 1 + r.below(4096), r.pick(&["-1", "20000"])));
     }
     if !ct.is_empty() {
         y += &format!("    cputune: {{ {} }}\n", ct.join(", "));

@@ -62,6 +62,8 @@ fn import_covers_the_owned_settings_present_in_the_corpus() {
         "vcpupin:",
         "emulatorpin:",
         "iothreadpin:",
+        "shares:",
+        "quota:",
         "numatune:",
         "hugepages:",
         "mode: host-passthrough",

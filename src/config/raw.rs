@@ -564,6 +564,50 @@ pub struct RawCputune {
     /// I/O thread id (from 1) → host CPU set. Authoritative like vcpupin. Or `auto`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iothreadpin: Option<RawIothreadpin>,
+    /// Relative CPU weight against other guests (`<shares>`, cgroup cpu.shares/cpu.weight;
+    /// 1-262144, cgroup v2 hosts take at most 10000). Changes live.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shares: Option<i64>,
+    /// CFS period of each vCPU in µs (1000-1000000). Changes live.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period: Option<i64>,
+    /// CFS quota of each vCPU per period in µs (-1: unlimited, or 1000-17592186044415).
+    /// Changes live.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<i64>,
+    /// CFS period of the emulator threads in µs (1000-1000000). Changes live.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emulator_period: Option<i64>,
+    /// CFS quota of the emulator threads in µs (-1 or 1000-17592186044415). Changes live.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emulator_quota: Option<i64>,
+}
+
+impl RawCputune {
+    /// The declared CFS scheduler parameter `p`.
+    pub fn sched(&self, p: crate::model::live::SchedParam) -> Option<i64> {
+        use crate::model::live::SchedParam as P;
+        match p {
+            P::Shares => self.shares,
+            P::Period => self.period,
+            P::Quota => self.quota,
+            P::EmulatorPeriod => self.emulator_period,
+            P::EmulatorQuota => self.emulator_quota,
+        }
+    }
+
+    /// Sets the CFS scheduler parameter `p`.
+    pub fn set_sched(&mut self, p: crate::model::live::SchedParam, v: Option<i64>) {
+        use crate::model::live::SchedParam as P;
+        let slot = match p {
+            P::Shares => &mut self.shares,
+            P::Period => &mut self.period,
+            P::Quota => &mut self.quota,
+            P::EmulatorPeriod => &mut self.emulator_period,
+            P::EmulatorQuota => &mut self.emulator_quota,
+        };
+        *slot = v;
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]

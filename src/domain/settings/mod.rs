@@ -202,6 +202,8 @@ pub struct GuestDesired {
     /// when they are `auto`) before planning the guest.
     pub auto_pin: Option<cputune::AutoPin>,
     pub emulatorpin: Option<CpuSet>,
+    /// `cputune.shares / period / quota / emulator_period / emulator_quota`.
+    pub sched: BTreeMap<crate::model::live::SchedParam, i64>,
     pub numa_memory: Option<numatune::NumaMemory>,
     pub hugepages: Option<memory_backing::HugepagesBacking>,
     pub cpu: Option<cpu::CpuDesired>,
@@ -467,6 +469,18 @@ mod tests {
                 "cputune.emulatorpin",
             ),
             (
+                GuestKey::Cputune(cputune::Key::Sched(
+                    crate::model::live::SchedParam::Shares,
+                )),
+                "cputune.shares",
+            ),
+            (
+                GuestKey::Cputune(cputune::Key::Sched(
+                    crate::model::live::SchedParam::EmulatorQuota,
+                )),
+                "cputune.emulator_quota",
+            ),
+            (
                 GuestKey::Numatune(numatune::Key::Mode),
                 "numatune.memory.mode",
             ),
@@ -565,6 +579,8 @@ mod tests {
                 "cputune.vcpupin.3",
                 "cputune.iothreadpin.1",
                 "cputune.emulatorpin",
+                "cputune.shares",
+                "cputune.emulator_quota",
                 "numatune.memory.nodeset",
                 "blkiotune.weight",
                 "blkiotune.devices./dev/sda.read_iops_sec",

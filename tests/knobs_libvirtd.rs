@@ -1,0 +1,80 @@
+//! Issue 14's guest knobs against a real libvirtd (`$KVMTUNE_TEST_URI`, default
+//! `qemu:///system`): what libvirt changes on a running guest is applied live and read back
+//! from the running guest; what it cannot waits for a restart.
+//!
+//! Every test defines its own throw-away guests through the [`common::Guest`] guard.
+
+mod common;
+
+use common::*;
+use kvmtune::plan::Effect;
+
+fn schedinfo(name: &str) -> String {
+    virsh_ok(&["schedinfo", name, "--live"])
+}
+
+/// `cputune.shares / period / quota / emulator_period / emulator_quota` on a running guest:
+/// all live (virDomainSetSchedulerParametersFlags), in both the running guest (its cgroups,
+/// as `virsh schedinfo` reads them) and the definition; apply converges.
+#[test]
+fn cfs_scheduler_parameters_change_live_on_a_running_guest() {
+    let g = Guest::define(
+        "cfs-live",
+        Spec {
+            tuning: "<cputune><shares>1024</shares></cputune>".into(),
+            ..Spec::default()
+        },
+    );
+    g.start();
+    let yaml = format!(
+        "guests:\n  {}:\n    cputune: {{ shares: 512, period: 100000, quota: 50000, emulator_period: 100000, emulator_quota: 80000 }}\n",
+        g.name()
+    );
+    let planned = plan_yaml(&yaml);
+    let paths: Vec<&str> = planned.changes.iter().map(|c| c.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "cputune.shares",
+            "cputune.period",
+            "cputune.quota",
+            "cputune.emulator_period",
+            "cputune.emulator_quota"
+        ]
+    );
+    for c in &planned.changes {
+        assert_eq!(c.effect, Effect::Live, "{c:?}");
+    }
+    let (_, report) = assert_converges(&yaml);
+    assert_eq!(report.live_changes, 5, "{report:?}");
+    assert!(
+        report.results.iter().all(|r| r.deferred.is_empty()),
+        "{report:?}"
+    );
+    let info = schedinfo(g.name());
+    for want in [
+        "cpu_shares     : 512",
+        "vcpu_period    : 100000",
+        "vcpu_quota     : 50000",
+        "emulator_period: 100000",
+        "emulator_quota : 80000",
+    ] {
+        assert!(info.contains(want), "{want} not in\n{info}");
+    }
+    let inactive = g.inactive_xml();
+    assert!(inactive.contains("<shares>512</shares>"), "{inactive}");
+    assert!(inactive.contains("<quota>50000</quota>"), "{inactive}");
+    // Nothing is pending: the running guest has it all.
+    assert!(plan_yaml(&yaml).pending_restart.is_empty());
+    // Live-only drift (someone ran `virsh schedinfo --live`) is fixed live.
+    virsh_ok(&["schedinfo", g.name(), "--live", "cpu_shares=300"]);
+    let drift = plan_yaml(&yaml);
+    let live: Vec<(&str, Effect)> = drift
+        .changes
+        .iter()
+        .map(|c| (c.path.as_str(), c.effect))
+        .collect();
+    assert_eq!(live, [("cputune.shares", Effect::Live)], "{drift:?}");
+    assert_converges(&yaml);
+    assert!(schedinfo(g.name()).contains("cpu_shares     : 512"));
+}
