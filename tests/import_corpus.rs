@@ -66,6 +66,7 @@ fn import_covers_the_owned_settings_present_in_the_corpus() {
         "quota:",
         "numatune:",
         "hugepages:",
+        "nosharepages: true",
         "mode: host-passthrough",
         "topology:",
         "require:",

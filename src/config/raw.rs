@@ -252,6 +252,19 @@ pub struct RawGuest {
     /// Constraints for automatic pinning (`cputune.vcpupin: auto`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub placement: Option<RawAutoPlacement>,
+    /// Hypervisor features (`<features>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub features: Option<RawFeatures>,
+}
+
+/// `features`: hypervisor features of the guest (`<features>`); all at restart.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawFeatures {
+    /// The virtual performance monitoring unit (`<pmu state='on|off'/>`); `false` for
+    /// latency-sensitive guests (no PMU interrupts, no perf counter save/restore).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pmu: Option<bool>,
 }
 
 /// How automatic pinning treats SMT siblings.
@@ -659,6 +672,12 @@ pub struct RawPageSize {
 pub struct RawMemoryBacking {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hugepages: Option<RawHugepagesBacking>,
+    /// Lock the guest's memory in host RAM (`<locked/>`; never swapped). At restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locked: Option<bool>,
+    /// Keep the guest's memory out of KSM merging (`<nosharepages/>`). At restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nosharepages: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]

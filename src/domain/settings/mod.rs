@@ -14,6 +14,7 @@ pub mod blkiotune;
 pub mod cpu;
 pub mod cputune;
 pub mod disks;
+pub mod features;
 pub mod interfaces;
 pub mod iothreads;
 pub mod memory_backing;
@@ -97,6 +98,7 @@ pub static SETTINGS: &[&dyn GuestSetting] = &[
     &numatune::Setting,
     &memory_backing::Setting,
     &cpu::Setting,
+    &features::Setting,
     &iothreads::Setting,
     &blkiotune::Setting,
     &memtune::Setting,
@@ -115,6 +117,7 @@ pub enum GuestKey {
     Numatune(numatune::Key),
     MemoryBacking(memory_backing::Key),
     Cpu(cpu::Key),
+    Features(features::Key),
     Iothreads,
     Blkiotune(blkiotune::Key),
     Memtune(memtune::MemtuneField),
@@ -133,6 +136,7 @@ impl GuestKey {
             GuestKey::Numatune(_) => &numatune::Setting,
             GuestKey::MemoryBacking(_) => &memory_backing::Setting,
             GuestKey::Cpu(_) => &cpu::Setting,
+            GuestKey::Features(_) => &features::Setting,
             GuestKey::Iothreads => &iothreads::Setting,
             GuestKey::Blkiotune(_) => &blkiotune::Setting,
             GuestKey::Memtune(_) => &memtune::Setting,
@@ -153,6 +157,7 @@ impl fmt::Display for GuestKey {
             GuestKey::Numatune(k) => k.fmt(f),
             GuestKey::MemoryBacking(k) => k.fmt(f),
             GuestKey::Cpu(k) => k.fmt(f),
+            GuestKey::Features(k) => k.fmt(f),
             GuestKey::Iothreads => f.write_str("iothreads"),
             GuestKey::Blkiotune(k) => k.fmt(f),
             GuestKey::Memtune(k) => write!(f, "memtune.{}", k.as_str()),
@@ -206,7 +211,11 @@ pub struct GuestDesired {
     pub sched: BTreeMap<crate::model::live::SchedParam, i64>,
     pub numa_memory: Option<numatune::NumaMemory>,
     pub hugepages: Option<memory_backing::HugepagesBacking>,
+    /// `memory_backing.locked` / `memory_backing.nosharepages`: the flag elements.
+    pub memory_flags: BTreeMap<memory_backing::Key, bool>,
     pub cpu: Option<cpu::CpuDesired>,
+    /// `features.pmu`.
+    pub pmu: Option<bool>,
     /// `All` first, then per target dev overrides.
     pub disks: BTreeMap<DeviceKey<String>, disks::DiskDesired>,
     pub interfaces: BTreeMap<DeviceKey<MacAddr>, interfaces::InterfaceDesired>,
@@ -496,6 +505,14 @@ mod tests {
                 GuestKey::MemoryBacking(memory_backing::Key::Hugepages),
                 "memory_backing.hugepages",
             ),
+            (
+                GuestKey::MemoryBacking(memory_backing::Key::Locked),
+                "memory_backing.locked",
+            ),
+            (
+                GuestKey::MemoryBacking(memory_backing::Key::Nosharepages),
+                "memory_backing.nosharepages",
+            ),
             (GuestKey::Cpu(cpu::Key::Mode), "cpu.mode"),
             (GuestKey::Cpu(cpu::Key::Model), "cpu.model"),
             (
@@ -506,6 +523,7 @@ mod tests {
                 GuestKey::Cpu(cpu::Key::Feature("x2apic".into())),
                 "cpu.features.x2apic",
             ),
+            (GuestKey::Features(features::Key::Pmu), "features.pmu"),
             (GuestKey::Iothreads, "iothreads"),
             (
                 GuestKey::Blkiotune(blkiotune::Key::Weight),
