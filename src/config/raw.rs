@@ -255,6 +255,10 @@ pub struct RawGuest {
     /// Hypervisor features (`<features>`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub features: Option<RawFeatures>,
+    /// Real-time vCPUs the way Nova's `hw:cpu_realtime_mask` sets them: `vcpusched` fifo
+    /// priority 1 on the vCPUs not in `mask`, `memory_backing.locked`, `features.pmu: false`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub realtime: Option<RawRealtime>,
 }
 
 /// `features`: hypervisor features of the guest (`<features>`); all at restart.
@@ -594,6 +598,57 @@ pub struct RawCputune {
     /// CFS quota of the emulator threads in µs (-1 or 1000-17592186044415). Changes live.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub emulator_quota: Option<i64>,
+    /// Host scheduler policies of vCPUs (`<vcpusched>`). Authoritative like vcpupin: entries
+    /// not listed are removed. At restart (libvirt has no live API for it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vcpusched: Option<Vec<RawVcpusched>>,
+}
+
+/// One `<vcpusched vcpus= scheduler= priority=/>`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawVcpusched {
+    /// vCPU indices (`"1-3"`).
+    pub vcpus: RawCpuSet,
+    pub scheduler: SchedPolicy,
+    /// Real-time priority 1-99 (with `fifo` and `rr` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<u32>,
+}
+
+/// A host scheduler policy for vCPU threads.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum SchedPolicy {
+    Fifo,
+    Rr,
+    Batch,
+    Idle,
+}
+
+impl SchedPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SchedPolicy::Fifo => "fifo",
+            SchedPolicy::Rr => "rr",
+            SchedPolicy::Batch => "batch",
+            SchedPolicy::Idle => "idle",
+        }
+    }
+
+    /// Whether it is a real-time policy (which takes a priority).
+    pub fn realtime(self) -> bool {
+        matches!(self, SchedPolicy::Fifo | SchedPolicy::Rr)
+    }
+}
+
+/// `realtime`: Nova's `hw:cpu_realtime_mask` shorthand.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawRealtime {
+    /// The vCPUs that are *not* real-time, as exclusions (`"^0"`, `"^0-1"`, `"^0,^4"`); every
+    /// other vCPU gets `vcpusched` fifo priority 1.
+    pub mask: String,
 }
 
 impl RawCputune {

@@ -31,6 +31,8 @@ use crate::libvirt::{LiveOp, NodeInfo};
 use crate::model::live::SchedParam;
 use crate::xmltree::{Document, NodeId};
 
+pub mod sched;
+
 pub struct Setting;
 
 #[derive(
@@ -46,6 +48,8 @@ pub enum Key {
     Emulatorpin,
     /// One CFS scheduler parameter (`cputune.shares`, `cputune.quota` ...).
     Sched(SchedParam),
+    /// The whole `<vcpusched>` list.
+    Vcpusched,
 }
 
 impl fmt::Display for Key {
@@ -55,6 +59,7 @@ impl fmt::Display for Key {
             Key::Iothreadpin(i) => write!(f, "cputune.iothreadpin.{i}"),
             Key::Emulatorpin => f.write_str("cputune.emulatorpin"),
             Key::Sched(p) => write!(f, "cputune.{}", p.elem()),
+            Key::Vcpusched => f.write_str("cputune.vcpusched"),
         }
     }
 }
@@ -119,6 +124,7 @@ impl Pins {
 
 impl super::GuestSetting for Setting {
     fn validate(&self, v: &mut Validation, g: &RawGuest, out: &mut GuestDesired) {
+        sched::validate(v, g, out);
         let Some(ct) = &g.cputune else { return };
         match &ct.vcpupin {
             Some(RawVcpupin::Map(pins)) => {
@@ -221,6 +227,7 @@ impl super::GuestSetting for Setting {
                 ed.doc.set_attr(e, "cpuset", &cs.to_string());
             }
         }
+        sched::edit(ed, d);
         for (p, want) in &d.sched {
             let el = ed.path_child(&["cputune", p.elem()]);
             let now = el.and_then(|e| ed.doc.text(e).trim().parse::<i64>().ok());
@@ -254,6 +261,7 @@ impl super::GuestSetting for Setting {
             .map(RawIothreadpin::Map),
             ..RawCputune::default()
         };
+        t.vcpusched = sched::import(doc, ct, count);
         for p in SchedParam::ALL {
             let val = doc
                 .child(ct, p.elem())
@@ -266,8 +274,9 @@ impl super::GuestSetting for Setting {
         }
     }
 
+    /// Everything but `vcpusched` (libvirt has no live API for a vCPU's scheduler).
     fn live_capable(&self, key: &GuestKey) -> bool {
-        matches!(key, GuestKey::Cputune(_))
+        matches!(key, GuestKey::Cputune(k) if *k != Key::Vcpusched)
     }
 
     /// An I/O thread is pinned live only when the running guest has it (one added to the
@@ -311,6 +320,7 @@ impl super::GuestSetting for Setting {
                 param,
                 value: *d.sched.get(&param)?,
             },
+            Key::Vcpusched => return None,
         })
     }
 

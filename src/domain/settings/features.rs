@@ -60,8 +60,10 @@ fn state_of(doc: &Document, el: crate::xmltree::NodeId) -> Option<bool> {
 
 impl super::GuestSetting for Setting {
     fn validate(&self, _v: &mut Validation, g: &RawGuest, out: &mut GuestDesired) {
-        if let Some(f) = &g.features {
-            out.pmu = f.pmu;
+        // `realtime` may have set it already; a declared value conflicting with it is an
+        // error there.
+        if let Some(pmu) = g.features.as_ref().and_then(|f| f.pmu) {
+            out.pmu = Some(pmu);
         }
     }
 

@@ -207,6 +207,10 @@ pub struct GuestDesired {
     /// when they are `auto`) before planning the guest.
     pub auto_pin: Option<cputune::AutoPin>,
     pub emulatorpin: Option<CpuSet>,
+    /// `cputune.vcpusched`: authoritative when present.
+    pub vcpusched: Option<Vec<cputune::sched::Vcpusched>>,
+    /// `realtime.mask`: the vCPUs that are not real-time (the edit derives `vcpusched`).
+    pub realtime_exclude: Option<CpuSet>,
     /// `cputune.shares / period / quota / emulator_period / emulator_quota`.
     pub sched: BTreeMap<crate::model::live::SchedParam, i64>,
     pub numa_memory: Option<numatune::NumaMemory>,
@@ -476,6 +480,10 @@ mod tests {
             (
                 GuestKey::Cputune(cputune::Key::Emulatorpin),
                 "cputune.emulatorpin",
+            ),
+            (
+                GuestKey::Cputune(cputune::Key::Vcpusched),
+                "cputune.vcpusched",
             ),
             (
                 GuestKey::Cputune(cputune::Key::Sched(
