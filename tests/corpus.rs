@@ -184,7 +184,11 @@ fn random_guest(r: &mut Rng, vcpus: u32) -> String {
         }
     }
     if r.coin() {
-        ct.push(format!("shares: {}, quota: {}", 1 + r.below(4096), r.pick(&["-1", "20000"])));
+        ct.push(format!(
+            "shares: {}, quota: {}",
+            1 + r.below(4096),
+            r.pick(&["-1", "20000"])
+        ));
     }
     if !ct.is_empty() {
         y += &format!("    cputune: {{ {} }}\n", ct.join(", "));

@@ -617,7 +617,9 @@ pub struct RawVcpusched {
 }
 
 /// A host scheduler policy for vCPU threads.
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq, PartialOrd, Ord,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum SchedPolicy {
     Fifo,

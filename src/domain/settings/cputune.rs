@@ -735,14 +735,22 @@ mod tests {
         assert_eq!(
             changes(&p),
             [
-                ("cputune.shares".into(), Some("1024".into()), Some("2048".into())),
+                (
+                    "cputune.shares".into(),
+                    Some("1024".into()),
+                    Some("2048".into())
+                ),
                 ("cputune.period".into(), None, Some("100000".into())),
                 ("cputune.emulator_period".into(), None, Some("50000".into())),
                 ("cputune.emulator_quota".into(), None, Some("25000".into())),
             ]
         );
         // The pin it does not own is kept; every key is live.
-        assert!(p.new_xml.contains("<vcpupin vcpu='0' cpuset='1'/>"), "{}", p.new_xml);
+        assert!(
+            p.new_xml.contains("<vcpupin vcpu='0' cpuset='1'/>"),
+            "{}",
+            p.new_xml
+        );
         for c in &p.changes {
             assert!(super::super::live_capable(&c.key), "{}", c.key);
         }
@@ -771,7 +779,10 @@ mod tests {
              guests.g.cputune.emulator_quota: emulator_quota 500 is outside -1 (unlimited) or 1000-17592186044415 (µs)"
         );
         let odd = domain("<cputune><period>10</period><shares>x</shares></cputune>");
-        assert!(crate::domain::import::import_guest(&odd).unwrap().cputune.is_none());
+        assert!(crate::domain::import::import_guest(&odd)
+            .unwrap()
+            .cputune
+            .is_none());
     }
 
     /// A shared guest's pin equal to its cpuset means no pin: no change; others are removed.

@@ -118,6 +118,8 @@ mod tests {
         assert!(os < f && f < devices, "{}", p.new_xml);
         // Already on (no state attribute) and declared on: no change.
         let xml = domain("<features><pmu/></features>");
-        assert!(converges("    features: { pmu: true }\n", &xml).changes.is_empty());
+        assert!(converges("    features: { pmu: true }\n", &xml)
+            .changes
+            .is_empty());
     }
 }

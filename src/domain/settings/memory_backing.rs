@@ -67,7 +67,10 @@ type Pages = Vec<(Option<u64>, Option<String>)>;
 impl super::GuestSetting for Setting {
     fn validate(&self, v: &mut Validation, g: &RawGuest, out: &mut GuestDesired) {
         if let Some(mb) = &g.memory_backing {
-            for (k, on) in [(Key::Locked, mb.locked), (Key::Nosharepages, mb.nosharepages)] {
+            for (k, on) in [
+                (Key::Locked, mb.locked),
+                (Key::Nosharepages, mb.nosharepages),
+            ] {
                 if let Some(on) = on {
                     out.memory_flags.insert(k, on);
                 }
@@ -309,7 +312,8 @@ mod tests {
 
     #[test]
     fn locked_and_nosharepages_are_flag_elements_kept_beside_hugepages() {
-        let xml = domain("<memoryBacking>\n    <hugepages/>\n    <nosharepages/>\n  </memoryBacking>");
+        let xml =
+            domain("<memoryBacking>\n    <hugepages/>\n    <nosharepages/>\n  </memoryBacking>");
         let body = "    memory_backing: { locked: true, nosharepages: true }\n";
         let p = converges(body, &xml);
         assert_eq!(

@@ -486,9 +486,7 @@ mod tests {
                 "cputune.vcpusched",
             ),
             (
-                GuestKey::Cputune(cputune::Key::Sched(
-                    crate::model::live::SchedParam::Shares,
-                )),
+                GuestKey::Cputune(cputune::Key::Sched(crate::model::live::SchedParam::Shares)),
                 "cputune.shares",
             ),
             (

@@ -104,7 +104,10 @@ fn validate_list(v: &mut Validation, list: &[RawVcpusched], count: Option<u32>) 
         if vcpus.highest() >= limit {
             v.err(
                 &["cputune", "vcpusched", &idx, "vcpus"],
-                format!("vCPU {} is out of range: the guest has {limit} vCPUs", vcpus.highest()),
+                format!(
+                    "vCPU {} is out of range: the guest has {limit} vCPUs",
+                    vcpus.highest()
+                ),
             );
         }
         if !priority_ok(e.scheduler, e.priority) {
@@ -166,7 +169,9 @@ fn wanted(ed: &mut Editor, d: &GuestDesired) -> Option<Vec<Vcpusched>> {
 
 /// The observed `<vcpusched>` elements and their descriptions (`1-3 fifo 1`).
 fn observed(doc: &Document, ct: Option<NodeId>) -> (Vec<NodeId>, BTreeSet<String>) {
-    let els = ct.map(|c| doc.children_named(c, "vcpusched")).unwrap_or_default();
+    let els = ct
+        .map(|c| doc.children_named(c, "vcpusched"))
+        .unwrap_or_default();
     let desc = els
         .iter()
         .map(|e| {
@@ -276,7 +281,10 @@ mod tests {
         assert!(p.new_xml.contains("<vcpupin vcpu='0' cpuset='0'/>"));
         let raw = crate::domain::import::import_guest(&p.new_xml).unwrap();
         let l = raw.cputune.unwrap().vcpusched.unwrap();
-        assert_eq!((l.len(), l[0].scheduler, l[0].priority), (1, SchedPolicy::Rr, Some(10)));
+        assert_eq!(
+            (l.len(), l[0].scheduler, l[0].priority),
+            (1, SchedPolicy::Rr, Some(10))
+        );
         // An empty list removes them all.
         let p = converges("    cputune: { vcpusched: [] }\n", &xml);
         assert!(!p.new_xml.contains("vcpusched"), "{}", p.new_xml);
@@ -297,11 +305,17 @@ mod tests {
             changes(&p),
             [
                 ("cputune.vcpusched".into(), None, Some("1-3 fifo 1".into())),
-                ("memory_backing.locked".into(), Some("false".into()), Some("true".into())),
+                (
+                    "memory_backing.locked".into(),
+                    Some("false".into()),
+                    Some("true".into())
+                ),
                 ("features.pmu".into(), None, Some("off".into())),
             ]
         );
-        assert!(p.new_xml.contains("<vcpusched vcpus='1-3' scheduler='fifo' priority='1'/>"));
+        assert!(p
+            .new_xml
+            .contains("<vcpusched vcpus='1-3' scheduler='fifo' priority='1'/>"));
         let p = converges("    realtime: { mask: \"^0-1,^3\" }\n", &xml);
         assert_eq!(changes(&p)[0].2.as_deref(), Some("2 fifo 1"));
         let e = plan("    realtime: { mask: \"^0-3\" }\n", &xml).unwrap_err();
@@ -309,7 +323,9 @@ mod tests {
             issues(&e),
             ["guests.g.realtime.mask: the mask excludes every vCPU of the guest (it has 4): none would be real-time"]
         );
-        assert!(guest("    realtime: { mask: \"^0\" }\n").realtime_exclude.is_some());
+        assert!(guest("    realtime: { mask: \"^0\" }\n")
+            .realtime_exclude
+            .is_some());
         assert_eq!(
             invalid("    realtime: { mask: \"0-1\" }\n    memory_backing: { locked: false }\n    features: { pmu: true }\n    cputune: { vcpusched: [] }\n"),
             "guests.g.realtime.mask: `0-1` is not an exclusion: the mask lists the vCPUs that are not real-time, each as ^N or ^N-M\n\
