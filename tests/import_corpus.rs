@@ -63,6 +63,7 @@ fn import_covers_the_owned_settings_present_in_the_corpus() {
         "emulatorpin:",
         "iothreadpin:",
         "shares:",
+        "vcpusched:",
         "quota:",
         "numatune:",
         "hugepages:",
