@@ -36,8 +36,23 @@ fn strip_owned(xml: &str) -> String {
         if let Some(pmu) = d.child(f, "pmu") {
             d.remove(pmu);
         }
+        if let Some(hv) = d.child(f, "hyperv") {
+            d.remove(hv);
+        }
         if d.elements(f).is_empty() && d.attrs(f).is_empty() {
             d.remove(f);
+        }
+    }
+    if let Some(clock) = d.child(root, "clock") {
+        for t in d.children_named(clock, "timer") {
+            if d.attr(t, "name").as_deref() == Some("hypervclock") {
+                d.remove(t);
+            }
+        }
+        // Emptied or empty (`<clock offset='utc'/>` gains a timer): its attributes are not
+        // kvmtune's, but an emptied element prints as `<clock ...></clock>`.
+        if d.elements(clock).is_empty() {
+            d.remove(clock);
         }
     }
     if let Some(devs) = d.child(root, "devices") {
@@ -86,7 +101,7 @@ fn vcpus(xml: &str) -> u32 {
 fn tunings(n: u32) -> Vec<String> {
     vec![
         format!(
-            "guests:\n  g:\n    vcpu: {{ placement: static, cpuset: \"0-3,^2\" }}\n    cputune: {{ vcpupin: {{ 0: \"1\" }}, emulatorpin: \"0-1\", shares: 2048, period: 100000, quota: -1, emulator_period: 100000, emulator_quota: 50000, vcpusched: [ {{ vcpus: \"0\", scheduler: fifo, priority: 1 }} ] }}\n    numatune: {{ memory: {{ mode: interleave, nodeset: \"0\" }} }}\n    memory_backing: {{ hugepages: {{ size: 2M }}, locked: true, nosharepages: true }}\n    features: {{ pmu: false }}\n    cpu: {{ mode: host-passthrough, topology: {{ sockets: 1, cores: {n}, threads: 1 }} }}\n    disks: {{ \"*\": {{ cache: none, io: native }} }}\n    interfaces: {{ \"*\": {{ model: virtio, driver: vhost, queues: 2 }} }}\n"
+            "guests:\n  g:\n    vcpu: {{ placement: static, cpuset: \"0-3,^2\" }}\n    cputune: {{ vcpupin: {{ 0: \"1\" }}, emulatorpin: \"0-1\", shares: 2048, period: 100000, quota: -1, emulator_period: 100000, emulator_quota: 50000, vcpusched: [ {{ vcpus: \"0\", scheduler: fifo, priority: 1 }} ] }}\n    numatune: {{ memory: {{ mode: interleave, nodeset: \"0\" }} }}\n    memory_backing: {{ hugepages: {{ size: 2M }}, locked: true, nosharepages: true }}\n    features: {{ pmu: false }}\n    hyperv: recommended\n    cpu: {{ mode: host-passthrough, topology: {{ sockets: 1, cores: {n}, threads: 1 }} }}\n    disks: {{ \"*\": {{ cache: none, io: native }} }}\n    interfaces: {{ \"*\": {{ model: virtio, driver: vhost, queues: 2 }} }}\n"
         ),
         "guests:\n  g:\n    vcpu: { count: 2, current: 1 }\n    cputune: { vcpupin: {} }\n    memory_backing: { hugepages: false, locked: false, nosharepages: false }\n    features: { pmu: true }\n    cpu: { mode: custom, model: Skylake-Server }\n    disks: { \"*\": { cache: writeback } }\n    interfaces: { \"*\": { model: e1000e } }\n".to_string(),
         "guests:\n  g:\n    numatune: { memory: { placement: auto } }\n    realtime: { mask: \"^0\" }\n    memory_backing: { hugepages: true }\n    cpu: { mode: host-model }\n".to_string(),

@@ -259,6 +259,34 @@ pub struct RawGuest {
     /// priority 1 on the vCPUs not in `mask`, `memory_backing.locked`, `features.pmu: false`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub realtime: Option<RawRealtime>,
+    /// Hyper-V enlightenments for Windows guests: `recommended` (what virt-install sets) or
+    /// a map of individual features. At restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hyperv: Option<RawHyperv>,
+}
+
+/// `hyperv: recommended | { relaxed: true, spinlocks: 8191, ... }`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(untagged)]
+pub enum RawHyperv {
+    Preset(HypervPreset),
+    Map(BTreeMap<String, RawHvValue>),
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum HypervPreset {
+    /// relaxed, vapic, spinlocks (8191 retries), vpindex, runtime, synic, stimer,
+    /// frequencies, tlbflush, ipi, and the hypervclock timer.
+    Recommended,
+}
+
+/// A feature on/off, or `spinlocks`' retry count (on).
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum RawHvValue {
+    On(bool),
+    Retries(u32),
 }
 
 /// `features`: hypervisor features of the guest (`<features>`); all at restart.

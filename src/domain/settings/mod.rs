@@ -15,6 +15,7 @@ pub mod cpu;
 pub mod cputune;
 pub mod disks;
 pub mod features;
+pub mod hyperv;
 pub mod interfaces;
 pub mod iothreads;
 pub mod memory_backing;
@@ -99,6 +100,7 @@ pub static SETTINGS: &[&dyn GuestSetting] = &[
     &memory_backing::Setting,
     &cpu::Setting,
     &features::Setting,
+    &hyperv::Setting,
     &iothreads::Setting,
     &blkiotune::Setting,
     &memtune::Setting,
@@ -118,6 +120,7 @@ pub enum GuestKey {
     MemoryBacking(memory_backing::Key),
     Cpu(cpu::Key),
     Features(features::Key),
+    Hyperv(hyperv::Key),
     Iothreads,
     Blkiotune(blkiotune::Key),
     Memtune(memtune::MemtuneField),
@@ -137,6 +140,7 @@ impl GuestKey {
             GuestKey::MemoryBacking(_) => &memory_backing::Setting,
             GuestKey::Cpu(_) => &cpu::Setting,
             GuestKey::Features(_) => &features::Setting,
+            GuestKey::Hyperv(_) => &hyperv::Setting,
             GuestKey::Iothreads => &iothreads::Setting,
             GuestKey::Blkiotune(_) => &blkiotune::Setting,
             GuestKey::Memtune(_) => &memtune::Setting,
@@ -158,6 +162,7 @@ impl fmt::Display for GuestKey {
             GuestKey::MemoryBacking(k) => k.fmt(f),
             GuestKey::Cpu(k) => k.fmt(f),
             GuestKey::Features(k) => k.fmt(f),
+            GuestKey::Hyperv(k) => k.fmt(f),
             GuestKey::Iothreads => f.write_str("iothreads"),
             GuestKey::Blkiotune(k) => k.fmt(f),
             GuestKey::Memtune(k) => write!(f, "memtune.{}", k.as_str()),
@@ -220,6 +225,8 @@ pub struct GuestDesired {
     pub cpu: Option<cpu::CpuDesired>,
     /// `features.pmu`.
     pub pmu: Option<bool>,
+    /// `hyperv`: feature → state (a preset expanded).
+    pub hyperv: BTreeMap<hyperv::Key, hyperv::HvState>,
     /// `All` first, then per target dev overrides.
     pub disks: BTreeMap<DeviceKey<String>, disks::DiskDesired>,
     pub interfaces: BTreeMap<DeviceKey<MacAddr>, interfaces::InterfaceDesired>,
@@ -530,6 +537,11 @@ mod tests {
                 "cpu.features.x2apic",
             ),
             (GuestKey::Features(features::Key::Pmu), "features.pmu"),
+            (GuestKey::Hyperv(hyperv::Key::Spinlocks), "hyperv.spinlocks"),
+            (
+                GuestKey::Hyperv(hyperv::Key::Hypervclock),
+                "hyperv.hypervclock",
+            ),
             (GuestKey::Iothreads, "iothreads"),
             (
                 GuestKey::Blkiotune(blkiotune::Key::Weight),
