@@ -158,7 +158,7 @@ fn wanted(ed: &mut Editor, d: &GuestDesired) -> Option<Vec<Vcpusched>> {
         None => {
             ed.issue(
                 &["realtime", "mask"],
-                GuestIssue::NotOnHost(format!(
+                GuestIssue::Realtime(format!(
                     "the mask excludes every vCPU of the guest (it has {n}): none would be real-time"
                 )),
             );
@@ -194,7 +194,7 @@ pub(super) fn edit(ed: &mut Editor, d: &GuestDesired) {
     if d.vcpusched.is_none() && d.realtime_exclude.is_some() && ed.vcpus.is_none() {
         ed.issue(
             &["realtime"],
-            GuestIssue::NotOnHost("the guest's vCPU count is unknown: declare vcpu.count".into()),
+            GuestIssue::Realtime("the guest's vCPU count is unknown: declare vcpu.count".into()),
         );
         return;
     }
