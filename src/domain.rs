@@ -57,6 +57,8 @@ pub enum GuestIssue {
     TooManyVcpus(u32),
     #[error("iothreads: {0} removes I/O threads still in use: {1}")]
     IothreadInUse(u32, String),
+    #[error("{0}")]
+    Realtime(String),
 }
 
 /// A [`GuestIssue`] with the key path it is about (for locating it in the YAML).

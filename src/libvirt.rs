@@ -430,6 +430,20 @@ impl Hypervisor {
                     },
                 )
             }
+            LiveOp::Scheduler { param, value } => {
+                let kind = if param.signed() {
+                    sys::VIR_TYPED_PARAM_LLONG
+                } else {
+                    sys::VIR_TYPED_PARAM_ULLONG
+                };
+                with_params(
+                    &[(param.libvirt_name(), kind, value.to_string())],
+                    |params, n| unsafe {
+                        // SAFETY: as above.
+                        sys::virDomainSetSchedulerParametersFlags(dom.as_ptr(), params, n, live)
+                    },
+                )
+            }
             LiveOp::OsMetadata { id } => dom.set_metadata(
                 sys::VIR_DOMAIN_METADATA_ELEMENT as i32,
                 Some(&format!("<libosinfo><os id=\"{id}\"/></libosinfo>")),

@@ -32,6 +32,29 @@ fn strip_owned(xml: &str) -> String {
             d.remove(e);
         }
     }
+    if let Some(f) = d.child(root, "features") {
+        if let Some(pmu) = d.child(f, "pmu") {
+            d.remove(pmu);
+        }
+        if let Some(hv) = d.child(f, "hyperv") {
+            d.remove(hv);
+        }
+        if d.elements(f).is_empty() && d.attrs(f).is_empty() {
+            d.remove(f);
+        }
+    }
+    if let Some(clock) = d.child(root, "clock") {
+        for t in d.children_named(clock, "timer") {
+            if d.attr(t, "name").as_deref() == Some("hypervclock") {
+                d.remove(t);
+            }
+        }
+        // Emptied or empty (`<clock offset='utc'/>` gains a timer): its attributes are not
+        // kvmtune's, but an emptied element prints as `<clock ...></clock>`.
+        if d.elements(clock).is_empty() {
+            d.remove(clock);
+        }
+    }
     if let Some(devs) = d.child(root, "devices") {
         for dev in d
             .children_named(devs, "disk")
@@ -78,10 +101,10 @@ fn vcpus(xml: &str) -> u32 {
 fn tunings(n: u32) -> Vec<String> {
     vec![
         format!(
-            "guests:\n  g:\n    vcpu: {{ placement: static, cpuset: \"0-3,^2\" }}\n    cputune: {{ vcpupin: {{ 0: \"1\" }}, emulatorpin: \"0-1\" }}\n    numatune: {{ memory: {{ mode: interleave, nodeset: \"0\" }} }}\n    memory_backing: {{ hugepages: {{ size: 2M }} }}\n    cpu: {{ mode: host-passthrough, topology: {{ sockets: 1, cores: {n}, threads: 1 }} }}\n    disks: {{ \"*\": {{ cache: none, io: native }} }}\n    interfaces: {{ \"*\": {{ model: virtio, driver: vhost, queues: 2 }} }}\n"
+            "guests:\n  g:\n    vcpu: {{ placement: static, cpuset: \"0-3,^2\" }}\n    cputune: {{ vcpupin: {{ 0: \"1\" }}, emulatorpin: \"0-1\", shares: 2048, period: 100000, quota: -1, emulator_period: 100000, emulator_quota: 50000, vcpusched: [ {{ vcpus: \"0\", scheduler: fifo, priority: 1 }} ] }}\n    numatune: {{ memory: {{ mode: interleave, nodeset: \"0\" }} }}\n    memory_backing: {{ hugepages: {{ size: 2M }}, locked: true, nosharepages: true }}\n    features: {{ pmu: false }}\n    hyperv: recommended\n    cpu: {{ mode: host-passthrough, topology: {{ sockets: 1, cores: {n}, threads: 1 }} }}\n    disks: {{ \"*\": {{ cache: none, io: native }} }}\n    interfaces: {{ \"*\": {{ model: virtio, driver: vhost, queues: 2 }} }}\n"
         ),
-        "guests:\n  g:\n    vcpu: { count: 2, current: 1 }\n    cputune: { vcpupin: {} }\n    memory_backing: { hugepages: false }\n    cpu: { mode: custom, model: Skylake-Server }\n    disks: { \"*\": { cache: writeback } }\n    interfaces: { \"*\": { model: e1000e } }\n".to_string(),
-        "guests:\n  g:\n    numatune: { memory: { placement: auto } }\n    memory_backing: { hugepages: true }\n    cpu: { mode: host-model }\n".to_string(),
+        "guests:\n  g:\n    vcpu: { count: 2, current: 1 }\n    cputune: { vcpupin: {} }\n    memory_backing: { hugepages: false, locked: false, nosharepages: false }\n    features: { pmu: true }\n    cpu: { mode: custom, model: Skylake-Server }\n    disks: { \"*\": { cache: writeback } }\n    interfaces: { \"*\": { model: e1000e } }\n".to_string(),
+        "guests:\n  g:\n    numatune: { memory: { placement: auto } }\n    realtime: { mask: \"^0\" }\n    memory_backing: { hugepages: true }\n    cpu: { mode: host-model }\n".to_string(),
         "guests:\n  g:\n    iothreads: 2\n    cputune: { iothreadpin: { 1: \"0\", 2: \"1\" } }\n    blkiotune: { weight: 500, devices: { /dev/sda: { weight: 300, read_iops_sec: 1000 } } }\n    memtune: { hard_limit: 8G, soft_limit: 4G, swap_hard_limit: 10G }\n    disks: { \"*\": { iothread: 1, iotune: { total_iops_sec: 1000, read_bytes_sec: 1048576 } } }\n    interfaces: { \"*\": { mtu: 9000 } }\n    remove_devices: [sound, tablet, usb-redirect, smartcard, parallel, watchdog, spice-channel, memballoon]\n    os_variant: rhel9.0\n    cpu: { mode: custom, model: Haswell, features: { require: [avx2, invtsc], disable: [svm] } }\n".to_string(),
     ]
 }
@@ -175,6 +198,19 @@ fn random_guest(r: &mut Rng, vcpus: u32) -> String {
             ct.push(format!("iothreadpin: {{ 1: {} }}", cpuset(r)));
         }
     }
+    if r.coin() {
+        ct.push(format!(
+            "shares: {}, quota: {}",
+            1 + r.below(4096),
+            r.pick(&["-1", "20000"])
+        ));
+    }
+    if r.coin() {
+        ct.push(format!(
+            "vcpusched: [ {{ vcpus: \"0\", scheduler: {} }} ]",
+            r.pick(&["batch", "idle", "fifo, priority: 5", "rr, priority: 1"])
+        ));
+    }
     if !ct.is_empty() {
         y += &format!("    cputune: {{ {} }}\n", ct.join(", "));
     }
@@ -187,9 +223,14 @@ fn random_guest(r: &mut Rng, vcpus: u32) -> String {
     }
     if r.coin() {
         y += &format!(
-            "    memory_backing: {{ hugepages: {} }}\n",
-            r.pick(&["true", "false", "{ size: 2M }", "{ size: 1G }"])
+            "    memory_backing: {{ hugepages: {}, locked: {}, nosharepages: {} }}\n",
+            r.pick(&["true", "false", "{ size: 2M }", "{ size: 1G }"]),
+            r.coin(),
+            r.coin()
         );
+    }
+    if r.coin() {
+        y += &format!("    features: {{ pmu: {} }}\n", r.coin());
     }
     if r.coin() {
         let mode = r.pick(&["host-passthrough", "host-model", "custom"]);

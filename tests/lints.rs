@@ -159,6 +159,11 @@ fn fixtures() -> Vec<Fixture> {
             with_others(case(&format!("host:\n  cpu_pool: {{ reserved: \"0,8\", shared: \"1,9\" }}\n{CLEAN}")), &[("other", &[Some("0-1,8-9"), Some("1")])]),
         ),
         fixture(
+            "realtime-without-isolation",
+            case("host:\n  cpu_pool: { reserved: \"0\" }\nguests:\n  g:\n    vcpu: { count: 2 }\n    realtime: { mask: \"^0\" }\n"),
+            case("host:\n  cpu_pool: { reserved: \"0\", isolate: { kernel: true } }\nguests:\n  g:\n    vcpu: { count: 2 }\n    realtime: { mask: \"^0\" }\n"),
+        ),
+        fixture(
             "pinning-does-not-fit",
             case("guests:\n  g:\n    vcpu: { count: 20 }\n    cputune: { vcpupin: auto }\n"),
             case("guests:\n  g:\n    vcpu: { count: 4 }\n    cputune: { vcpupin: auto }\n"),

@@ -64,7 +64,7 @@ fn vcpus(xml: &str) -> u32 {
 /// A tuning that touches every element and attribute kvmtune owns.
 fn full_tuning(vcpus: u32) -> String {
     format!(
-        "guests:\n  g:\n    vcpu: {{ placement: static, cpuset: \"0-3,^2\" }}\n    cputune: {{ vcpupin: {{ 0: \"1\" }}, emulatorpin: \"0-1\" }}\n    numatune: {{ memory: {{ mode: interleave, nodeset: \"0\" }} }}\n    memory_backing: {{ hugepages: {{ size: 2M }} }}\n    cpu: {{ mode: host-passthrough, topology: {{ sockets: 1, cores: {vcpus}, threads: 1 }} }}\n    disks: {{ \"*\": {{ cache: none, io: native }} }}\n    interfaces: {{ \"*\": {{ model: virtio, driver: vhost, queues: 2 }} }}\n"
+        "guests:\n  g:\n    vcpu: {{ placement: static, cpuset: \"0-3,^2\" }}\n    cputune: {{ vcpupin: {{ 0: \"1\" }}, emulatorpin: \"0-1\", shares: 2048, period: 100000, quota: 50000, emulator_period: 100000, emulator_quota: -1, vcpusched: [ {{ vcpus: \"0\", scheduler: fifo, priority: 1 }} ] }}\n    numatune: {{ memory: {{ mode: interleave, nodeset: \"0\" }} }}\n    memory_backing: {{ hugepages: {{ size: 2M }}, locked: true, nosharepages: true }}\n    features: {{ pmu: false }}\n    hyperv: recommended\n    cpu: {{ mode: host-passthrough, topology: {{ sockets: 1, cores: {vcpus}, threads: 1 }} }}\n    disks: {{ \"*\": {{ cache: none, io: native }} }}\n    interfaces: {{ \"*\": {{ model: virtio, driver: vhost, queues: 2 }} }}\n"
     )
 }
 
@@ -94,7 +94,20 @@ fn strip_owned(xml: &str) -> Document {
     let root = d.root();
     remove_children(&mut d, root, &["vcpu"]);
     if let Some(ct) = d.child(root, "cputune") {
-        remove_children(&mut d, ct, &["vcpupin", "emulatorpin"]);
+        remove_children(
+            &mut d,
+            ct,
+            &[
+                "vcpupin",
+                "emulatorpin",
+                "shares",
+                "period",
+                "quota",
+                "emulator_period",
+                "emulator_quota",
+                "vcpusched",
+            ],
+        );
         prune_empty(&mut d, ct);
     }
     if let Some(nt) = d.child(root, "numatune") {
@@ -102,13 +115,44 @@ fn strip_owned(xml: &str) -> Document {
         prune_empty(&mut d, nt);
     }
     if let Some(mb) = d.child(root, "memoryBacking") {
-        remove_children(&mut d, mb, &["hugepages"]);
+        remove_children(&mut d, mb, &["hugepages", "locked", "nosharepages"]);
         prune_empty(&mut d, mb);
+    }
+    if let Some(f) = d.child(root, "features") {
+        remove_children(&mut d, f, &["pmu"]);
+        if let Some(hv) = d.child(f, "hyperv") {
+            remove_children(
+                &mut d,
+                hv,
+                &[
+                    "relaxed",
+                    "vapic",
+                    "spinlocks",
+                    "vpindex",
+                    "runtime",
+                    "synic",
+                    "stimer",
+                    "frequencies",
+                    "tlbflush",
+                    "ipi",
+                ],
+            );
+            prune_empty(&mut d, hv);
+        }
+        prune_empty(&mut d, f);
     }
     if let Some(cpu) = d.child(root, "cpu") {
         remove_attrs(&mut d, cpu, &["mode", "check", "migratable", "match"]);
         remove_children(&mut d, cpu, &["model", "topology"]);
         prune_empty(&mut d, cpu);
+    }
+    if let Some(clock) = d.child(root, "clock") {
+        for t in d.children_named(clock, "timer") {
+            if d.attr(t, "name").as_deref() == Some("hypervclock") {
+                d.remove(t);
+            }
+        }
+        prune_empty(&mut d, clock);
     }
     if let Some(devs) = d.child(root, "devices") {
         for disk in d.children_named(devs, "disk") {

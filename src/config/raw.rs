@@ -314,6 +314,51 @@ pub struct RawGuest {
     /// Constraints for automatic pinning (`cputune.vcpupin: auto`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub placement: Option<RawAutoPlacement>,
+    /// Hypervisor features (`<features>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub features: Option<RawFeatures>,
+    /// Real-time vCPUs the way Nova's `hw:cpu_realtime_mask` sets them: `vcpusched` fifo
+    /// priority 1 on the vCPUs not in `mask`, `memory_backing.locked`, `features.pmu: false`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub realtime: Option<RawRealtime>,
+    /// Hyper-V enlightenments for Windows guests: `recommended` (what virt-install sets) or
+    /// a map of individual features. At restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hyperv: Option<RawHyperv>,
+}
+
+/// `hyperv: recommended | { relaxed: true, spinlocks: 8191, ... }`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(untagged)]
+pub enum RawHyperv {
+    Preset(HypervPreset),
+    Map(BTreeMap<String, RawHvValue>),
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum HypervPreset {
+    /// relaxed, vapic, spinlocks (8191 retries), vpindex, runtime, synic, stimer,
+    /// frequencies, tlbflush, ipi, and the hypervclock timer.
+    Recommended,
+}
+
+/// A feature on/off, or `spinlocks`' retry count (on).
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum RawHvValue {
+    On(bool),
+    Retries(u32),
+}
+
+/// `features`: hypervisor features of the guest (`<features>`); all at restart.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawFeatures {
+    /// The virtual performance monitoring unit (`<pmu state='on|off'/>`); `false` for
+    /// latency-sensitive guests (no PMU interrupts, no perf counter save/restore).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pmu: Option<bool>,
 }
 
 /// How automatic pinning treats SMT siblings.
@@ -626,6 +671,103 @@ pub struct RawCputune {
     /// I/O thread id (from 1) → host CPU set. Authoritative like vcpupin. Or `auto`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iothreadpin: Option<RawIothreadpin>,
+    /// Relative CPU weight against other guests (`<shares>`, cgroup cpu.shares/cpu.weight;
+    /// 1-262144, cgroup v2 hosts take at most 10000). Changes live.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shares: Option<i64>,
+    /// CFS period of each vCPU in µs (1000-1000000). Changes live.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period: Option<i64>,
+    /// CFS quota of each vCPU per period in µs (-1: unlimited, or 1000-17592186044415).
+    /// Changes live.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<i64>,
+    /// CFS period of the emulator threads in µs (1000-1000000). Changes live.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emulator_period: Option<i64>,
+    /// CFS quota of the emulator threads in µs (-1 or 1000-17592186044415). Changes live.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emulator_quota: Option<i64>,
+    /// Host scheduler policies of vCPUs (`<vcpusched>`). Authoritative like vcpupin: entries
+    /// not listed are removed. At restart (libvirt has no live API for it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vcpusched: Option<Vec<RawVcpusched>>,
+}
+
+/// One `<vcpusched vcpus= scheduler= priority=/>`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawVcpusched {
+    /// vCPU indices (`"1-3"`).
+    pub vcpus: RawCpuSet,
+    pub scheduler: SchedPolicy,
+    /// Real-time priority 1-99 (with `fifo` and `rr` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<u32>,
+}
+
+/// A host scheduler policy for vCPU threads.
+#[derive(
+    Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq, PartialOrd, Ord,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum SchedPolicy {
+    Fifo,
+    Rr,
+    Batch,
+    Idle,
+}
+
+impl SchedPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SchedPolicy::Fifo => "fifo",
+            SchedPolicy::Rr => "rr",
+            SchedPolicy::Batch => "batch",
+            SchedPolicy::Idle => "idle",
+        }
+    }
+
+    /// Whether it is a real-time policy (which takes a priority).
+    pub fn realtime(self) -> bool {
+        matches!(self, SchedPolicy::Fifo | SchedPolicy::Rr)
+    }
+}
+
+/// `realtime`: Nova's `hw:cpu_realtime_mask` shorthand.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawRealtime {
+    /// The vCPUs that are *not* real-time, as exclusions (`"^0"`, `"^0-1"`, `"^0,^4"`); every
+    /// other vCPU gets `vcpusched` fifo priority 1.
+    pub mask: String,
+}
+
+impl RawCputune {
+    /// The declared CFS scheduler parameter `p`.
+    pub fn sched(&self, p: crate::model::live::SchedParam) -> Option<i64> {
+        use crate::model::live::SchedParam as P;
+        match p {
+            P::Shares => self.shares,
+            P::Period => self.period,
+            P::Quota => self.quota,
+            P::EmulatorPeriod => self.emulator_period,
+            P::EmulatorQuota => self.emulator_quota,
+        }
+    }
+
+    /// Sets the CFS scheduler parameter `p`.
+    pub fn set_sched(&mut self, p: crate::model::live::SchedParam, v: Option<i64>) {
+        use crate::model::live::SchedParam as P;
+        let slot = match p {
+            P::Shares => &mut self.shares,
+            P::Period => &mut self.period,
+            P::Quota => &mut self.quota,
+            P::EmulatorPeriod => &mut self.emulator_period,
+            P::EmulatorQuota => &mut self.emulator_quota,
+        };
+        *slot = v;
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
@@ -677,6 +819,12 @@ pub struct RawPageSize {
 pub struct RawMemoryBacking {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hugepages: Option<RawHugepagesBacking>,
+    /// Lock the guest's memory in host RAM (`<locked/>`; never swapped). At restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locked: Option<bool>,
+    /// Keep the guest's memory out of KSM merging (`<nosharepages/>`). At restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nosharepages: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]

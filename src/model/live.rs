@@ -53,6 +53,95 @@ pub enum LiveOp {
         mac: crate::model::MacAddr,
         network: crate::model::NetworkName,
     },
+    /// One `virDomainSetSchedulerParametersFlags` parameter (CFS shares, period, quota).
+    Scheduler {
+        param: SchedParam,
+        value: i64,
+    },
+}
+
+/// A CFS scheduler parameter of a guest: a `<cputune>` child and the libvirt scheduler
+/// parameter that changes it on a running guest (ordered as the YAML lists them).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum SchedParam {
+    Shares,
+    Period,
+    Quota,
+    EmulatorPeriod,
+    EmulatorQuota,
+}
+
+impl SchedParam {
+    pub const ALL: [SchedParam; 5] = [
+        SchedParam::Shares,
+        SchedParam::Period,
+        SchedParam::Quota,
+        SchedParam::EmulatorPeriod,
+        SchedParam::EmulatorQuota,
+    ];
+
+    /// The `<cputune>` child element (also the YAML key under `cputune`).
+    pub fn elem(self) -> &'static str {
+        match self {
+            SchedParam::Shares => "shares",
+            SchedParam::Period => "period",
+            SchedParam::Quota => "quota",
+            SchedParam::EmulatorPeriod => "emulator_period",
+            SchedParam::EmulatorQuota => "emulator_quota",
+        }
+    }
+
+    /// The libvirt scheduler parameter name.
+    pub fn libvirt_name(self) -> &'static str {
+        match self {
+            SchedParam::Shares => "cpu_shares",
+            SchedParam::Period => "vcpu_period",
+            SchedParam::Quota => "vcpu_quota",
+            SchedParam::EmulatorPeriod => "emulator_period",
+            SchedParam::EmulatorQuota => "emulator_quota",
+        }
+    }
+
+    /// Quotas are signed (-1: unlimited); shares and periods unsigned.
+    pub fn signed(self) -> bool {
+        matches!(self, SchedParam::Quota | SchedParam::EmulatorQuota)
+    }
+
+    /// The values libvirt accepts (cgroup v1 shares reach 262144, v2 weights 10000; a quota
+    /// is -1 or 1000 µs up to libvirt's maximum).
+    pub fn valid(self, v: i64) -> bool {
+        const QUOTA_MAX: i64 = 17_592_186_044_415;
+        match self {
+            SchedParam::Shares => (1..=262_144).contains(&v),
+            SchedParam::Period | SchedParam::EmulatorPeriod => (1000..=1_000_000).contains(&v),
+            SchedParam::Quota | SchedParam::EmulatorQuota => {
+                v == -1 || (1000..=QUOTA_MAX).contains(&v)
+            }
+        }
+    }
+
+    /// What [`SchedParam::valid`] accepts, for error messages.
+    pub fn range(self) -> &'static str {
+        match self {
+            SchedParam::Shares => "1-262144",
+            SchedParam::Period | SchedParam::EmulatorPeriod => "1000-1000000 (µs)",
+            SchedParam::Quota | SchedParam::EmulatorQuota => {
+                "-1 (unlimited) or 1000-17592186044415 (µs)"
+            }
+        }
+    }
 }
 
 /// The host's CPU count and NUMA node count as libvirt reports them.

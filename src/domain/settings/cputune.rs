@@ -1,12 +1,15 @@
 //! `cputune`: vCPU, emulator and I/O thread pinning (`<cputune><vcpupin/><emulatorpin/>
 //! <iothreadpin/>`), or `vcpupin: auto | shared` and `emulatorpin` / `iothreadpin: auto` for
-//! automatic pinning (resolved by [`crate::pinning`] before the edit).
+//! automatic pinning (resolved by [`crate::pinning`] before the edit); and the CFS scheduler
+//! parameters (`<shares/><period/><quota/><emulator_period/><emulator_quota/>`).
 //!
 //! Invariant: a declared pin map is authoritative (pins not listed are removed, duplicates of
 //! an index collapse into one element); every key changes live, and live-only drift of a pin
 //! is corrected (libvirt always changes pins live). For a `shared` guest (no pins, its vCPUs
 //! float over `<vcpu cpuset>`) a `<vcpupin>` equal to that cpuset means the same as none (a
 //! running guest's vCPUs re-pinned live to the pool read like that), so it is no change.
+//! A scheduler parameter compares as an integer (absent: libvirt's default, so a declared
+//! value is always written) and changes live through `virDomainSetSchedulerParametersFlags`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -25,7 +28,10 @@ use crate::domain::import::{cpuset_attr, raw_set};
 use crate::domain::running::{check, is_iothread, set_text, sets_of, vcpu_index, Check, Running};
 use crate::domain::{GuestIssue, LocatedIssue};
 use crate::libvirt::{LiveOp, NodeInfo};
+use crate::model::live::SchedParam;
 use crate::xmltree::{Document, NodeId};
+
+pub mod sched;
 
 pub struct Setting;
 
@@ -40,6 +46,10 @@ pub enum Key {
     /// One I/O thread's pin.
     Iothreadpin(u32),
     Emulatorpin,
+    /// One CFS scheduler parameter (`cputune.shares`, `cputune.quota` ...).
+    Sched(SchedParam),
+    /// The whole `<vcpusched>` list.
+    Vcpusched,
 }
 
 impl fmt::Display for Key {
@@ -48,6 +58,8 @@ impl fmt::Display for Key {
             Key::Vcpupin(i) => write!(f, "cputune.vcpupin.{i}"),
             Key::Iothreadpin(i) => write!(f, "cputune.iothreadpin.{i}"),
             Key::Emulatorpin => f.write_str("cputune.emulatorpin"),
+            Key::Sched(p) => write!(f, "cputune.{}", p.elem()),
+            Key::Vcpusched => f.write_str("cputune.vcpusched"),
         }
     }
 }
@@ -112,6 +124,7 @@ impl Pins {
 
 impl super::GuestSetting for Setting {
     fn validate(&self, v: &mut Validation, g: &RawGuest, out: &mut GuestDesired) {
+        sched::validate(v, g, out);
         let Some(ct) = &g.cputune else { return };
         match &ct.vcpupin {
             Some(RawVcpupin::Map(pins)) => {
@@ -170,6 +183,17 @@ impl super::GuestSetting for Setting {
             }
             out.iothreadpin = Some(m);
         }
+        for p in SchedParam::ALL {
+            let Some(val) = ct.sched(p) else { continue };
+            if p.valid(val) {
+                out.sched.insert(p, val);
+            } else {
+                v.err(
+                    &["cputune", p.elem()],
+                    format!("{} {val} is outside {}", p.elem(), p.range()),
+                );
+            }
+        }
     }
 
     fn edit(&self, ed: &mut Editor, d: &GuestDesired) {
@@ -203,6 +227,19 @@ impl super::GuestSetting for Setting {
                 ed.doc.set_attr(e, "cpuset", &cs.to_string());
             }
         }
+        sched::edit(ed, d);
+        for (p, want) in &d.sched {
+            let el = ed.path_child(&["cputune", p.elem()]);
+            let now = el.and_then(|e| ed.doc.text(e).trim().parse::<i64>().ok());
+            if now == Some(*want) {
+                continue;
+            }
+            let before = el.map(|e| ed.doc.text(e).trim().to_string());
+            ed.change(Key::Sched(*p), before, Some(want.to_string()));
+            let ct = ed.domain_child("cputune");
+            let e = ed.doc.ensure_child(ct, p.elem());
+            ed.doc.set_text(e, &want.to_string());
+        }
     }
 
     fn import(&self, doc: &Document, out: &mut RawGuest) {
@@ -211,7 +248,7 @@ impl super::GuestSetting for Setting {
         };
         let count = super::vcpu::observed_count(doc);
         let iothreads = super::iothreads::observed(doc);
-        let t = RawCputune {
+        let mut t = RawCputune {
             vcpupin: import_pins(doc, ct, Pins::Vcpu, |i| count.is_none_or(|c| i < c))
                 .map(RawVcpupin::Map),
             emulatorpin: doc
@@ -222,14 +259,24 @@ impl super::GuestSetting for Setting {
                 i > 0 && iothreads.is_none_or(|n| i <= n)
             })
             .map(RawIothreadpin::Map),
+            ..RawCputune::default()
         };
+        t.vcpusched = sched::import(doc, ct, count);
+        for p in SchedParam::ALL {
+            let val = doc
+                .child(ct, p.elem())
+                .and_then(|e| doc.text(e).trim().parse::<i64>().ok())
+                .filter(|v| p.valid(*v));
+            t.set_sched(p, val);
+        }
         if t != RawCputune::default() {
             out.cputune = Some(t);
         }
     }
 
+    /// Everything but `vcpusched` (libvirt has no live API for a vCPU's scheduler).
     fn live_capable(&self, key: &GuestKey) -> bool {
-        matches!(key, GuestKey::Cputune(_))
+        matches!(key, GuestKey::Cputune(k) if *k != Key::Vcpusched)
     }
 
     /// An I/O thread is pinned live only when the running guest has it (one added to the
@@ -269,6 +316,11 @@ impl super::GuestSetting for Setting {
             Key::Emulatorpin => LiveOp::PinEmulator {
                 cpuset: d.emulatorpin.as_ref()?.to_string(),
             },
+            Key::Sched(param) => LiveOp::Scheduler {
+                param,
+                value: *d.sched.get(&param)?,
+            },
+            Key::Vcpusched => return None,
         })
     }
 
@@ -672,6 +724,65 @@ mod tests {
             invalid("    cputune: { vcpupin: shared }\n    placement: { numa_node: 0 }\n")
                 .starts_with("guests.g.placement: `placement` constrains dedicated CPUs")
         );
+    }
+
+    #[test]
+    fn scheduler_parameters_validate_plan_converge_and_import() {
+        use crate::domain::settings::testing::changes;
+        let body = "    cputune: { shares: 2048, period: 100000, quota: -1, emulator_period: 50000, emulator_quota: 25000 }\n";
+        let xml = domain("<vcpu>2</vcpu>\n  <cputune>\n    <shares>1024</shares>\n    <quota>-1</quota>\n    <vcpupin vcpu='0' cpuset='1'/>\n  </cputune>");
+        let p = converges(body, &xml);
+        assert_eq!(
+            changes(&p),
+            [
+                (
+                    "cputune.shares".into(),
+                    Some("1024".into()),
+                    Some("2048".into())
+                ),
+                ("cputune.period".into(), None, Some("100000".into())),
+                ("cputune.emulator_period".into(), None, Some("50000".into())),
+                ("cputune.emulator_quota".into(), None, Some("25000".into())),
+            ]
+        );
+        // The pin it does not own is kept; every key is live.
+        assert!(
+            p.new_xml.contains("<vcpupin vcpu='0' cpuset='1'/>"),
+            "{}",
+            p.new_xml
+        );
+        for c in &p.changes {
+            assert!(super::super::live_capable(&c.key), "{}", c.key);
+        }
+        let g = guest(body);
+        let op = super::super::live_op(&g, &p.changes[0].key, None).unwrap();
+        assert_eq!(
+            op,
+            LiveOp::Scheduler {
+                param: SchedParam::Shares,
+                value: 2048
+            }
+        );
+        // Import reads back exactly what was declared.
+        let raw = crate::domain::import::import_guest(&p.new_xml).unwrap();
+        let ct = raw.cputune.unwrap();
+        assert_eq!(
+            SchedParam::ALL.map(|p| ct.sched(p)),
+            [Some(2048), Some(100000), Some(-1), Some(50000), Some(25000)]
+        );
+        // Out of range values are located; importing them leaves them out.
+        assert_eq!(
+            invalid("    cputune: { shares: 0, period: 999, quota: -2, emulator_quota: 500 }\n"),
+            "guests.g.cputune.shares: shares 0 is outside 1-262144\n\
+             guests.g.cputune.period: period 999 is outside 1000-1000000 (µs)\n\
+             guests.g.cputune.quota: quota -2 is outside -1 (unlimited) or 1000-17592186044415 (µs)\n\
+             guests.g.cputune.emulator_quota: emulator_quota 500 is outside -1 (unlimited) or 1000-17592186044415 (µs)"
+        );
+        let odd = domain("<cputune><period>10</period><shares>x</shares></cputune>");
+        assert!(crate::domain::import::import_guest(&odd)
+            .unwrap()
+            .cputune
+            .is_none());
     }
 
     /// A shared guest's pin equal to its cpuset means no pin: no change; others are removed.

@@ -1,9 +1,11 @@
-//! `memory_backing.hugepages`: guest memory in huge pages of the host's default size or of
-//! one size, or not (`<memoryBacking><hugepages><page size= unit=/>`).
+//! `memory_backing`: guest memory in huge pages of the host's default size or of one size,
+//! or not (`<memoryBacking><hugepages><page size= unit=/>`); locked in host RAM
+//! (`<locked/>`) and kept out of KSM (`<nosharepages/>`).
 //!
 //! Invariant: pages compare by size in KiB whatever the unit; `true` (the default size)
 //! matches a bare `<hugepages/>` or pages of the host's default size; a per-guest-node
-//! `<page nodeset=>` never matches a single declared size. Nothing changes live.
+//! `<page nodeset=>` never matches a single declared size. A flag is its element's presence.
+//! Nothing changes live.
 
 use std::fmt;
 
@@ -15,7 +17,7 @@ use crate::config::raw::{RawGuest, RawHugepagesBacking, RawMemoryBacking, RawPag
 use crate::domain::edit::Editor;
 use crate::domain::running::{check, Check, Running};
 use crate::units::{to_kib, PageSize};
-use crate::xmltree::Document;
+use crate::xmltree::{Document, NodeId};
 
 pub struct Setting;
 
@@ -26,12 +28,22 @@ pub struct Setting;
 #[schemars(rename = "MemoryBackingKey")]
 pub enum Key {
     Hugepages,
+    Locked,
+    Nosharepages,
+}
+
+impl Key {
+    /// The flag keys and their `<memoryBacking>` child elements.
+    pub const FLAGS: [(Key, &'static str); 2] =
+        [(Key::Locked, "locked"), (Key::Nosharepages, "nosharepages")];
 }
 
 impl fmt::Display for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Key::Hugepages => f.write_str("memory_backing.hugepages"),
+            Key::Locked => f.write_str("memory_backing.locked"),
+            Key::Nosharepages => f.write_str("memory_backing.nosharepages"),
         }
     }
 }
@@ -54,6 +66,16 @@ type Pages = Vec<(Option<u64>, Option<String>)>;
 
 impl super::GuestSetting for Setting {
     fn validate(&self, v: &mut Validation, g: &RawGuest, out: &mut GuestDesired) {
+        if let Some(mb) = &g.memory_backing {
+            for (k, on) in [
+                (Key::Locked, mb.locked),
+                (Key::Nosharepages, mb.nosharepages),
+            ] {
+                if let Some(on) = on {
+                    out.memory_flags.insert(k, on);
+                }
+            }
+        }
         let Some(hp) = g.memory_backing.as_ref().and_then(|m| m.hugepages.as_ref()) else {
             return;
         };
@@ -73,6 +95,28 @@ impl super::GuestSetting for Setting {
     fn edit(&self, ed: &mut Editor, d: &GuestDesired) {
         if let Some(hp) = d.hugepages {
             edit(ed, hp);
+        }
+        for (k, elem) in Key::FLAGS {
+            let Some(want) = d.memory_flags.get(&k).copied() else {
+                continue;
+            };
+            let el = ed.path_child(&["memoryBacking", elem]);
+            let show = |b: bool| Some(b.to_string());
+            if !ed.change(k, show(el.is_some()), show(want)) {
+                continue;
+            }
+            match el {
+                Some(e) => {
+                    ed.doc.remove(e);
+                    if let Some(mb) = ed.doc.child(ed.root(), "memoryBacking") {
+                        ed.prune_if_empty(mb);
+                    }
+                }
+                None => {
+                    let mb = ed.domain_child("memoryBacking");
+                    ed.doc.ensure_child(mb, elem);
+                }
+            }
         }
     }
 
@@ -234,7 +278,18 @@ fn edit(ed: &mut Editor, want: HugepagesBacking) {
 }
 
 fn import(doc: &Document) -> Option<RawMemoryBacking> {
-    let hp = doc.child(doc.child(doc.root(), "memoryBacking")?, "hugepages")?;
+    let mb = doc.child(doc.root(), "memoryBacking")?;
+    let flag = |name: &str| doc.child(mb, name).map(|_| true);
+    let t = RawMemoryBacking {
+        hugepages: import_hugepages(doc, mb),
+        locked: flag("locked"),
+        nosharepages: flag("nosharepages"),
+    };
+    (t != RawMemoryBacking::default()).then_some(t)
+}
+
+fn import_hugepages(doc: &Document, mb: NodeId) -> Option<RawHugepagesBacking> {
+    let hp = doc.child(mb, "hugepages")?;
     let pages = doc.children_named(hp, "page");
     let backing = match pages.as_slice() {
         [] => RawHugepagesBacking::Enabled(true),
@@ -248,7 +303,43 @@ fn import(doc: &Document) -> Option<RawMemoryBacking> {
         }
         _ => return None,
     };
-    Some(RawMemoryBacking {
-        hugepages: Some(backing),
-    })
+    Some(backing)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{changes, converges, domain};
+
+    #[test]
+    fn locked_and_nosharepages_are_flag_elements_kept_beside_hugepages() {
+        let xml =
+            domain("<memoryBacking>\n    <hugepages/>\n    <nosharepages/>\n  </memoryBacking>");
+        let body = "    memory_backing: { locked: true, nosharepages: true }\n";
+        let p = converges(body, &xml);
+        assert_eq!(
+            changes(&p),
+            [(
+                "memory_backing.locked".into(),
+                Some("false".into()),
+                Some("true".into())
+            )]
+        );
+        assert!(p.new_xml.contains("<hugepages/>"), "{}", p.new_xml);
+        assert!(!super::super::live_capable(&p.changes[0].key));
+        let raw = crate::domain::import::import_guest(&p.new_xml).unwrap();
+        let mb = raw.memory_backing.unwrap();
+        assert_eq!((mb.locked, mb.nosharepages), (Some(true), Some(true)));
+        // Off removes them; an emptied <memoryBacking> goes.
+        let p = converges(
+            "    memory_backing: { locked: false, nosharepages: false }\n",
+            &domain("<memoryBacking><locked/><nosharepages/></memoryBacking>"),
+        );
+        assert_eq!(p.changes.len(), 2);
+        assert!(!p.new_xml.contains("memoryBacking"), "{}", p.new_xml);
+        // Created at libvirt's position when missing.
+        let p = converges(body, &domain("<memory>1024</memory>\n  <vcpu>1</vcpu>"));
+        let mb = p.new_xml.find("<memoryBacking>").unwrap();
+        assert!(mb > p.new_xml.find("</memory>").unwrap());
+        assert!(mb < p.new_xml.find("<vcpu>").unwrap(), "{}", p.new_xml);
+    }
 }

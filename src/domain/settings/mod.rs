@@ -14,6 +14,8 @@ pub mod blkiotune;
 pub mod cpu;
 pub mod cputune;
 pub mod disks;
+pub mod features;
+pub mod hyperv;
 pub mod interfaces;
 pub mod iothreads;
 pub mod memory_backing;
@@ -98,6 +100,8 @@ pub static SETTINGS: &[&dyn GuestSetting] = &[
     &numatune::Setting,
     &memory_backing::Setting,
     &cpu::Setting,
+    &features::Setting,
+    &hyperv::Setting,
     &iothreads::Setting,
     &blkiotune::Setting,
     &memtune::Setting,
@@ -117,6 +121,8 @@ pub enum GuestKey {
     Numatune(numatune::Key),
     MemoryBacking(memory_backing::Key),
     Cpu(cpu::Key),
+    Features(features::Key),
+    Hyperv(hyperv::Key),
     Iothreads,
     Blkiotune(blkiotune::Key),
     Memtune(memtune::MemtuneField),
@@ -136,6 +142,8 @@ impl GuestKey {
             GuestKey::Numatune(_) => &numatune::Setting,
             GuestKey::MemoryBacking(_) => &memory_backing::Setting,
             GuestKey::Cpu(_) => &cpu::Setting,
+            GuestKey::Features(_) => &features::Setting,
+            GuestKey::Hyperv(_) => &hyperv::Setting,
             GuestKey::Iothreads => &iothreads::Setting,
             GuestKey::Blkiotune(_) => &blkiotune::Setting,
             GuestKey::Memtune(_) => &memtune::Setting,
@@ -157,6 +165,8 @@ impl fmt::Display for GuestKey {
             GuestKey::Numatune(k) => k.fmt(f),
             GuestKey::MemoryBacking(k) => k.fmt(f),
             GuestKey::Cpu(k) => k.fmt(f),
+            GuestKey::Features(k) => k.fmt(f),
+            GuestKey::Hyperv(k) => k.fmt(f),
             GuestKey::Iothreads => f.write_str("iothreads"),
             GuestKey::Blkiotune(k) => k.fmt(f),
             GuestKey::Memtune(k) => write!(f, "memtune.{}", k.as_str()),
@@ -207,9 +217,21 @@ pub struct GuestDesired {
     /// when they are `auto`) before planning the guest.
     pub auto_pin: Option<cputune::AutoPin>,
     pub emulatorpin: Option<CpuSet>,
+    /// `cputune.vcpusched`: authoritative when present.
+    pub vcpusched: Option<Vec<cputune::sched::Vcpusched>>,
+    /// `realtime.mask`: the vCPUs that are not real-time (the edit derives `vcpusched`).
+    pub realtime_exclude: Option<CpuSet>,
+    /// `cputune.shares / period / quota / emulator_period / emulator_quota`.
+    pub sched: BTreeMap<crate::model::live::SchedParam, i64>,
     pub numa_memory: Option<numatune::NumaMemory>,
     pub hugepages: Option<memory_backing::HugepagesBacking>,
+    /// `memory_backing.locked` / `memory_backing.nosharepages`: the flag elements.
+    pub memory_flags: BTreeMap<memory_backing::Key, bool>,
     pub cpu: Option<cpu::CpuDesired>,
+    /// `features.pmu`.
+    pub pmu: Option<bool>,
+    /// `hyperv`: feature → state (a preset expanded).
+    pub hyperv: BTreeMap<hyperv::Key, hyperv::HvState>,
     /// `All` first, then per target dev overrides.
     pub disks: BTreeMap<DeviceKey<String>, disks::DiskDesired>,
     pub interfaces: BTreeMap<DeviceKey<MacAddr>, interfaces::InterfaceDesired>,
@@ -474,6 +496,20 @@ mod tests {
                 "cputune.emulatorpin",
             ),
             (
+                GuestKey::Cputune(cputune::Key::Vcpusched),
+                "cputune.vcpusched",
+            ),
+            (
+                GuestKey::Cputune(cputune::Key::Sched(crate::model::live::SchedParam::Shares)),
+                "cputune.shares",
+            ),
+            (
+                GuestKey::Cputune(cputune::Key::Sched(
+                    crate::model::live::SchedParam::EmulatorQuota,
+                )),
+                "cputune.emulator_quota",
+            ),
+            (
                 GuestKey::Numatune(numatune::Key::Mode),
                 "numatune.memory.mode",
             ),
@@ -489,6 +525,14 @@ mod tests {
                 GuestKey::MemoryBacking(memory_backing::Key::Hugepages),
                 "memory_backing.hugepages",
             ),
+            (
+                GuestKey::MemoryBacking(memory_backing::Key::Locked),
+                "memory_backing.locked",
+            ),
+            (
+                GuestKey::MemoryBacking(memory_backing::Key::Nosharepages),
+                "memory_backing.nosharepages",
+            ),
             (GuestKey::Cpu(cpu::Key::Mode), "cpu.mode"),
             (GuestKey::Cpu(cpu::Key::Model), "cpu.model"),
             (
@@ -498,6 +542,12 @@ mod tests {
             (
                 GuestKey::Cpu(cpu::Key::Feature("x2apic".into())),
                 "cpu.features.x2apic",
+            ),
+            (GuestKey::Features(features::Key::Pmu), "features.pmu"),
+            (GuestKey::Hyperv(hyperv::Key::Spinlocks), "hyperv.spinlocks"),
+            (
+                GuestKey::Hyperv(hyperv::Key::Hypervclock),
+                "hyperv.hypervclock",
             ),
             (GuestKey::Iothreads, "iothreads"),
             (
@@ -572,6 +622,8 @@ mod tests {
                 "cputune.vcpupin.3",
                 "cputune.iothreadpin.1",
                 "cputune.emulatorpin",
+                "cputune.shares",
+                "cputune.emulator_quota",
                 "numatune.memory.nodeset",
                 "blkiotune.weight",
                 "blkiotune.devices./dev/sda.read_iops_sec",

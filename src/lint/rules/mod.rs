@@ -18,6 +18,7 @@ mod nic_not_virtio;
 mod numa_spread;
 mod pinning_does_not_fit;
 mod queues_above_vcpus;
+mod realtime_without_isolation;
 mod shared_pin;
 mod thp_always_with_hugepages;
 mod topology_sockets;
@@ -52,4 +53,5 @@ pub static RULES: &[&dyn LintRule] = &[
     &tuned_override::Rule,
     &pinning_does_not_fit::Rule,
     &unmanaged_on_dedicated::Rule,
+    &realtime_without_isolation::Rule,
 ];
