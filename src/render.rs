@@ -348,6 +348,15 @@ pub fn report_text(report: &ApplyReport, style: Style) -> String {
     out
 }
 
+/// `ok` (green) or `DIFFERS` (red): one verify check's result.
+fn check_word(ok: bool, style: Style) -> String {
+    if ok {
+        style.paint("32", "ok")
+    } else {
+        style.paint("31", "DIFFERS")
+    }
+}
+
 /// The human verify report: per running guest a table `SETTING  EXPECTED  ACTUAL  ok|DIFFERS`;
 /// stopped guests get one line; then a summary line.
 pub fn verify_text(report: &crate::verify::Report, style: Style) -> String {
@@ -391,11 +400,7 @@ pub fn verify_text(report: &crate::verify::Report, style: Style) -> String {
             "SETTING", "EXPECTED", "ACTUAL"
         );
         for c in &g.checks {
-            let result = if c.ok {
-                style.paint("32", "ok")
-            } else {
-                style.paint("31", "DIFFERS")
-            };
+            let result = check_word(c.ok, style);
             let _ = writeln!(
                 out,
                 "  {:ws$}  {:we$}  {:wa$}  {result}",
@@ -413,11 +418,7 @@ pub fn verify_text(report: &crate::verify::Report, style: Style) -> String {
             .max()
             .unwrap_or(0);
         for c in &report.host {
-            let result = if c.ok {
-                style.paint("32", "ok")
-            } else {
-                style.paint("31", "DIFFERS")
-            };
+            let result = check_word(c.ok, style);
             let _ = writeln!(
                 out,
                 "  {}  {:we$}  {}  {result}",

@@ -92,9 +92,11 @@ name_type!(
     domain_name
 );
 
-fn network_name(s: &str) -> Result<String, String> {
+/// A name that becomes a file or directory name: letters, digits, `-`, `_`, `.`, not `.`/`..`,
+/// not starting with `-` (it could read as an option), at most `max` bytes.
+fn file_safe_name(s: &str, max: usize, what: &str) -> Result<String, String> {
     let ok = !s.is_empty()
-        && s.len() <= 255
+        && s.len() <= max
         && !s.starts_with('-')
         && s != "."
         && s != ".."
@@ -104,10 +106,14 @@ fn network_name(s: &str) -> Result<String, String> {
         Ok(s.to_string())
     } else {
         Err(format!(
-            "`{}` is not a libvirt network name (letters, digits, `-`, `_`, `.`)",
+            "`{}` is not a {what} (letters, digits, `-`, `_`, `.`)",
             s.escape_debug()
         ))
     }
+}
+
+fn network_name(s: &str) -> Result<String, String> {
+    file_safe_name(s, 255, "libvirt network name")
 }
 
 name_type!(
@@ -216,21 +222,7 @@ name_type!(
 );
 
 fn profile_name(s: &str) -> Result<String, String> {
-    let ok = !s.is_empty()
-        && s.len() <= 128
-        && s != "."
-        && s != ".."
-        && !s.starts_with('-')
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if ok {
-        Ok(s.to_string())
-    } else {
-        Err(format!(
-            "`{}` is not a tuned profile name (letters, digits, `-`, `_`, `.`)",
-            s.escape_debug()
-        ))
-    }
+    file_safe_name(s, 128, "tuned profile name")
 }
 
 name_type!(
