@@ -426,36 +426,20 @@ fn saved_plans_cannot_carry_other_kernel_arguments() {
     };
     use kvmtune::host::kernel_args::BootArgName;
     use kvmtune::host::persist::PersistKey;
-    let isolate_reserved = forged(&|e| {
-        if e.key
-            == (PersistKey::BootArg {
-                arg: BootArgName::NohzFull,
-            })
-        {
-            e.value = "0-15".into();
-        }
-    });
+    // The boot-entry step with one argument's value replaced.
+    let with_value = |arg: BootArgName, value: &str| {
+        forged(&|e| {
+            if e.key == (PersistKey::BootArg { arg }) {
+                e.value = value.into();
+            }
+        })
+    };
+    let isolate_reserved = with_value(BootArgName::NohzFull, "0-15");
     assert!(kvmtune::host::undeclared(&d.host, &isolate_reserved, false).is_some());
-    let irqs_elsewhere = forged(&|e| {
-        if e.key
-            == (PersistKey::BootArg {
-                arg: BootArgName::Irqaffinity,
-            })
-        {
-            e.value = "4".into();
-        }
-    });
+    let irqs_elsewhere = with_value(BootArgName::Irqaffinity, "4");
     assert!(kvmtune::host::undeclared(&d.host, &irqs_elsewhere, false).is_some());
     // Free text never passes the entry check.
-    let text = forged(&|e| {
-        if e.key
-            == (PersistKey::BootArg {
-                arg: BootArgName::RcuNocbs,
-            })
-        {
-            e.value = "4 init=/bin/sh".into();
-        }
-    });
+    let text = with_value(BootArgName::RcuNocbs, "4 init=/bin/sh");
     assert!(text.check().is_err());
     // The systemd drop-in: only the reserved set.
     let sd = host_ops(&p)
